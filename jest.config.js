@@ -1,0 +1,14 @@
+/** Two projects: unit tests of our own logic, and integration tests against the real local stack. */
+const transform = { '^.+\\.ts$': ['@swc/jest', { jsc: { parser: { syntax: 'typescript' }, target: 'es2022' } }] };
+module.exports = {
+  projects: [
+    { displayName: 'unit', testMatch: ['<rootDir>/tests/unit/**/*.test.ts'], transform, testEnvironment: 'node' },
+    {
+      displayName: 'integration',
+      testMatch: ['<rootDir>/tests/integration/**/*.test.ts'],
+      transform,
+      testEnvironment: 'node',
+      slowTestThreshold: 120,
+    },
+  ],
+};
