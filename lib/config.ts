@@ -1,0 +1,53 @@
+/**
+ * Where the platform's servers and tools are, from the environment, with the defaults of the local stack
+ * (infra/env.sh sets the same variables). Read once per process.
+ */
+import os from 'node:os';
+import path from 'node:path';
+
+export interface RecsysConfig {
+  temporalAddress: string;
+  temporalNamespace: string;
+  temporalUiUrl: string;
+  taskQueue: string;
+  s3Endpoint: string;
+  s3Region: string;
+  s3AccessKeyId: string;
+  s3SecretAccessKey: string;
+  /** Bucket for datasets, checkpoints and model artefacts. */
+  bucket: string;
+  mlflowUrl: string;
+  python: string;
+  /** Local cache of downloaded objects, keyed by content. */
+  cacheDir: string;
+}
+
+function env(name: string, fallback: string): string {
+  const value = process.env[name];
+  return value === undefined || value === '' ? fallback : value;
+}
+
+export function loadConfig(): RecsysConfig {
+  const cache = env('RECSYS_CACHE', path.join(os.homedir(), '.cache', 'recsys'));
+  return {
+    temporalAddress: env('TEMPORAL_ADDRESS', '127.0.0.1:7233'),
+    temporalNamespace: env('TEMPORAL_NAMESPACE', 'default'),
+    temporalUiUrl: env('TEMPORAL_UI_URL', `http://127.0.0.1:${env('TEMPORAL_UI_PORT', '8233')}`),
+    taskQueue: env('RECSYS_TASK_QUEUE', 'recsys-training'),
+    s3Endpoint: env('RECSYS_S3_ENDPOINT', 'http://127.0.0.1:7070'),
+    s3Region: env('AWS_REGION', 'us-east-1'),
+    s3AccessKeyId: env('AWS_ACCESS_KEY_ID', 'recsys'),
+    s3SecretAccessKey: env('AWS_SECRET_ACCESS_KEY', 'recsys-local-secret'),
+    bucket: env('RECSYS_BUCKET', 'recsys'),
+    mlflowUrl: env('MLFLOW_TRACKING_URI', 'http://127.0.0.1:5000'),
+    python: env('RECSYS_PYTHON', path.join(cache, 'venv', 'bin', 'python')),
+    cacheDir: path.join(cache, 'objects'),
+  };
+}
+
+let cached: RecsysConfig | undefined;
+/** The process-wide configuration. */
+export function config(): RecsysConfig {
+  cached ??= loadConfig();
+  return cached;
+}

@@ -1,0 +1,224 @@
+/**
+ * A small typed client of the MLflow tracking and model-registry REST API (`/api/2.0/mlflow/...`). There is no
+ * maintained MLflow client for Node, so this covers what the platform uses: experiments, runs, artefact upload through
+ * the tracking server's artefact proxy, registered models, versions, tags and aliases. Responses are validated.
+ */
+import { readFile } from 'node:fs/promises';
+import type { z } from 'zod';
+import { config } from '../config';
+import { ApiError, responses, type MlflowModelVersion, type MlflowRegisteredModel, type MlflowRun } from './schemas';
+
+export class MlflowError extends Error {
+  override readonly name = 'MlflowError';
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly endpoint: string,
+  ) {
+    super(`MLflow ${endpoint}: ${code} (HTTP ${status}): ${message}`);
+  }
+  get notFound(): boolean {
+    return this.code === 'RESOURCE_DOES_NOT_EXIST' || this.status === 404;
+  }
+  get alreadyExists(): boolean {
+    return this.code === 'RESOURCE_ALREADY_EXISTS';
+  }
+}
+
+type Tags = Record<string, string>;
+const toTagList = (tags: Tags = {}) => Object.entries(tags).map(([key, value]) => ({ key, value }));
+
+/** Tags of a run or version as a plain record. */
+export function tagsOf(entity: { tags?: { key: string; value: string }[] | undefined }): Tags {
+  return Object.fromEntries((entity.tags ?? []).map((t) => [t.key, t.value]));
+}
+
+/** Quotes a value for MLflow's search filter grammar. */
+export function filterValue(value: string): string {
+  return `'${value.replace(/'/g, "\\'")}'`;
+}
+
+export class MlflowClient {
+  constructor(readonly baseUrl: string = config().mlflowUrl) {}
+
+  private async call<S extends z.ZodType>(
+    method: 'GET' | 'POST' | 'PATCH' | 'DELETE',
+    endpoint: string,
+    schema: S,
+    body?: Record<string, unknown>,
+  ): Promise<z.infer<S>> {
+    let url = `${this.baseUrl}/api/2.0/mlflow/${endpoint}`;
+    const init: RequestInit = { method, headers: {} };
+    if (method === 'GET' && body) {
+      const params = new URLSearchParams();
+      for (const [k, v] of Object.entries(body)) if (v !== undefined) params.set(k, String(v));
+      url += `?${params.toString()}`;
+    } else if (body) {
+      init.body = JSON.stringify(body);
+      init.headers = { 'content-type': 'application/json' };
+    }
+    const res = await fetch(url, init);
+    const text = await res.text();
+    const json: unknown = text ? JSON.parse(text) : {};
+    if (!res.ok) {
+      const err = ApiError.safeParse(json);
+      throw new MlflowError(res.status, err.success ? err.data.error_code : 'HTTP_ERROR', err.success ? err.data.message : text.slice(0, 300), endpoint);
+    }
+    const parsed = schema.safeParse(json);
+    if (!parsed.success) throw new Error(`MLflow ${endpoint}: unexpected response: ${parsed.error.message}`);
+    return parsed.data as z.infer<S>;
+  }
+
+  // -- experiments ---------------------------------------------------------------------------------------------
+
+  /** The id of the named experiment, created if missing (safe under concurrent callers). */
+  async ensureExperiment(name: string): Promise<string> {
+    try {
+      return (await this.call('GET', 'experiments/get-by-name', responses.experiment, { experiment_name: name }))
+        .experiment.experiment_id;
+    } catch (err) {
+      if (!(err instanceof MlflowError && err.notFound)) throw err;
+    }
+    try {
+      return (await this.call('POST', 'experiments/create', responses.createExperiment, { name })).experiment_id;
+    } catch (err) {
+      if (err instanceof MlflowError && err.alreadyExists) return this.ensureExperiment(name);
+      throw err;
+    }
+  }
+
+  // -- runs ----------------------------------------------------------------------------------------------------
+
+  async createRun(experimentId: string, runName: string, tags: Tags = {}): Promise<MlflowRun> {
+    return (
+      await this.call('POST', 'runs/create', responses.run, {
+        experiment_id: experimentId,
+        run_name: runName,
+        start_time: Date.now(),
+        tags: toTagList(tags),
+      })
+    ).run;
+  }
+
+  async getRun(runId: string): Promise<MlflowRun> {
+    return (await this.call('GET', 'runs/get', responses.run, { run_id: runId })).run;
+  }
+
+  async searchRuns(experimentIds: string[], filter: string, maxResults = 100): Promise<MlflowRun[]> {
+    const out = await this.call('POST', 'runs/search', responses.searchRuns, {
+      experiment_ids: experimentIds,
+      filter,
+      max_results: maxResults,
+    });
+    return out.runs ?? [];
+  }
+
+  async logBatch(
+    runId: string,
+    data: { metrics?: Record<string, number>; params?: Record<string, string>; tags?: Tags },
+  ): Promise<void> {
+    const timestamp = Date.now();
+    await this.call('POST', 'runs/log-batch', responses.empty, {
+      run_id: runId,
+      metrics: Object.entries(data.metrics ?? {}).map(([key, value]) => ({ key, value, timestamp, step: 0 })),
+      params: Object.entries(data.params ?? {}).map(([key, value]) => ({ key, value })),
+      tags: toTagList(data.tags),
+    });
+  }
+
+  async setRunTag(runId: string, key: string, value: string): Promise<void> {
+    await this.call('POST', 'runs/set-tag', responses.empty, { run_id: runId, key, value });
+  }
+
+  async finishRun(runId: string, status: 'FINISHED' | 'FAILED' | 'KILLED' = 'FINISHED'): Promise<void> {
+    await this.call('POST', 'runs/update', responses.empty, { run_id: runId, status, end_time: Date.now() });
+  }
+
+  /**
+   * Uploads a file as a run artefact through the server's artefact proxy (`--serve-artifacts`), so it shows in the
+   * MLflow UI. `artifactPath` is relative to the run's artefact root.
+   */
+  async uploadArtifact(run: MlflowRun, artifactPath: string, body: Uint8Array | string): Promise<void> {
+    const root = run.info.artifact_uri;
+    const prefix = 'mlflow-artifacts:/';
+    if (!root.startsWith(prefix)) throw new Error(`run ${run.info.run_id} artefact root is not proxied: ${root}`);
+    const rel = `${root.slice(prefix.length).replace(/^\/+/, '')}/${artifactPath}`;
+    const url = `${this.baseUrl}/api/2.0/mlflow-artifacts/artifacts/${rel.split('/').map(encodeURIComponent).join('/')}`;
+    const res = await fetch(url, { method: 'PUT', body });
+    if (!res.ok) throw new MlflowError(res.status, 'ARTIFACT_UPLOAD_FAILED', await res.text(), 'mlflow-artifacts');
+  }
+
+  async uploadArtifactFile(run: MlflowRun, artifactPath: string, file: string): Promise<void> {
+    await this.uploadArtifact(run, artifactPath, await readFile(file));
+  }
+
+  // -- model registry ------------------------------------------------------------------------------------------
+
+  async ensureRegisteredModel(name: string, description?: string): Promise<MlflowRegisteredModel> {
+    try {
+      return (await this.call('POST', 'registered-models/create', responses.registeredModel, { name, description }))
+        .registered_model;
+    } catch (err) {
+      if (err instanceof MlflowError && err.alreadyExists) return this.getRegisteredModel(name);
+      throw err;
+    }
+  }
+
+  async getRegisteredModel(name: string): Promise<MlflowRegisteredModel> {
+    return (await this.call('GET', 'registered-models/get', responses.registeredModel, { name })).registered_model;
+  }
+
+  async createModelVersion(
+    name: string,
+    source: string,
+    runId: string,
+    tags: Tags = {},
+    description?: string,
+  ): Promise<MlflowModelVersion> {
+    return (
+      await this.call('POST', 'model-versions/create', responses.modelVersion, {
+        name,
+        source,
+        run_id: runId,
+        tags: toTagList(tags),
+        description,
+      })
+    ).model_version;
+  }
+
+  async getModelVersion(name: string, version: string): Promise<MlflowModelVersion> {
+    return (await this.call('GET', 'model-versions/get', responses.modelVersion, { name, version })).model_version;
+  }
+
+  async searchModelVersions(filter: string, maxResults = 200): Promise<MlflowModelVersion[]> {
+    const out = await this.call('GET', 'model-versions/search', responses.searchModelVersions, {
+      filter,
+      max_results: maxResults,
+    });
+    return out.model_versions ?? [];
+  }
+
+  async setModelVersionTag(name: string, version: string, key: string, value: string): Promise<void> {
+    await this.call('POST', 'model-versions/set-tag', responses.empty, { name, version, key, value });
+  }
+
+  async setAlias(name: string, alias: string, version: string): Promise<void> {
+    await this.call('POST', 'registered-models/alias', responses.empty, { name, alias, version });
+  }
+
+  async deleteAlias(name: string, alias: string): Promise<void> {
+    await this.call('DELETE', 'registered-models/alias', responses.empty, { name, alias });
+  }
+
+  /** The version behind `models:/<name>@<alias>`, or undefined if the alias (or the model) does not exist. */
+  async getVersionByAlias(name: string, alias: string): Promise<MlflowModelVersion | undefined> {
+    try {
+      return (await this.call('GET', 'registered-models/alias', responses.modelVersion, { name, alias }))
+        .model_version;
+    } catch (err) {
+      if (err instanceof MlflowError && (err.notFound || err.code === 'INVALID_PARAMETER_VALUE')) return undefined;
+      throw err;
+    }
+  }
+}
