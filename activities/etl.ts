@@ -1,0 +1,198 @@
+/**
+ * ETL activity: raw interaction logs (s3:// URIs) → a validated, content-addressed dataset version.
+ *
+ * Nothing is written until every record has been validated, and the manifest goes last, so a failed or interrupted
+ * run never leaves a version behind. Re-running on the same input and config finds the manifest and reuses it.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { ApplicationFailure } from '@temporalio/activity';
+import { config } from '../lib/config';
+import { DataValidationError, type InputProblem } from '../lib/errors';
+import { sha256File, withTempDir } from '../lib/files';
+import { objectStore, parseS3Uri } from '../lib/object-store';
+import { buildDataset, dedupe, type BuiltDataset, type SourcedInteraction } from '../lib/dataset/build';
+import { EtlConfig, type EtlConfigInput } from '../lib/dataset/etl-config';
+import { DATASET_NAME, datasetPrefix, Manifest } from '../lib/dataset/manifest';
+import { isProblem, readRaw } from '../lib/dataset/raw-formats';
+import { SPLIT_NAMES } from '../lib/dataset/split';
+import { validateRecord } from '../lib/dataset/validate';
+import { INTERACTION_SCHEMA, ITEM_SCHEMA, USER_SCHEMA, writeDatasetParquet } from '../lib/dataset/write-parquet';
+import { activityHeartbeat, throwIfCancelled } from './heartbeat';
+
+export interface EtlInput {
+  /** Dataset name, e.g. `ml-100k`. */
+  name: string;
+  /** Raw log files in the object store. */
+  sources: string[];
+  config: EtlConfigInput;
+}
+
+export interface DatasetRef {
+  name: string;
+  version: string;
+  /** s3:// prefix of the version. */
+  uri: string;
+  manifestUri: string;
+  counts: Manifest['counts'];
+  /** True when this exact version already existed and was reused. */
+  reused: boolean;
+}
+
+interface SourceInfo {
+  uri: string;
+  sha256: string;
+  bytes: number;
+  records: number;
+}
+
+/** Reads and validates every source; throws DataValidationError naming file, line, field and value. */
+export async function readAndValidate(
+  files: { uri: string; local: string }[],
+  cfg: EtlConfig,
+  onProgress: (rows: number) => void = () => undefined,
+): Promise<{ rows: SourcedInteraction[]; sources: SourceInfo[] }> {
+  const now = Math.floor(Date.now() / 1000);
+  const rows: SourcedInteraction[] = [];
+  const problems: InputProblem[] = [];
+  let totalProblems = 0;
+  const sources: SourceInfo[] = [];
+  for (const { uri, local } of files) {
+    let records = 0;
+    const report = (p: InputProblem[]) => {
+      totalProblems += p.length;
+      for (const x of p) if (problems.length < cfg.maxReportedProblems) problems.push(x);
+    };
+    for await (const entry of readRaw(local, cfg.format, cfg.columns)) {
+      if (isProblem(entry)) {
+        report([{ file: uri, ...entry }]);
+        continue;
+      }
+      records += 1;
+      const result = validateRecord(entry, uri, cfg, now);
+      if (Array.isArray(result)) report(result);
+      else rows.push({ ...result, file: uri, line: entry.line });
+      if (records % 100_000 === 0) onProgress(rows.length);
+    }
+    if (records === 0 && totalProblems === 0)
+      report([{ file: uri, line: 1, field: '(file)', value: '', message: 'has no records' }]);
+    const { size } = await fs.stat(local);
+    sources.push({ uri, sha256: await sha256File(local), bytes: size, records });
+  }
+  if (totalProblems > 0) throw new DataValidationError(problems, totalProblems);
+  return { rows, sources };
+}
+
+function manifestOf(name: string, uri: string, cfg: EtlConfig, ds: BuiltDataset, raw: number, sources: SourceInfo[], files: Manifest['files']): Manifest {
+  return {
+    schemaVersion: 1,
+    name,
+    version: ds.version,
+    uri,
+    createdAt: new Date().toISOString(),
+    config: cfg,
+    sources,
+    files,
+    schema: {
+      ...Object.fromEntries(SPLIT_NAMES.map((s) => [`${s}.parquet`, INTERACTION_SCHEMA])),
+      'users.parquet': USER_SCHEMA,
+      'items.parquet': ITEM_SCHEMA,
+    },
+    counts: {
+      raw,
+      duplicatesDropped: ds.duplicatesDropped,
+      interactions: ds.rows.length,
+      users: ds.users.length,
+      items: ds.items.length,
+      train: ds.splitCounts[0],
+      valid: ds.splitCounts[1],
+      test: ds.splitCounts[2],
+    },
+    split: {
+      ...ds.boundaries,
+      rule: 'global time split: train ts < validStart <= valid ts < testStart <= test ts',
+    },
+    stats: ds.stats,
+  };
+}
+
+/** The ETL, callable outside Temporal too (benchmarks, tests). */
+export async function buildDatasetVersion(input: EtlInput, progress: (detail: object) => void = () => undefined): Promise<DatasetRef> {
+  if (!DATASET_NAME.test(input.name))
+    throw ApplicationFailure.nonRetryable(`dataset name ${JSON.stringify(input.name)} must match ${String(DATASET_NAME)}`, 'ConfigError');
+  const parsed = EtlConfig.safeParse(input.config);
+  if (!parsed.success) throw ApplicationFailure.nonRetryable(`invalid ETL config: ${parsed.error.message}`, 'ConfigError');
+  const cfg = parsed.data;
+  const store = objectStore();
+  const bucket = config().bucket;
+
+  return withTempDir('etl', async (dir) => {
+    const files: { uri: string; local: string }[] = [];
+    for (const [i, uri] of input.sources.entries()) {
+      parseS3Uri(uri);
+      const local = path.join(dir, 'raw', `${i}-${path.posix.basename(uri)}`);
+      if (!(await store.exists(uri))) throw ApplicationFailure.nonRetryable(`source ${uri} does not exist`, 'SourceNotFound');
+      await store.downloadFile(uri, local);
+      files.push({ uri, local });
+    }
+    progress({ step: 'validate', files: files.length });
+
+    let validated: Awaited<ReturnType<typeof readAndValidate>>;
+    try {
+      validated = await readAndValidate(files, cfg, (rows) => progress({ step: 'validate', rows }));
+    } catch (err) {
+      if (err instanceof DataValidationError)
+        throw ApplicationFailure.create({
+          message: err.message,
+          type: 'DataValidationError',
+          nonRetryable: true,
+          details: [{ problems: err.problems, totalProblems: err.totalProblems }],
+        });
+      throw err;
+    }
+    const raw = validated.rows.length;
+    const deduped = dedupe(validated.rows, cfg.duplicates);
+    if (deduped.problems.length > 0) {
+      const e = new DataValidationError(deduped.problems.slice(0, cfg.maxReportedProblems), deduped.problems.length);
+      throw ApplicationFailure.create({ message: e.message, type: 'DataValidationError', nonRetryable: true });
+    }
+    let ds: BuiltDataset;
+    try {
+      ds = buildDataset(deduped.rows, deduped.dropped, cfg);
+    } catch (err) {
+      throw ApplicationFailure.nonRetryable((err as Error).message, 'DataValidationError');
+    }
+    const prefix = datasetPrefix(bucket, input.name, ds.version);
+    const manifestUri = `${prefix}manifest.json`;
+    const existing = await store.getJson(manifestUri);
+    if (existing !== undefined) {
+      const m = Manifest.parse(existing);
+      return { name: input.name, version: m.version, uri: prefix, manifestUri, counts: m.counts, reused: true };
+    }
+
+    progress({ step: 'write', version: ds.version });
+    const out = path.join(dir, 'out');
+    await fs.mkdir(out);
+    const rowsByFile = await writeDatasetParquet(ds, out);
+    const manifestFiles: Manifest['files'] = {};
+    // Data files first, manifest last: readers treat a version without a manifest as nonexistent.
+    for (const [file, rows] of Object.entries(rowsByFile)) {
+      const local = path.join(out, file);
+      const uri = `${prefix}${file}`;
+      await store.putFile(uri, local);
+      manifestFiles[file] = { uri, rows, sha256: await sha256File(local) };
+    }
+    const manifest = manifestOf(input.name, prefix, cfg, ds, raw, validated.sources, manifestFiles);
+    await store.putJson(manifestUri, manifest);
+    return { name: input.name, version: ds.version, uri: prefix, manifestUri, counts: manifest.counts, reused: false };
+  });
+}
+
+/** Temporal activity. */
+export async function etl(input: EtlInput): Promise<DatasetRef> {
+  return buildDatasetVersion(input, (detail) => {
+    throwIfCancelled();
+    activityHeartbeat(detail);
+  });
+}
+

@@ -1,0 +1,52 @@
+/**
+ * The manifest of a dataset version: written last, so its presence is what makes a version exist. Holds what a
+ * consumer needs without opening the data: schema, counts, split boundaries, sources and reference statistics.
+ */
+import { z } from 'zod';
+import { EtlConfig } from './etl-config';
+
+const Summary = z.object({ min: z.number(), p50: z.number(), mean: z.number(), p90: z.number(), max: z.number() });
+export type Summary = z.infer<typeof Summary>;
+
+export const DatasetStats = z.object({
+  interactionsPerUser: Summary,
+  interactionsPerItem: Summary,
+  /** Share of interactions that go to the most popular 1% / 10% of items. */
+  itemTop1pctShare: z.number(),
+  itemTop10pctShare: z.number(),
+  ratingHistogram: z.record(z.string(), z.number()),
+  dailyVolume: Summary,
+  timestamp: z.object({ min: z.number(), max: z.number() }),
+});
+export type DatasetStats = z.infer<typeof DatasetStats>;
+
+export const Manifest = z.object({
+  schemaVersion: z.literal(1),
+  name: z.string(),
+  version: z.string(),
+  uri: z.string(),
+  createdAt: z.string(),
+  config: EtlConfig,
+  sources: z.array(z.object({ uri: z.string(), sha256: z.string(), bytes: z.number(), records: z.number() })),
+  files: z.record(z.string(), z.object({ uri: z.string(), rows: z.number(), sha256: z.string() })),
+  schema: z.record(z.string(), z.record(z.string(), z.string())),
+  counts: z.object({
+    raw: z.number(),
+    duplicatesDropped: z.number(),
+    interactions: z.number(),
+    users: z.number(),
+    items: z.number(),
+    train: z.number(),
+    valid: z.number(),
+    test: z.number(),
+  }),
+  split: z.object({ validStart: z.number(), testStart: z.number(), rule: z.string() }),
+  stats: DatasetStats,
+});
+export type Manifest = z.infer<typeof Manifest>;
+
+/** Where versions live: s3://<bucket>/datasets/<name>/<version>/ */
+export const datasetPrefix = (bucket: string, name: string, version: string) =>
+  `s3://${bucket}/datasets/${name}/${version}/`;
+
+export const DATASET_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;

@@ -1,0 +1,42 @@
+"""Registry of model families: name -> class. Adding a family means adding a file and one line here.
+
+A family class is an nn.Module with:
+  family: str                                  its registry name
+  from_config(config, n_items) -> module       build from a TrainConfig
+  n_items, history_len                         attributes
+  forward(history) -> (batch, n_items) scores  history int64 (batch, history_len), 0 = padding; column j = item j+1
+  user_vectors(history) -> (batch, d)          for export: scores = user_vectors @ item_vectors().T
+  item_vectors() -> (n_items, d)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from models import checkpoint
+from models.two_tower import TwoTower
+
+FAMILIES: dict[str, type[nn.Module]] = {
+    TwoTower.family: TwoTower,
+}
+
+
+def get_family(name: str) -> type[nn.Module]:
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise ValueError(f"unknown model family {name!r} (known: {', '.join(sorted(FAMILIES))})") from None
+
+
+def load_model(path: str) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a model (in eval mode) from a model file or a training checkpoint; returns (model, file contents)."""
+    # Imported here: models.config imports this module for FAMILIES.
+    from models.config import TrainConfig
+
+    obj = checkpoint.load(path)
+    config = TrainConfig.from_dict(obj["config"])
+    model = get_family(obj["family"]).from_config(config, int(obj["n_items"]))
+    model.load_state_dict(obj["model_state"])
+    return model.eval(), obj
