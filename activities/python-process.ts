@@ -1,0 +1,122 @@
+/**
+ * Runs a Python entry point of `models/` (optionally under torchrun) and speaks its protocol: JSON lines on stdout,
+ * `{"event":"progress"|"checkpoint"|...}` while it works, a final `{"event":"result"}` or `{"event":"error"}`.
+ * The process gets its own process group so cancellation kills torchrun and every rank with it.
+ */
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { config } from '../lib/config';
+
+export const REPO_ROOT = path.resolve(__dirname, '..');
+
+export interface PythonEvent {
+  event: string;
+  [key: string]: unknown;
+}
+
+export class PythonStepError extends Error {
+  override readonly name = 'PythonStepError';
+  constructor(
+    readonly step: string,
+    readonly errorType: string,
+    message: string,
+    readonly stderrTail: string,
+  ) {
+    super(`${step} failed: ${errorType}: ${message}`);
+  }
+}
+
+export interface PythonRun {
+  module: string;
+  args: string[];
+  /** Run under `torchrun --standalone --nproc_per_node=N`. */
+  nprocPerNode?: number;
+  onEvent?: (event: PythonEvent) => Promise<void> | void;
+  signal?: AbortSignal;
+  /** Called with the pid (= process group id) once started. */
+  onStart?: (pid: number) => void;
+}
+
+const KILL_GRACE_MS = 5000;
+
+export async function runPython(run: PythonRun): Promise<PythonEvent> {
+  const python = config().python;
+  const [cmd, args] =
+    run.nprocPerNode !== undefined
+      ? [
+          path.join(path.dirname(python), 'torchrun'),
+          ['--standalone', `--nproc_per_node=${run.nprocPerNode}`, '-m', run.module, ...run.args],
+        ]
+      : [python, ['-m', run.module, ...run.args]];
+  const child = spawn(cmd, args, {
+    cwd: REPO_ROOT,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: {
+      ...process.env,
+      PYTHONUNBUFFERED: '1',
+      OMP_NUM_THREADS: process.env.OMP_NUM_THREADS ?? '1',
+      GLOO_SOCKET_IFNAME: process.env.GLOO_SOCKET_IFNAME ?? 'lo',
+    },
+  });
+  const pid = child.pid!;
+  run.onStart?.(pid);
+
+  const killGroup = (sig: NodeJS.Signals) => {
+    try {
+      process.kill(-pid, sig);
+    } catch {
+      // already gone
+    }
+  };
+  let killTimer: NodeJS.Timeout | undefined;
+  const onAbort = () => {
+    killGroup('SIGTERM');
+    killTimer = setTimeout(() => killGroup('SIGKILL'), KILL_GRACE_MS);
+  };
+  run.signal?.addEventListener('abort', onAbort, { once: true });
+  if (run.signal?.aborted) onAbort();
+
+  const stderr: string[] = [];
+  createInterface({ input: child.stderr }).on('line', (line) => {
+    stderr.push(line);
+    if (stderr.length > 60) stderr.shift();
+  });
+
+  let result: PythonEvent | undefined;
+  let error: PythonEvent | undefined;
+  // Events are handled one at a time, in order: a checkpoint upload finishes before the next event is seen.
+  let handling: Promise<void> = Promise.resolve();
+  createInterface({ input: child.stdout }).on('line', (line) => {
+    let event: PythonEvent;
+    try {
+      event = JSON.parse(line) as PythonEvent;
+    } catch {
+      stderr.push(`[stdout] ${line}`);
+      return;
+    }
+    if (event.event === 'result') result = event;
+    else if (event.event === 'error') error = event;
+    handling = handling.then(() => run.onEvent?.(event));
+  });
+
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (c, sig) => resolve(c ?? (sig ? 128 : null)));
+  });
+  clearTimeout(killTimer);
+  run.signal?.removeEventListener('abort', onAbort);
+  // A torchrun rank may outlive the launcher for a moment; make sure nothing of this group survives.
+  killGroup('SIGKILL');
+  await handling;
+
+  const tail = stderr.slice(-20).join('\n');
+  if (run.signal?.aborted) throw new PythonStepError(run.module, 'Cancelled', 'cancelled', tail);
+  if (code !== 0 || !result) {
+    const type = typeof error?.type === 'string' ? error.type : `ExitCode${code}`;
+    const message = typeof error?.message === 'string' ? error.message : `exited with code ${code}\n${tail}`;
+    throw new PythonStepError(run.module, type, message, tail);
+  }
+  return result;
+}

@@ -1,0 +1,164 @@
+/** `recsys train`: upload raw logs if local, start continuousTraining, optionally follow it to the end. */
+import path from 'node:path';
+import type { Command } from 'commander';
+import { WorkflowFailedError } from '@temporalio/client';
+import { config } from '../../lib/config';
+import { sha256File } from '../../lib/files';
+import { objectStore } from '../../lib/object-store';
+import { RecsysModel, RecsysTrigger } from '../../lib/search-attributes';
+import {
+  continuousTraining,
+  progressQuery,
+  trainingWorkflowId,
+  type ContinuousTrainingInput,
+  type ContinuousTrainingResult,
+} from '../../workflows/continuous-training';
+import { duration, table } from '../format';
+import { pendingActivities, temporalClient, webUiUrl } from '../temporal';
+
+/** Local files are uploaded once, content-addressed; s3:// URIs are used as they are. */
+export async function stageSources(dataset: string, sources: string[]): Promise<string[]> {
+  const store = objectStore();
+  const uris: string[] = [];
+  for (const src of sources) {
+    if (src.startsWith('s3://')) {
+      uris.push(src);
+      continue;
+    }
+    const sha = await sha256File(src);
+    const uri = `s3://${config().bucket}/raw/${dataset}/${sha.slice(0, 16)}/${path.basename(src)}`;
+    if (!(await store.exists(uri))) await store.putFile(uri, src);
+    uris.push(uri);
+  }
+  return uris;
+}
+
+/** Parses `key=value` overrides: numbers and booleans become numbers and booleans. */
+export function parseOverrides(pairs: string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new Error(`--set expects key=value, got ${JSON.stringify(pair)}`);
+    const key = pair.slice(0, eq);
+    const raw = pair.slice(eq + 1);
+    out[key] = raw === 'true' ? true : raw === 'false' ? false : raw !== '' && !Number.isNaN(Number(raw)) ? Number(raw) : raw;
+  }
+  return out;
+}
+
+function describeHeartbeat(type: string, hb: unknown): string {
+  if (!hb || typeof hb !== 'object') return type;
+  const h = hb as Record<string, unknown>;
+  if (type === 'train' && h.stage === 'train' && h.epoch !== undefined) {
+    const ckpt = h.checkpointEpoch ? `, checkpoint epoch ${String(h.checkpointEpoch)}` : '';
+    return (
+      `train: epoch ${String(h.epoch)}/${String(h.epochs ?? '?')} step ${String(h.step)}/${String(h.stepsPerEpoch)} ` +
+      `loss ${Number(h.loss).toFixed(4)} (${Math.round(Number(h.samplesPerSec))} samples/s${ckpt})`
+    );
+  }
+  return `${type}: ${JSON.stringify(h)}`;
+}
+
+export function printResult(r: ContinuousTrainingResult): void {
+  const metrics = ['recall@10', 'ndcg@10', 'hr@10', 'mrr'];
+  console.log('\nOffline evaluation on the test split (full ranking, time split):');
+  console.log(
+    table(
+      ['model', ...metrics],
+      [
+        [`two-tower v${r.registered.version}`, ...metrics.map((m) => r.evaluation.model[m] ?? NaN)],
+        ['popularity', ...metrics.map((m) => r.evaluation.popularity[m] ?? NaN)],
+      ],
+    ),
+  );
+  console.log(`\n${r.evaluation.nUsers} test users (${r.evaluation.nColdUsers} without history)`);
+  console.log('\nSteps:');
+  console.log(
+    table(
+      ['step', 'seconds'],
+      Object.entries(r.stepSeconds).map(([k, v]) => [k, duration(v)]),
+    ),
+  );
+  console.log(`\nDataset:   ${r.dataset.name}@${r.dataset.version} ${r.dataset.uri}${r.dataset.reused ? ' (reused)' : ''}`);
+  console.log(`Model:     ${r.registered.model} v${r.registered.version}  aliases: ${r.registered.aliases.join(', ')}`);
+  console.log(`Decision:  ${r.registered.decision}`);
+  console.log(`ONNX:      ${r.exported.onnxUri} (max |diff| vs PyTorch ${r.exported.maxAbsDiff.toExponential(2)})`);
+  console.log(`MLflow:    ${r.registered.modelUrl}`);
+  console.log(`           ${r.registered.runUrl}`);
+}
+
+export function registerTrainCommand(program: Command): void {
+  program
+    .command('train')
+    .description('start a continuousTraining workflow on raw interaction logs')
+    .requiredOption('--model <name>', 'registered model name, e.g. two-tower-ml-100k')
+    .requiredOption('--dataset <name>', 'dataset name, e.g. ml-100k')
+    .requiredOption('--source <path...>', 'raw log files: local paths (uploaded) or s3:// URIs')
+    .option('--format <format>', 'raw format: csv, tsv, jsonl, parquet, movielens-1m, movielens-100k, recbole, amazon-jsonl', 'csv')
+    .option('--etl <json>', 'extra ETL config as JSON (columns, ratingRange, split, ...)', '{}')
+    .option('--epochs <n>', 'training epochs', (v) => Number(v))
+    .option('--set <key=value...>', 'training config overrides', [])
+    .option('--nproc <n>', 'torchrun processes per node', (v) => Number(v), 2)
+    .option('--trigger <kind>', 'manual | schedule | drift', 'manual')
+    .option('--id <workflowId>', 'workflow id (default: train-<model>-<dataset>-<time>)')
+    .option('--wait', 'follow progress and print the results', false)
+    .action(async (opts: {
+      model: string; dataset: string; source: string[]; format: string; etl: string; epochs?: number;
+      set: string[]; nproc: number; trigger: 'manual' | 'schedule' | 'drift'; id?: string; wait: boolean;
+    }) => {
+      const sources = await stageSources(opts.dataset, opts.source);
+      const trainCfg = parseOverrides(opts.set);
+      if (opts.epochs !== undefined) trainCfg.epochs = opts.epochs;
+      const input: ContinuousTrainingInput = {
+        model: opts.model,
+        dataset: { name: opts.dataset, sources, etl: { format: opts.format, ...(JSON.parse(opts.etl) as object) } as ContinuousTrainingInput['dataset']['etl'] },
+        train: trainCfg,
+        nprocPerNode: opts.nproc,
+        trigger: opts.trigger,
+      };
+      const client = await temporalClient();
+      const workflowId = opts.id ?? trainingWorkflowId(opts.model, opts.dataset, new Date());
+      const handle = await client.workflow.start(continuousTraining, {
+        taskQueue: config().taskQueue,
+        workflowId,
+        args: [input],
+        typedSearchAttributes: [
+          { key: RecsysModel, value: opts.model },
+          { key: RecsysTrigger, value: opts.trigger },
+        ],
+        staticSummary: `Continuous training of ${opts.model} on ${opts.dataset}`,
+      });
+      console.log(`Started continuousTraining ${workflowId}`);
+      console.log(`Web UI: ${webUiUrl(workflowId, handle.firstExecutionRunId)}`);
+      if (!opts.wait) return;
+
+      let last = '';
+      const poll = setInterval(() => {
+        void (async () => {
+          try {
+            const p = await handle.query(progressQuery);
+            const acts = await pendingActivities(handle);
+            const act = acts[0];
+            const line = act
+              ? `[${p.currentStep}] ${describeHeartbeat(act.type, act.heartbeat)}${act.attempt > 1 ? ` (attempt ${act.attempt})` : ''}`
+              : `[${p.currentStep}]`;
+            if (line !== last) console.log(line);
+            last = line;
+          } catch {
+            // the workflow may be between tasks; try again next tick
+          }
+        })();
+      }, 1000);
+      try {
+        printResult(await handle.result());
+      } catch (err) {
+        if (err instanceof WorkflowFailedError) {
+          console.error(`\ncontinuousTraining failed: ${err.cause?.message ?? err.message}`);
+          process.exitCode = 1;
+        } else throw err;
+      } finally {
+        clearInterval(poll);
+      }
+      console.log(`Web UI:    ${webUiUrl(workflowId, handle.firstExecutionRunId)}`);
+    });
+}

@@ -1,0 +1,14 @@
+/** `recsys`: the command line of the platform. */
+import { Command } from 'commander';
+import { registerTrainCommand } from './commands/train';
+
+const program = new Command('recsys').description('MLOps for recommender systems on Temporal');
+registerTrainCommand(program);
+
+program.parseAsync(process.argv).then(
+  () => process.exit(process.exitCode ?? 0),
+  (err: unknown) => {
+    console.error(`recsys: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(1);
+  },
+);

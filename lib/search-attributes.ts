@@ -1,0 +1,8 @@
+/** Custom search attributes (registered by infra/stack.sh) so the Web UI can filter workflows by model and stage. */
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+
+export const RecsysModel = defineSearchAttributeKey('RecsysModel', SearchAttributeType.KEYWORD);
+export const RecsysModelVersion = defineSearchAttributeKey('RecsysModelVersion', SearchAttributeType.KEYWORD);
+export const RecsysDatasetVersion = defineSearchAttributeKey('RecsysDatasetVersion', SearchAttributeType.KEYWORD);
+export const RecsysStage = defineSearchAttributeKey('RecsysStage', SearchAttributeType.KEYWORD);
+export const RecsysTrigger = defineSearchAttributeKey('RecsysTrigger', SearchAttributeType.KEYWORD);

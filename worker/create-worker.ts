@@ -1,0 +1,24 @@
+/** Builds a worker for the training task queue: the continuous-training workflows and every activity. */
+import { NativeConnection, Worker } from '@temporalio/worker';
+import * as activities from '../activities';
+import { config } from '../lib/config';
+
+export interface WorkerOptions {
+  taskQueue?: string;
+  /** Reuse a connection (tests); otherwise one is opened to the configured Temporal address. */
+  connection?: NativeConnection;
+}
+
+export async function createTrainingWorker(options: WorkerOptions = {}): Promise<Worker> {
+  const cfg = config();
+  const connection = options.connection ?? (await NativeConnection.connect({ address: cfg.temporalAddress }));
+  return Worker.create({
+    connection,
+    namespace: cfg.temporalNamespace,
+    taskQueue: options.taskQueue ?? cfg.taskQueue,
+    workflowsPath: require.resolve('../workflows'),
+    activities,
+    // Training and evaluation are CPU-bound child processes: run few at a time on a small machine.
+    maxConcurrentActivityTaskExecutions: 2,
+  });
+}

@@ -1,0 +1,2 @@
+/** The workflow bundle entry: every workflow the workers run. */
+export { continuousTraining } from './continuous-training';
