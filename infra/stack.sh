@@ -80,6 +80,7 @@ up() {
 }
 
 down() {
+  bash "$INFRA_DIR/worker.sh" stop
   for name in mlflow temporal versitygw; do
     pid_alive "$name" || { rm -f "$RUN/$name.pid"; continue; }
     local pid; pid=$(cat "$RUN/$name.pid")

@@ -184,7 +184,7 @@ function jsonPick(mapping: ColumnMapping) {
 
 /** Amazon reviews: the 2014/2018 dumps (seconds) and the 2023 dump (milliseconds, normalised here to seconds). */
 function amazonPick(o: Record<string, unknown>): Omit<RawRecord, 'line'> {
-  if ('reviewerID' in o || 'asin' in o) {
+  if ('reviewerID' in o) {
     return { user: text(o.reviewerID), item: text(o.asin), timestamp: text(o.unixReviewTime), rating: text(o.overall) };
   }
   const ms = o.timestamp;
