@@ -8,7 +8,9 @@ module.exports = {
       testMatch: ['<rootDir>/tests/integration/**/*.test.ts'],
       transform,
       testEnvironment: 'node',
+      globalSetup: '<rootDir>/tests/integration/global-setup.ts',
       slowTestThreshold: 120,
+      testTimeout: 600_000,
     },
   ],
 };

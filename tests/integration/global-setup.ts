@@ -1,0 +1,5 @@
+import { assertStackUp } from './stack';
+
+export default async function globalSetup(): Promise<void> {
+  await assertStackUp();
+}

@@ -1,0 +1,24 @@
+/** Helpers for integration tests: they run against the real local stack that `make test` starts. */
+import { randomBytes } from 'node:crypto';
+import { Connection } from '@temporalio/client';
+import { config } from '../../lib/config';
+
+/** Fails (never skips) with a clear message when a server of the stack is not reachable. */
+export async function assertStackUp(): Promise<void> {
+  const cfg = config();
+  const problems: string[] = [];
+  const mlflow = await fetch(`${cfg.mlflowUrl}/health`).catch(() => undefined);
+  if (!mlflow?.ok) problems.push(`MLflow at ${cfg.mlflowUrl}`);
+  const s3 = await fetch(cfg.s3Endpoint).catch(() => undefined);
+  if (!s3) problems.push(`object store at ${cfg.s3Endpoint}`);
+  try {
+    const conn = await Connection.connect({ address: cfg.temporalAddress, connectTimeout: 3000 });
+    await conn.close();
+  } catch {
+    problems.push(`Temporal at ${cfg.temporalAddress}`);
+  }
+  if (problems.length > 0)
+    throw new Error(`integration tests need the local stack; not reachable: ${problems.join(', ')}. Run: make stack-up`);
+}
+
+export const uniqueName = (prefix: string) => `${prefix}-${randomBytes(4).toString('hex')}`;
