@@ -1,0 +1,83 @@
+import { Client, Connection } from '@temporalio/client';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { NativeConnection } from '@temporalio/worker';
+import { register } from '../../activities/registry';
+import { config } from '../../lib/config';
+import { MlflowClient, tagsOf } from '../../lib/mlflow/client';
+import { createTrainingWorker } from '../../worker/create-worker';
+import { continuousTraining, progressQuery } from '../../workflows/continuous-training';
+import { uniqueName } from './stack';
+import { smallDatasetSource, trainingInput } from './training-fixture';
+
+let connection: Connection;
+let native: NativeConnection;
+let client: Client;
+const mlflow = new MlflowClient();
+
+beforeAll(async () => {
+  connection = await Connection.connect({ address: config().temporalAddress });
+  native = await NativeConnection.connect({ address: config().temporalAddress });
+  client = new Client({ connection });
+});
+afterAll(async () => {
+  await connection.close();
+  await native.close();
+});
+
+test('continuousTraining completes on a small dataset and registers exactly one version', async () => {
+  const model = uniqueName('it-two-tower');
+  const dataset = uniqueName('it-ds');
+  const source = await smallDatasetSource(dataset);
+  const taskQueue = uniqueName('it-ct');
+  const worker = await createTrainingWorker({ taskQueue, connection: native });
+  const workflowId = `train-${model}-${dataset}`;
+  const handle = await client.workflow.start(continuousTraining, {
+    taskQueue,
+    workflowId,
+    args: [trainingInput(model, dataset, source, { epochs: 2 })],
+  });
+  const result = await worker.runUntil(handle.result());
+
+  expect(result.dataset.reused).toBe(false);
+  expect(result.training).toMatchObject({ epochs: 2, worldSize: 2, resumedFromEpoch: 0 });
+  for (const m of ['recall@10', 'ndcg@10', 'hr@10', 'mrr']) {
+    expect(result.evaluation.model[m]).toBeGreaterThanOrEqual(0);
+    expect(result.evaluation.popularity[m]).toBeGreaterThanOrEqual(0);
+  }
+  expect(result.exported.maxAbsDiff).toBeLessThanOrEqual(result.exported.tolerance);
+  expect(result.registered.version).toBe('1');
+  expect(result.registered.aliases).toContain('challenger');
+
+  const progress = await handle.query(progressQuery);
+  expect(progress.currentStep).toBe('done');
+  expect(progress.steps.map((s) => s.status)).toEqual(['done', 'done', 'done', 'done', 'done']);
+
+  const versions = await mlflow.searchModelVersions(`name = '${model}'`);
+  expect(versions).toHaveLength(1);
+  const tags = tagsOf(versions[0]!);
+  expect(tags).toMatchObject({
+    'recsys.temporal.workflow_id': workflowId,
+    'recsys.dataset.version': result.dataset.version,
+    'recsys.dataset.uri': result.dataset.uri,
+    'recsys.onnx.uri': result.exported.onnxUri,
+    'recsys.onnx.sha256': result.exported.sha256,
+  });
+  const run = await mlflow.getRun(result.registered.mlflowRunId);
+  expect(tagsOf(run.data ?? {})).toMatchObject({ 'recsys.dataset.version': result.dataset.version });
+
+  // A retried registration (same inputs) finds the existing run and version instead of creating new ones.
+  const desc = await handle.describe();
+  const again = await new MockActivityEnvironment().run(register, {
+    model,
+    workflowId,
+    workflowRunId: desc.runId,
+    trigger: 'manual',
+    dataset: result.dataset,
+    trainConfig: trainingInput(model, dataset, source, { epochs: 2 }).train!,
+    training: result.training,
+    evaluation: result.evaluation,
+    exported: result.exported,
+  });
+  expect(again).toMatchObject({ version: '1', mlflowRunId: result.registered.mlflowRunId });
+  expect(await mlflow.searchModelVersions(`name = '${model}'`)).toHaveLength(1);
+});

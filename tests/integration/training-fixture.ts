@@ -1,0 +1,51 @@
+/** A small synthetic dataset in the object store and a fast training config, shared by the workflow tests. */
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { config } from '../../lib/config';
+import { writeSyntheticLog } from '../../lib/data/synthetic';
+import { objectStore } from '../../lib/object-store';
+import type { ContinuousTrainingInput } from '../../workflows/continuous-training';
+
+export async function smallDatasetSource(name: string, interactions = 12_000): Promise<string> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'recsys-it-'));
+  try {
+    const file = path.join(dir, 'interactions.csv');
+    await writeSyntheticLog(file, { users: 300, items: 150, interactions, minPerUser: 20, seed: 11 });
+    const uri = `s3://${config().bucket}/raw/${name}/interactions.csv`;
+    await objectStore().putFile(uri, file);
+    return uri;
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+}
+
+export function trainingInput(model: string, dataset: string, source: string, train: Record<string, unknown>): ContinuousTrainingInput {
+  return {
+    model,
+    dataset: { name: dataset, sources: [source], etl: { format: 'csv', columns: { rating: 'rating' }, ratingRange: [1, 5] } },
+    train: { embedding_dim: 16, hidden_dim: 32, history_len: 20, batch_size: 256, ...train },
+    nprocPerNode: 2,
+    topK: 20,
+  };
+}
+
+/** True while any process of the group `pgid` is alive. */
+export function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 120_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}

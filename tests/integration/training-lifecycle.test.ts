@@ -1,0 +1,100 @@
+/**
+ * The training activity's process lifecycle against the real stack: cancellation stops torchrun, and a worker that
+ * dies mid-training is replaced by another that resumes from the last checkpoint in the object store.
+ */
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { Client, Connection, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { CancelledFailure } from '@temporalio/common';
+import { NativeConnection } from '@temporalio/worker';
+import type { TrainHeartbeat } from '../../activities/training';
+import { pendingActivities } from '../../cli/temporal';
+import { config } from '../../lib/config';
+import { createTrainingWorker } from '../../worker/create-worker';
+import { continuousTraining } from '../../workflows/continuous-training';
+import { uniqueName } from './stack';
+import { groupAlive, smallDatasetSource, trainingInput, waitFor } from './training-fixture';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+let connection: Connection;
+let native: NativeConnection;
+let client: Client;
+
+beforeAll(async () => {
+  connection = await Connection.connect({ address: config().temporalAddress });
+  native = await NativeConnection.connect({ address: config().temporalAddress });
+  client = new Client({ connection });
+});
+afterAll(async () => {
+  await connection.close();
+  await native.close();
+});
+
+async function trainHeartbeat(handle: WorkflowHandle): Promise<TrainHeartbeat | undefined> {
+  const act = (await pendingActivities(handle)).find((a) => a.type === 'train');
+  return act?.heartbeat as TrainHeartbeat | undefined;
+}
+
+test('cancelling the workflow stops torchrun and its ranks', async () => {
+  const model = uniqueName('it-cancel');
+  const dataset = uniqueName('it-ds');
+  const source = await smallDatasetSource(dataset);
+  const taskQueue = uniqueName('it-cancel');
+  const worker = await createTrainingWorker({ taskQueue, connection: native });
+  const handle = await client.workflow.start(continuousTraining, {
+    taskQueue,
+    workflowId: `train-${model}-${dataset}`,
+    args: [trainingInput(model, dataset, source, { epochs: 500 })],
+  });
+  const pid = await worker.runUntil(async () => {
+    const hb = await waitFor('training progress', async () => {
+      const h = await trainHeartbeat(handle);
+      return h?.stage === 'train' && h.pid && h.epoch !== undefined ? h : undefined;
+    });
+    expect(groupAlive(hb.pid!)).toBe(true);
+    await handle.cancel();
+    const err = await handle.result().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    expect((err as WorkflowFailedError).cause).toBeInstanceOf(CancelledFailure);
+    return hb.pid!;
+  });
+  await waitFor('torchrun to exit', async () => (groupAlive(pid) ? undefined : true), 15_000);
+  expect(groupAlive(pid)).toBe(false);
+});
+
+test('a worker killed mid-training is replaced and training resumes from the last checkpoint', async () => {
+  const model = uniqueName('it-resume');
+  const dataset = uniqueName('it-ds');
+  const source = await smallDatasetSource(dataset);
+  const taskQueue = uniqueName('it-resume');
+
+  // The first worker is a separate process, so it can be killed like a crashed machine.
+  const doomed = spawn(path.join(ROOT, 'node_modules', '.bin', 'tsx'), ['worker/training-worker.ts'], {
+    cwd: ROOT,
+    env: { ...process.env, RECSYS_TASK_QUEUE: taskQueue },
+    detached: true,
+    stdio: 'ignore',
+  });
+  const handle = await client.workflow.start(continuousTraining, {
+    taskQueue,
+    workflowId: `train-${model}-${dataset}`,
+    args: [trainingInput(model, dataset, source, { epochs: 12 })],
+  });
+  const hb = await waitFor(
+    'a checkpoint',
+    async () => {
+      const h = await trainHeartbeat(handle);
+      return h?.checkpointEpoch !== undefined && h.checkpointEpoch >= 1 && h.pid ? h : undefined;
+    },
+    180_000,
+  );
+  process.kill(-doomed.pid!, 'SIGKILL');
+  // torchrun watches its supervisor and exits when the worker is gone: no orphan keeps training.
+  await waitFor('orphaned torchrun to exit', async () => (groupAlive(hb.pid!) ? undefined : true), 20_000);
+
+  const worker = await createTrainingWorker({ taskQueue, connection: native });
+  const result = await worker.runUntil(handle.result());
+  expect(result.training.resumedFromEpoch).toBeGreaterThanOrEqual(hb.checkpointEpoch!);
+  expect(result.training.epochs).toBe(12);
+  expect(result.registered.version).toBe('1');
+});
