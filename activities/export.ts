@@ -44,7 +44,7 @@ export async function exportOnnx(input: { training: TrainResult; topK?: number }
       });
     } catch (err) {
       // A parity failure is a property of the model, not a transient fault: retrying would not help.
-      if (err instanceof PythonStepError && err.errorType === 'ParityError')
+      if (err instanceof PythonStepError && err.errorType === 'ExportVerificationError')
         throw ApplicationFailure.nonRetryable(err.message, 'OnnxParityError');
       throw err;
     }

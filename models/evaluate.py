@@ -11,7 +11,7 @@ Metrics (averaged over evaluated users): recall@k, ndcg@k, hr@k, mrr (full ranki
 stdout (JSON lines):
   {"event":"result","metrics":{"model":{"recall@10":..,"ndcg@10":..,"hr@10":..,"mrr":..},"popularity":{...}},
    "n_users":N,"n_cold_users":C,"n_skipped_users":S,"k":10,"report_path":"/abs/FILE.json"}
-The report file holds the same plus slices (cold = empty history, warm) and the model's description.
+The report file holds the same plus slices (cold = empty history, warm), eval_seconds and the model's description.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from models.families import load_model
 from models.jsonl import ArgumentParser, UsageError, emit, run
 from models.metrics import metric_names, per_user_metrics
 
-SCORE_CELLS_PER_BATCH = 2**23  # users per batch = this / n_items: bounds memory (~100 MB of float32 + bool work)
+SCORE_CELLS_PER_BATCH = 2**22  # users per batch = this / n_items: bounds the working set (~150 MB at 4M cells)
 
 
 def parse_args(argv: Sequence[str] | None) -> Any:

@@ -203,7 +203,7 @@ def model_header(config: TrainConfig, model: torch.nn.Module) -> dict[str, Any]:
         "n_items": model.n_items,
         "history_len": model.history_len,
         "model_state": model.state_dict(),
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),  # a str subclass that weights_only loading rejects
     }
 
 
