@@ -10,7 +10,7 @@ module.exports = {
       testEnvironment: 'node',
       globalSetup: '<rootDir>/tests/integration/global-setup.ts',
       slowTestThreshold: 120,
-      testTimeout: 600_000,
+      setupFilesAfterEnv: ['<rootDir>/tests/integration/jest-setup.ts'],
     },
   ],
 };

@@ -43,7 +43,7 @@ export interface RegisterResult {
   runUrl: string;
 }
 
-/** MLflow metric keys may not contain '@'. */
+/** MLflow metric and tag keys may not contain '@'. */
 const metricKey = (prefix: string, name: string) => `${prefix}${name.replace('@', '_at_')}`;
 
 async function findOrCreateRun(mlflow: MlflowClient, experimentId: string, input: RegisterInput): Promise<MlflowRun> {
@@ -131,15 +131,15 @@ export async function register(input: RegisterInput): Promise<RegisterResult> {
       'recsys.onnx.top_k': String(input.exported.topK),
       'recsys.onnx.history_len': String(input.exported.historyLen),
       'recsys.model.uri': input.training.modelUri,
-      [`recsys.metric.${PRIMARY_METRIC}`]: String(score),
-      [`recsys.metric.popularity.${PRIMARY_METRIC}`]: String(baseline),
+      [metricKey('recsys.metric.', PRIMARY_METRIC)]: String(score),
+      [metricKey('recsys.metric.popularity.', PRIMARY_METRIC)]: String(baseline),
     }));
 
   await mlflow.setAlias(input.model, 'challenger', version.version);
 
   // Champion: better than popularity and than the current champion on the primary metric.
   const champion = await mlflow.getVersionByAlias(input.model, 'champion');
-  const championScore = champion ? Number(tagsOf(champion)[`recsys.metric.${PRIMARY_METRIC}`] ?? NaN) : NaN;
+  const championScore = champion ? Number(tagsOf(champion)[metricKey('recsys.metric.', PRIMARY_METRIC)] ?? NaN) : NaN;
   let promoted = false;
   let decision: string;
   if (champion?.version === version.version) {

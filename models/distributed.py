@@ -32,6 +32,10 @@ def setup() -> DistContext:
     return DistContext(rank=dist.get_rank(), world_size=dist.get_world_size())
 
 
-def teardown() -> None:
+def teardown(ok: bool = True) -> None:
     if dist.is_initialized():
+        # Ranks leave together: a rank that tears gloo down while its peer is still writing the model can abort
+        # ("terminate called without an active exception") and fail a finished run.
+        if ok:
+            dist.barrier()
         dist.destroy_process_group()

@@ -214,10 +214,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise UsageError(f"--supervisor-pid must be a positive pid, got {args.supervisor_pid}")
         start_supervisor_watch(args.supervisor_pid)
     ctx = distributed.setup()
+    ok = False
     try:
         train(args, ctx)
+        ok = True
     finally:
-        distributed.teardown()
+        distributed.teardown(ok)
 
 
 if __name__ == "__main__":

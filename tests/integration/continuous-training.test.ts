@@ -36,7 +36,11 @@ test('continuousTraining completes on a small dataset and registers exactly one 
     workflowId,
     args: [trainingInput(model, dataset, source, { epochs: 2 })],
   });
-  const result = await worker.runUntil(handle.result());
+  // Queries run on a worker, so ask for the final progress while it is still polling.
+  const [result, progress] = await worker.runUntil(async () => {
+    const r = await handle.result();
+    return [r, await handle.query(progressQuery)] as const;
+  });
 
   expect(result.dataset.reused).toBe(false);
   expect(result.training).toMatchObject({ epochs: 2, worldSize: 2, resumedFromEpoch: 0 });
@@ -48,7 +52,6 @@ test('continuousTraining completes on a small dataset and registers exactly one 
   expect(result.registered.version).toBe('1');
   expect(result.registered.aliases).toContain('challenger');
 
-  const progress = await handle.query(progressQuery);
   expect(progress.currentStep).toBe('done');
   expect(progress.steps.map((s) => s.status)).toEqual(['done', 'done', 'done', 'done', 'done']);
 
