@@ -83,7 +83,15 @@ export async function readAndValidate(
   return { rows, sources };
 }
 
-function manifestOf(name: string, uri: string, cfg: EtlConfig, ds: BuiltDataset, raw: number, sources: SourceInfo[], files: Manifest['files']): Manifest {
+function manifestOf(
+  name: string,
+  uri: string,
+  cfg: EtlConfig,
+  ds: BuiltDataset,
+  raw: number,
+  sources: SourceInfo[],
+  files: Manifest['files'],
+): Manifest {
   return {
     schemaVersion: 1,
     name,
@@ -117,11 +125,18 @@ function manifestOf(name: string, uri: string, cfg: EtlConfig, ds: BuiltDataset,
 }
 
 /** The ETL, callable outside Temporal too (benchmarks, tests). */
-export async function buildDatasetVersion(input: EtlInput, progress: (detail: object) => void = () => undefined): Promise<DatasetRef> {
+export async function buildDatasetVersion(
+  input: EtlInput,
+  progress: (detail: object) => void = () => undefined,
+): Promise<DatasetRef> {
   if (!DATASET_NAME.test(input.name))
-    throw ApplicationFailure.nonRetryable(`dataset name ${JSON.stringify(input.name)} must match ${String(DATASET_NAME)}`, 'ConfigError');
+    throw ApplicationFailure.nonRetryable(
+      `dataset name ${JSON.stringify(input.name)} must match ${String(DATASET_NAME)}`,
+      'ConfigError',
+    );
   const parsed = EtlConfig.safeParse(input.config);
-  if (!parsed.success) throw ApplicationFailure.nonRetryable(`invalid ETL config: ${parsed.error.message}`, 'ConfigError');
+  if (!parsed.success)
+    throw ApplicationFailure.nonRetryable(`invalid ETL config: ${parsed.error.message}`, 'ConfigError');
   const cfg = parsed.data;
   const store = objectStore();
   const bucket = config().bucket;
@@ -131,7 +146,8 @@ export async function buildDatasetVersion(input: EtlInput, progress: (detail: ob
     for (const [i, uri] of input.sources.entries()) {
       parseS3Uri(uri);
       const local = path.join(dir, 'raw', `${i}-${path.posix.basename(uri)}`);
-      if (!(await store.exists(uri))) throw ApplicationFailure.nonRetryable(`source ${uri} does not exist`, 'SourceNotFound');
+      if (!(await store.exists(uri)))
+        throw ApplicationFailure.nonRetryable(`source ${uri} does not exist`, 'SourceNotFound');
       await store.downloadFile(uri, local);
       files.push({ uri, local });
     }
@@ -195,4 +211,3 @@ export async function etl(input: EtlInput): Promise<DatasetRef> {
     activityHeartbeat(detail);
   });
 }
-

@@ -24,7 +24,11 @@ export interface EvaluationResult {
   reused: boolean;
 }
 
-export async function evaluate(input: { dataset: DatasetRef; training: TrainResult; k?: number }): Promise<EvaluationResult> {
+export async function evaluate(input: {
+  dataset: DatasetRef;
+  training: TrainResult;
+  k?: number;
+}): Promise<EvaluationResult> {
   const ctx = Context.current();
   const k = input.k ?? 10;
   const store = objectStore();

@@ -154,7 +154,8 @@ export async function register(input: RegisterInput): Promise<RegisterResult> {
     decision = champion
       ? `champion: ${PRIMARY_METRIC} ${score.toFixed(4)} beats popularity ${baseline.toFixed(4)} and v${champion.version} (${championScore.toFixed(4)})`
       : `champion: ${PRIMARY_METRIC} ${score.toFixed(4)} beats popularity ${baseline.toFixed(4)} (no previous champion)`;
-    if (champion) await mlflow.setModelVersionTag(input.model, version.version, 'recsys.previous_champion', champion.version);
+    if (champion)
+      await mlflow.setModelVersionTag(input.model, version.version, 'recsys.previous_champion', champion.version);
     await mlflow.setAlias(input.model, 'champion', version.version);
   }
   await mlflow.setModelVersionTag(input.model, version.version, 'recsys.promotion_decision', decision);

@@ -20,7 +20,13 @@ import type { EvaluationResult } from '../activities/evaluation';
 import type { ExportResult } from '../activities/export';
 import type { RegisterResult } from '../activities/registry';
 import type { TrainResult } from '../activities/training';
-import { RecsysDatasetVersion, RecsysModel, RecsysModelVersion, RecsysStage, RecsysTrigger } from '../lib/search-attributes';
+import {
+  RecsysDatasetVersion,
+  RecsysModel,
+  RecsysModelVersion,
+  RecsysStage,
+  RecsysTrigger,
+} from '../lib/search-attributes';
 
 export interface ContinuousTrainingInput {
   /** Registered model name, e.g. `two-tower-ml-100k`. */
@@ -109,11 +115,7 @@ export async function continuousTraining(input: ContinuousTrainingInput): Promis
   ]);
   const stepSeconds = {} as Record<StepName, number>;
 
-  async function step<T extends object>(
-    name: StepName,
-    run: () => Promise<T>,
-    describe: (r: T) => string,
-  ): Promise<T> {
+  async function step<T extends object>(name: StepName, run: () => Promise<T>, describe: (r: T) => string): Promise<T> {
     const state = progress.steps.find((s) => s.name === name)!;
     progress.currentStep = name;
     state.status = 'running';
@@ -202,6 +204,9 @@ function fmt(v: number | undefined): string {
 
 /** The meaningful id of a training workflow: model, dataset and when it was asked for. */
 export function trainingWorkflowId(model: string, dataset: string, at: Date): string {
-  const stamp = at.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  const stamp = at
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
   return `train-${model}-${dataset}-${stamp}`;
 }

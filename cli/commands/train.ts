@@ -2,6 +2,7 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { WorkflowFailedError } from '@temporalio/client';
+import type { TrainHeartbeat } from '../../activities/training';
 import { config } from '../../lib/config';
 import { sha256File } from '../../lib/files';
 import { objectStore } from '../../lib/object-store';
@@ -41,22 +42,25 @@ export function parseOverrides(pairs: string[]): Record<string, unknown> {
     if (eq <= 0) throw new Error(`--set expects key=value, got ${JSON.stringify(pair)}`);
     const key = pair.slice(0, eq);
     const raw = pair.slice(eq + 1);
-    out[key] = raw === 'true' ? true : raw === 'false' ? false : raw !== '' && !Number.isNaN(Number(raw)) ? Number(raw) : raw;
+    out[key] =
+      raw === 'true' ? true : raw === 'false' ? false : raw !== '' && !Number.isNaN(Number(raw)) ? Number(raw) : raw;
   }
   return out;
 }
 
-function describeHeartbeat(type: string, hb: unknown): string {
-  if (!hb || typeof hb !== 'object') return type;
-  const h = hb as Record<string, unknown>;
-  if (type === 'train' && h.stage === 'train' && h.epoch !== undefined) {
-    const ckpt = h.checkpointEpoch ? `, checkpoint epoch ${String(h.checkpointEpoch)}` : '';
-    return (
-      `train: epoch ${String(h.epoch)}/${String(h.epochs ?? '?')} step ${String(h.step)}/${String(h.stepsPerEpoch)} ` +
-      `loss ${Number(h.loss).toFixed(4)} (${Math.round(Number(h.samplesPerSec))} samples/s${ckpt})`
-    );
+function describeHeartbeat(type: string, details: unknown): string {
+  if (!details || typeof details !== 'object') return type;
+  if (type === 'train') {
+    const h = details as TrainHeartbeat;
+    if (h.stage === 'train' && h.epoch !== undefined) {
+      const ckpt = h.checkpointEpoch ? `, checkpoint epoch ${h.checkpointEpoch}` : '';
+      return (
+        `train: epoch ${h.epoch}/${h.epochs ?? '?'} step ${h.step ?? '?'}/${h.stepsPerEpoch ?? '?'} ` +
+        `loss ${(h.loss ?? NaN).toFixed(4)} (${Math.round(h.samplesPerSec ?? 0)} samples/s${ckpt})`
+      );
+    }
   }
-  return `${type}: ${JSON.stringify(h)}`;
+  return `${type}: ${JSON.stringify(details)}`;
 }
 
 export function printResult(r: ContinuousTrainingResult): void {
@@ -79,7 +83,9 @@ export function printResult(r: ContinuousTrainingResult): void {
       Object.entries(r.stepSeconds).map(([k, v]) => [k, duration(v)]),
     ),
   );
-  console.log(`\nDataset:   ${r.dataset.name}@${r.dataset.version} ${r.dataset.uri}${r.dataset.reused ? ' (reused)' : ''}`);
+  console.log(
+    `\nDataset:   ${r.dataset.name}@${r.dataset.version} ${r.dataset.uri}${r.dataset.reused ? ' (reused)' : ''}`,
+  );
   console.log(`Model:     ${r.registered.model} v${r.registered.version}  aliases: ${r.registered.aliases.join(', ')}`);
   console.log(`Decision:  ${r.registered.decision}`);
   console.log(`ONNX:      ${r.exported.onnxUri} (max |diff| vs PyTorch ${r.exported.maxAbsDiff.toExponential(2)})`);
@@ -94,7 +100,11 @@ export function registerTrainCommand(program: Command): void {
     .requiredOption('--model <name>', 'registered model name, e.g. two-tower-ml-100k')
     .requiredOption('--dataset <name>', 'dataset name, e.g. ml-100k')
     .requiredOption('--source <path...>', 'raw log files: local paths (uploaded) or s3:// URIs')
-    .option('--format <format>', 'raw format: csv, tsv, jsonl, parquet, movielens-1m, movielens-100k, recbole, amazon-jsonl', 'csv')
+    .option(
+      '--format <format>',
+      'raw format: csv, tsv, jsonl, parquet, movielens-1m, movielens-100k, recbole, amazon-jsonl',
+      'csv',
+    )
     .option('--etl <json>', 'extra ETL config as JSON (columns, ratingRange, split, ...)', '{}')
     .option('--epochs <n>', 'training epochs', (v) => Number(v))
     .option('--set <key=value...>', 'training config overrides', [])
@@ -102,63 +112,81 @@ export function registerTrainCommand(program: Command): void {
     .option('--trigger <kind>', 'manual | schedule | drift', 'manual')
     .option('--id <workflowId>', 'workflow id (default: train-<model>-<dataset>-<time>)')
     .option('--wait', 'follow progress and print the results', false)
-    .action(async (opts: {
-      model: string; dataset: string; source: string[]; format: string; etl: string; epochs?: number;
-      set: string[]; nproc: number; trigger: 'manual' | 'schedule' | 'drift'; id?: string; wait: boolean;
-    }) => {
-      const sources = await stageSources(opts.dataset, opts.source);
-      const trainCfg = parseOverrides(opts.set);
-      if (opts.epochs !== undefined) trainCfg.epochs = opts.epochs;
-      const input: ContinuousTrainingInput = {
-        model: opts.model,
-        dataset: { name: opts.dataset, sources, etl: { format: opts.format, ...(JSON.parse(opts.etl) as object) } as ContinuousTrainingInput['dataset']['etl'] },
-        train: trainCfg,
-        nprocPerNode: opts.nproc,
-        trigger: opts.trigger,
-      };
-      const client = await temporalClient();
-      const workflowId = opts.id ?? trainingWorkflowId(opts.model, opts.dataset, new Date());
-      const handle = await client.workflow.start(continuousTraining, {
-        taskQueue: config().taskQueue,
-        workflowId,
-        args: [input],
-        typedSearchAttributes: [
-          { key: RecsysModel, value: opts.model },
-          { key: RecsysTrigger, value: opts.trigger },
-        ],
-        staticSummary: `Continuous training of ${opts.model} on ${opts.dataset}`,
-      });
-      console.log(`Started continuousTraining ${workflowId}`);
-      console.log(`Web UI: ${webUiUrl(workflowId, handle.firstExecutionRunId)}`);
-      if (!opts.wait) return;
+    .action(
+      async (opts: {
+        model: string;
+        dataset: string;
+        source: string[];
+        format: string;
+        etl: string;
+        epochs?: number;
+        set: string[];
+        nproc: number;
+        trigger: 'manual' | 'schedule' | 'drift';
+        id?: string;
+        wait: boolean;
+      }) => {
+        const sources = await stageSources(opts.dataset, opts.source);
+        const trainCfg = parseOverrides(opts.set);
+        if (opts.epochs !== undefined) trainCfg.epochs = opts.epochs;
+        const input: ContinuousTrainingInput = {
+          model: opts.model,
+          dataset: {
+            name: opts.dataset,
+            sources,
+            etl: {
+              format: opts.format,
+              ...(JSON.parse(opts.etl) as object),
+            } as ContinuousTrainingInput['dataset']['etl'],
+          },
+          train: trainCfg,
+          nprocPerNode: opts.nproc,
+          trigger: opts.trigger,
+        };
+        const client = await temporalClient();
+        const workflowId = opts.id ?? trainingWorkflowId(opts.model, opts.dataset, new Date());
+        const handle = await client.workflow.start(continuousTraining, {
+          taskQueue: config().taskQueue,
+          workflowId,
+          args: [input],
+          typedSearchAttributes: [
+            { key: RecsysModel, value: opts.model },
+            { key: RecsysTrigger, value: opts.trigger },
+          ],
+          staticSummary: `Continuous training of ${opts.model} on ${opts.dataset}`,
+        });
+        console.log(`Started continuousTraining ${workflowId}`);
+        console.log(`Web UI: ${webUiUrl(workflowId, handle.firstExecutionRunId)}`);
+        if (!opts.wait) return;
 
-      let last = '';
-      const poll = setInterval(() => {
-        void (async () => {
-          try {
-            const p = await handle.query(progressQuery);
-            const acts = await pendingActivities(handle);
-            const act = acts[0];
-            const line = act
-              ? `[${p.currentStep}] ${describeHeartbeat(act.type, act.heartbeat)}${act.attempt > 1 ? ` (attempt ${act.attempt})` : ''}`
-              : `[${p.currentStep}]`;
-            if (line !== last) console.log(line);
-            last = line;
-          } catch {
-            // the workflow may be between tasks; try again next tick
-          }
-        })();
-      }, 1000);
-      try {
-        printResult(await handle.result());
-      } catch (err) {
-        if (err instanceof WorkflowFailedError) {
-          console.error(`\ncontinuousTraining failed: ${err.cause?.message ?? err.message}`);
-          process.exitCode = 1;
-        } else throw err;
-      } finally {
-        clearInterval(poll);
-      }
-      console.log(`Web UI:    ${webUiUrl(workflowId, handle.firstExecutionRunId)}`);
-    });
+        let last = '';
+        const poll = setInterval(() => {
+          void (async () => {
+            try {
+              const p = await handle.query(progressQuery);
+              const acts = await pendingActivities(handle);
+              const act = acts[0];
+              const line = act
+                ? `[${p.currentStep}] ${describeHeartbeat(act.type, act.heartbeat)}${act.attempt > 1 ? ` (attempt ${act.attempt})` : ''}`
+                : `[${p.currentStep}]`;
+              if (line !== last) console.log(line);
+              last = line;
+            } catch {
+              // the workflow may be between tasks; try again next tick
+            }
+          })();
+        }, 1000);
+        try {
+          printResult(await handle.result());
+        } catch (err) {
+          if (err instanceof WorkflowFailedError) {
+            console.error(`\ncontinuousTraining failed: ${err.cause?.message ?? err.message}`);
+            process.exitCode = 1;
+          } else throw err;
+        } finally {
+          clearInterval(poll);
+        }
+        console.log(`Web UI:    ${webUiUrl(workflowId, handle.firstExecutionRunId)}`);
+      },
+    );
 }

@@ -83,7 +83,13 @@ function topShare(counts: number[], fraction: number, total: number): number {
   return sorted.slice(0, k).reduce((s, c) => s + c, 0) / total;
 }
 
-export function computeStats(rows: Interaction[], userIdx: Int32Array, itemIdx: Int32Array, nUsers: number, nItems: number): DatasetStats {
+export function computeStats(
+  rows: Interaction[],
+  userIdx: Int32Array,
+  itemIdx: Int32Array,
+  nUsers: number,
+  nItems: number,
+): DatasetStats {
   const perUser = new Array<number>(nUsers).fill(0);
   const perItem = new Array<number>(nItems).fill(0);
   const ratings: Record<string, number> = {};

@@ -149,7 +149,13 @@ async function* readDelimited(file: string, spec: DelimitedSpec): AsyncGenerator
       continue;
     }
     const at = (i: number) => (i < 0 ? undefined : fields[i]);
-    yield { line, user: at(index!.user), item: at(index!.item), timestamp: at(index!.timestamp), rating: at(index!.rating) };
+    yield {
+      line,
+      user: at(index!.user),
+      item: at(index!.item),
+      timestamp: at(index!.timestamp),
+      rating: at(index!.rating),
+    };
   }
 }
 
@@ -160,7 +166,12 @@ async function* readJsonLines(file: string, pick: (obj: Record<string, unknown>)
     try {
       obj = JSON.parse(text);
     } catch (err) {
-      yield { line, field: '(line)', value: text.slice(0, 200), message: `is not valid JSON: ${(err as Error).message}` };
+      yield {
+        line,
+        field: '(line)',
+        value: text.slice(0, 200),
+        message: `is not valid JSON: ${(err as Error).message}`,
+      };
       continue;
     }
     if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) {
@@ -171,7 +182,13 @@ async function* readJsonLines(file: string, pick: (obj: Record<string, unknown>)
   }
 }
 
-const text = (v: unknown): string | undefined => (v === undefined || v === null ? undefined : String(v));
+/** JSON values as text; nested objects keep their JSON form so an error message shows what was there. */
+export function text(v: unknown): string | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return String(v);
+  return JSON.stringify(v);
+}
 
 function jsonPick(mapping: ColumnMapping) {
   return (o: Record<string, unknown>) => ({
@@ -205,7 +222,12 @@ async function* readParquet(file: string, mapping: ColumnMapping): AsyncGenerato
     for (const key of ['user', 'item', 'timestamp', 'rating'] as const) {
       const wanted = mapping[key];
       if (wanted !== undefined && !columns.includes(wanted)) {
-        yield { line: 0, field: wanted, value: columns.join(','), message: 'column is missing from the Parquet schema' };
+        yield {
+          line: 0,
+          field: wanted,
+          value: columns.join(','),
+          message: 'column is missing from the Parquet schema',
+        };
         return;
       }
     }
@@ -220,8 +242,7 @@ async function* readParquet(file: string, mapping: ColumnMapping): AsyncGenerato
       if (!chunk || chunk.rowCount === 0) break;
       for (const r of chunk.getRows()) {
         row += 1;
-        const s = (v: unknown) => (v === null ? undefined : String(v));
-        yield { line: row, user: s(r[0]), item: s(r[1]), timestamp: s(r[2]), rating: s(r[3]) };
+        yield { line: row, user: text(r[0]), item: text(r[1]), timestamp: text(r[2]), rating: text(r[3]) };
       }
     }
   } finally {
@@ -243,9 +264,17 @@ export function readRaw(file: string, format: RawFormat, mapping: ColumnMapping)
     case 'parquet':
       return readParquet(file, mapping);
     case 'movielens-1m':
-      return readDelimited(file, { delimiter: '::', names: ['user_id', 'item_id', 'rating', 'timestamp'], mapping: withRating });
+      return readDelimited(file, {
+        delimiter: '::',
+        names: ['user_id', 'item_id', 'rating', 'timestamp'],
+        mapping: withRating,
+      });
     case 'movielens-100k':
-      return readDelimited(file, { delimiter: '\t', names: ['user_id', 'item_id', 'rating', 'timestamp'], mapping: withRating });
+      return readDelimited(file, {
+        delimiter: '\t',
+        names: ['user_id', 'item_id', 'rating', 'timestamp'],
+        mapping: withRating,
+      });
     case 'recbole':
       return readDelimited(file, { delimiter: '\t', headerName: (h) => h.split(':')[0]!, mapping: withRating });
     case 'amazon-jsonl':

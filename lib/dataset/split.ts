@@ -23,7 +23,9 @@ export function splitBoundaries(sortedTs: ArrayLike<number>, valid: number, test
   const validStart = sortedTs[Math.floor(n * (1 - valid - test))]!;
   const testStart = sortedTs[Math.floor(n * (1 - test))]!;
   if (validStart <= sortedTs[0]!)
-    throw new Error(`time split: the training window is empty (the first ${(1 - valid - test) * 100}% share one timestamp)`);
+    throw new Error(
+      `time split: the training window is empty (the first ${(1 - valid - test) * 100}% share one timestamp)`,
+    );
   if (testStart <= validStart)
     throw new Error(`time split: the validation window is empty (too many interactions share timestamp ${validStart})`);
   return { validStart, testStart };

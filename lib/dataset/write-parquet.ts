@@ -15,7 +15,9 @@ export async function writeDatasetParquet(ds: BuiltDataset, dir: string): Promis
   const sql = (s: string) => conn.run(s);
   const quote = (p: string) => `'${p.replace(/'/g, "''")}'`;
   try {
-    await sql('CREATE TABLE interactions (user_idx INTEGER, item_idx INTEGER, ts BIGINT, rating FLOAT, split UTINYINT)');
+    await sql(
+      'CREATE TABLE interactions (user_idx INTEGER, item_idx INTEGER, ts BIGINT, rating FLOAT, split UTINYINT)',
+    );
     const a = await conn.createAppender('interactions');
     for (let i = 0; i < ds.rows.length; i++) {
       const r = ds.rows[i]!;
@@ -54,8 +56,12 @@ export async function writeDatasetParquet(ds: BuiltDataset, dir: string): Promis
       );
       files[file] = ds.splitCounts[s as 0 | 1 | 2];
     }
-    await sql(`COPY (SELECT * FROM users ORDER BY user_idx) TO ${quote(path.join(dir, 'users.parquet'))} (FORMAT parquet)`);
-    await sql(`COPY (SELECT * FROM items ORDER BY item_idx) TO ${quote(path.join(dir, 'items.parquet'))} (FORMAT parquet)`);
+    await sql(
+      `COPY (SELECT * FROM users ORDER BY user_idx) TO ${quote(path.join(dir, 'users.parquet'))} (FORMAT parquet)`,
+    );
+    await sql(
+      `COPY (SELECT * FROM items ORDER BY item_idx) TO ${quote(path.join(dir, 'items.parquet'))} (FORMAT parquet)`,
+    );
     files['users.parquet'] = ds.users.length;
     files['items.parquet'] = ds.items.length;
     return files;

@@ -52,7 +52,8 @@ export class MlflowClient {
     const init: RequestInit = { method, headers: {} };
     if (method === 'GET' && body) {
       const params = new URLSearchParams();
-      for (const [k, v] of Object.entries(body)) if (v !== undefined) params.set(k, String(v));
+      for (const [k, v] of Object.entries(body))
+        if (v !== undefined) params.set(k, typeof v === 'string' ? v : JSON.stringify(v));
       url += `?${params.toString()}`;
     } else if (body) {
       init.body = JSON.stringify(body);
@@ -63,11 +64,16 @@ export class MlflowClient {
     const json: unknown = text ? JSON.parse(text) : {};
     if (!res.ok) {
       const err = ApiError.safeParse(json);
-      throw new MlflowError(res.status, err.success ? err.data.error_code : 'HTTP_ERROR', err.success ? err.data.message : text.slice(0, 300), endpoint);
+      throw new MlflowError(
+        res.status,
+        err.success ? err.data.error_code : 'HTTP_ERROR',
+        err.success ? err.data.message : text.slice(0, 300),
+        endpoint,
+      );
     }
     const parsed = schema.safeParse(json);
     if (!parsed.success) throw new Error(`MLflow ${endpoint}: unexpected response: ${parsed.error.message}`);
-    return parsed.data as z.infer<S>;
+    return parsed.data;
   }
 
   // -- experiments ---------------------------------------------------------------------------------------------
@@ -214,8 +220,7 @@ export class MlflowClient {
   /** The version behind `models:/<name>@<alias>`, or undefined if the alias (or the model) does not exist. */
   async getVersionByAlias(name: string, alias: string): Promise<MlflowModelVersion | undefined> {
     try {
-      return (await this.call('GET', 'registered-models/alias', responses.modelVersion, { name, alias }))
-        .model_version;
+      return (await this.call('GET', 'registered-models/alias', responses.modelVersion, { name, alias })).model_version;
     } catch (err) {
       if (err instanceof MlflowError && (err.notFound || err.code === 'INVALID_PARAMETER_VALUE')) return undefined;
       throw err;

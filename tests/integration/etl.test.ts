@@ -35,7 +35,14 @@ test('publishes a content-addressed version with the manifest, and reuses it on 
   expect(first.reused).toBe(false);
   expect(first.uri).toBe(`s3://${config().bucket}/datasets/${name}/${first.version}/`);
   const objects = (await store.list(first.uri)).map((u) => u.slice(first.uri.length)).sort();
-  expect(objects).toEqual(['items.parquet', 'manifest.json', 'test.parquet', 'train.parquet', 'users.parquet', 'valid.parquet']);
+  expect(objects).toEqual([
+    'items.parquet',
+    'manifest.json',
+    'test.parquet',
+    'train.parquet',
+    'users.parquet',
+    'valid.parquet',
+  ]);
 
   const manifest = Manifest.parse(await store.getJson(first.manifestUri));
   expect(manifest.counts.interactions).toBe(manifest.counts.train + manifest.counts.valid + manifest.counts.test);

@@ -18,7 +18,9 @@ export async function assertStackUp(): Promise<void> {
     problems.push(`Temporal at ${cfg.temporalAddress}`);
   }
   if (problems.length > 0)
-    throw new Error(`integration tests need the local stack; not reachable: ${problems.join(', ')}. Run: make stack-up`);
+    throw new Error(
+      `integration tests need the local stack; not reachable: ${problems.join(', ')}. Run: make stack-up`,
+    );
 }
 
 export const uniqueName = (prefix: string) => `${prefix}-${randomBytes(4).toString('hex')}`;

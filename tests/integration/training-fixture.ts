@@ -7,11 +7,14 @@ import { writeSyntheticLog } from '../../lib/data/synthetic';
 import { objectStore } from '../../lib/object-store';
 import type { ContinuousTrainingInput } from '../../workflows/continuous-training';
 
-export async function smallDatasetSource(name: string, interactions = 12_000): Promise<string> {
+export async function smallDatasetSource(
+  name: string,
+  shape: { users: number; items: number; interactions: number } = { users: 300, items: 150, interactions: 12_000 },
+): Promise<string> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'recsys-it-'));
   try {
     const file = path.join(dir, 'interactions.csv');
-    await writeSyntheticLog(file, { users: 300, items: 150, interactions, minPerUser: 20, seed: 11 });
+    await writeSyntheticLog(file, { ...shape, minPerUser: 20, seed: 11 });
     const uri = `s3://${config().bucket}/raw/${name}/interactions.csv`;
     await objectStore().putFile(uri, file);
     return uri;
@@ -20,10 +23,19 @@ export async function smallDatasetSource(name: string, interactions = 12_000): P
   }
 }
 
-export function trainingInput(model: string, dataset: string, source: string, train: Record<string, unknown>): ContinuousTrainingInput {
+export function trainingInput(
+  model: string,
+  dataset: string,
+  source: string,
+  train: Record<string, unknown>,
+): ContinuousTrainingInput {
   return {
     model,
-    dataset: { name: dataset, sources: [source], etl: { format: 'csv', columns: { rating: 'rating' }, ratingRange: [1, 5] } },
+    dataset: {
+      name: dataset,
+      sources: [source],
+      etl: { format: 'csv', columns: { rating: 'rating' }, ratingRange: [1, 5] },
+    },
     train: { embedding_dim: 16, hidden_dim: 32, history_len: 20, batch_size: 256, ...train },
     nprocPerNode: 2,
     topK: 20,
@@ -43,7 +55,13 @@ export function groupAlive(pgid: number): boolean {
 export async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 120_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const value = await probe().catch(() => undefined);
+    let value: T | undefined;
+    try {
+      value = await probe();
+    } catch (err) {
+      // A probe that knows the wait is hopeless throws a plain Error; transient RPC errors are retried.
+      if (err instanceof Error && err.message.includes('ended before')) throw err;
+    }
     if (value !== undefined) return value;
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 250));

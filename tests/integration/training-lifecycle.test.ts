@@ -58,14 +58,15 @@ test('cancelling the workflow stops torchrun and its ranks', async () => {
     expect((err as WorkflowFailedError).cause).toBeInstanceOf(CancelledFailure);
     return hb.pid!;
   });
-  await waitFor('torchrun to exit', async () => (groupAlive(pid) ? undefined : true), 15_000);
+  await waitFor('torchrun to exit', () => Promise.resolve(groupAlive(pid) ? undefined : true), 15_000);
   expect(groupAlive(pid)).toBe(false);
 });
 
 test('a worker killed mid-training is replaced and training resumes from the last checkpoint', async () => {
   const model = uniqueName('it-resume');
   const dataset = uniqueName('it-ds');
-  const source = await smallDatasetSource(dataset);
+  // Large enough that an epoch takes a second or two, so the kill lands mid-training.
+  const source = await smallDatasetSource(dataset, { users: 2000, items: 500, interactions: 100_000 });
   const taskQueue = uniqueName('it-resume');
 
   // The first worker is a separate process, so it can be killed like a crashed machine.
@@ -78,19 +79,20 @@ test('a worker killed mid-training is replaced and training resumes from the las
   const handle = await client.workflow.start(continuousTraining, {
     taskQueue,
     workflowId: `train-${model}-${dataset}`,
-    args: [trainingInput(model, dataset, source, { epochs: 12 })],
+    args: [trainingInput(model, dataset, source, { epochs: 12, batch_size: 128, embedding_dim: 64, hidden_dim: 128 })],
   });
   const hb = await waitFor(
     'a checkpoint',
     async () => {
       const h = await trainHeartbeat(handle);
+      if (!h && (await handle.describe()).status.name !== 'RUNNING') throw new Error('workflow ended before the kill');
       return h?.checkpointEpoch !== undefined && h.checkpointEpoch >= 1 && h.pid ? h : undefined;
     },
     180_000,
   );
   process.kill(-doomed.pid!, 'SIGKILL');
   // torchrun watches its supervisor and exits when the worker is gone: no orphan keeps training.
-  await waitFor('orphaned torchrun to exit', async () => (groupAlive(hb.pid!) ? undefined : true), 20_000);
+  await waitFor('orphaned torchrun to exit', () => Promise.resolve(groupAlive(hb.pid!) ? undefined : true), 20_000);
 
   const worker = await createTrainingWorker({ taskQueue, connection: native });
   const result = await worker.runUntil(handle.result());

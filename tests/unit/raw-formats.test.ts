@@ -1,5 +1,12 @@
 import path from 'node:path';
-import { ColumnMapping, isProblem, readRaw, splitCsvLine, type RawEntry, type RawFormat } from '../../lib/dataset/raw-formats';
+import {
+  ColumnMapping,
+  isProblem,
+  readRaw,
+  splitCsvLine,
+  type RawEntry,
+  type RawFormat,
+} from '../../lib/dataset/raw-formats';
 
 const fixture = (name: string) => path.join(__dirname, '..', 'fixtures', 'raw', name);
 const defaults = ColumnMapping.parse({});
@@ -33,7 +40,13 @@ describe('raw format readers', () => {
 
   test('Amazon reviews JSON lines, 2018 and 2023 layouts (ms normalised to s)', async () => {
     const old = await readAll('amazon-2018.jsonl', 'amazon-jsonl');
-    expect(old[0]).toEqual({ line: 1, user: 'A1AAAAAAAAAAAA', item: 'B000000001', rating: '5', timestamp: '1446768000' });
+    expect(old[0]).toEqual({
+      line: 1,
+      user: 'A1AAAAAAAAAAAA',
+      item: 'B000000001',
+      rating: '5',
+      timestamp: '1446768000',
+    });
     const recent = await readAll('amazon-2023.jsonl', 'amazon-jsonl');
     expect(recent[0]).toEqual({ line: 1, user: 'AGUSER1', item: 'B0P1', rating: '4', timestamp: '1588687728' });
   });
@@ -47,7 +60,11 @@ describe('raw format readers', () => {
     const rows = await readAll('malformed.csv', 'csv', { ...defaults, rating: 'rating' });
     const problems = rows.filter(isProblem);
     expect(problems).toHaveLength(1);
-    expect(problems[0]).toMatchObject({ line: 3, field: '(line)', message: expect.stringContaining('has 3 fields, expected 4') });
+    expect(problems[0]).toMatchObject({
+      line: 3,
+      field: '(line)',
+      message: expect.stringContaining('has 3 fields, expected 4'),
+    });
   });
 
   test('a broken JSON line is a problem naming its line', async () => {
@@ -58,7 +75,9 @@ describe('raw format readers', () => {
 
   test('a missing mapped column is reported against the header', async () => {
     const rows = await readAll('interactions.csv', 'csv', { ...defaults, user: 'customer' });
-    expect(rows).toEqual([expect.objectContaining({ line: 1, field: 'customer', message: 'column is missing from the header' })]);
+    expect(rows).toEqual([
+      expect.objectContaining({ line: 1, field: 'customer', message: 'column is missing from the header' }),
+    ]);
   });
 
   test('splitCsvLine handles escaped quotes and multi-character delimiters', () => {

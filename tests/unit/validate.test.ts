@@ -15,7 +15,12 @@ const rec = (over: Partial<Record<'user' | 'item' | 'timestamp' | 'rating', stri
 
 describe('validateRecord', () => {
   test('a valid record becomes an interaction with unix seconds', () => {
-    expect(validateRecord(rec({}), 'logs.csv', cfg, now)).toEqual({ user: 'u1', item: 'i1', ts: 1600000000, rating: 4 });
+    expect(validateRecord(rec({}), 'logs.csv', cfg, now)).toEqual({
+      user: 'u1',
+      item: 'i1',
+      ts: 1600000000,
+      rating: 4,
+    });
   });
 
   test.each([
