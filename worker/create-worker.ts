@@ -20,5 +20,8 @@ export async function createTrainingWorker(options: WorkerOptions = {}): Promise
     activities,
     // Training and evaluation are CPU-bound child processes: run few at a time on a small machine.
     maxConcurrentActivityTaskExecutions: 2,
+    // Send heartbeats (epoch, loss, checkpoint) to the server every few seconds so the Web UI shows live progress;
+    // the default throttle would show them only every 24 s with a 30 s heartbeat timeout.
+    maxHeartbeatThrottleInterval: '3 seconds',
   });
 }
