@@ -18,13 +18,13 @@ install_go_tool() { # name module version [ldflags]
 
 install_node() {
   cd "$REPO_DIR"
-  # npm ci is exact to the lock; skip it when node_modules already matches the lock.
-  if [[ -f node_modules/.package-lock.json ]] && cmp -s <(sed -n '/"packages"/,$p' package-lock.json | sed 1d) \
-    <(sed -n '/"packages"/,$p' node_modules/.package-lock.json | sed 1d) 2>/dev/null; then
+  # The registry reachable here serves only this platform's optional binaries (swc, duckdb, ...), which `npm ci`
+  # rejects as a lock mismatch; `npm install --no-save` installs the locked versions without rewriting the lock.
+  if [[ -f node_modules/.package-lock.json && node_modules/.package-lock.json -nt package-lock.json ]]; then
     log "node modules: up to date"
   else
-    log "node modules: npm ci..."
-    npm ci --no-audit --no-fund --loglevel=error
+    log "node modules: installing from package-lock.json..."
+    npm install --no-save --no-audit --no-fund --loglevel=error
   fi
 }
 
