@@ -22,6 +22,8 @@ export MLFLOW_TRACKING_URI="${MLFLOW_TRACKING_URI:-http://127.0.0.1:$MLFLOW_PORT
 export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-recsys}"
 export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-recsys-local-secret}"
 export AWS_REGION="${AWS_REGION:-us-east-1}"
+# The pinned AWS SDK runs on Node 20; its notice about future releases needing Node 22 is noise in every command.
+export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true
 
 log() { printf '\033[1m[recsys]\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[31m[recsys] error:\033[0m %s\n' "$*" >&2; exit 1; }
