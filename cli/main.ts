@@ -1,9 +1,11 @@
 /** `recsys`: the command line of the platform. */
 import { Command } from 'commander';
+import { registerStatusCommand } from './commands/status';
 import { registerTrainCommand } from './commands/train';
 
 const program = new Command('recsys').description('MLOps for recommender systems on Temporal');
 registerTrainCommand(program);
+registerStatusCommand(program);
 
 program.parseAsync(process.argv).then(
   () => process.exit(process.exitCode ?? 0),

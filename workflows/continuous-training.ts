@@ -6,6 +6,7 @@
  * current details (a one-line status), and the heartbeat details of the running activity (epoch, loss, checkpoint).
  */
 import {
+  ActivityCancellationType,
   defineQuery,
   log,
   proxyActivities,
@@ -82,6 +83,8 @@ const trainActivity = proxyActivities<typeof activities>({
   // the worker is gone, and the retry resumes from the last checkpoint on another worker.
   heartbeatTimeout: '30 seconds',
   retry: { initialInterval: '2 seconds', maximumAttempts: 5 },
+  // A cancelled workflow closes only after the activity has stopped torchrun, never with training still running.
+  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   summary: 'Train with torchrun (DDP), checkpoint every epoch',
 });
 const evalActivity = proxyActivities<typeof activities>({

@@ -1,0 +1,33 @@
+/** `recsys status <workflowId>`: a training workflow's steps (the `progress` query) and the running activity. */
+import type { Command } from 'commander';
+import { progressQuery } from '../../workflows/continuous-training';
+import { duration, table } from '../format';
+import { pendingActivities, temporalClient, webUiUrl } from '../temporal';
+
+export function registerStatusCommand(program: Command): void {
+  program
+    .command('status')
+    .description('show the steps of a continuousTraining workflow and the progress of the running one')
+    .argument('<workflowId>', 'e.g. train-two-tower-ml-100k-ml-100k-20261122T040749Z')
+    .action(async (workflowId: string) => {
+      const client = await temporalClient();
+      const handle = client.workflow.getHandle(workflowId);
+      const desc = await handle.describe();
+      console.log(`${workflowId}: ${desc.status.name}`);
+      const progress = await handle.query(progressQuery);
+      console.log(
+        table(
+          ['step', 'status', 'time', 'summary'],
+          progress.steps.map((s) => [
+            s.name,
+            s.status,
+            s.seconds === undefined ? '' : duration(s.seconds),
+            s.summary ?? '',
+          ]),
+        ),
+      );
+      for (const act of await pendingActivities(handle))
+        console.log(`running: ${act.type} (attempt ${act.attempt}) ${JSON.stringify(act.heartbeat ?? {})}`);
+      console.log(`Web UI: ${webUiUrl(workflowId, desc.runId)}`);
+    });
+}
