@@ -78,23 +78,33 @@ test('a worker killed mid-training is replaced and training resumes from the las
     detached: true,
     stdio: 'ignore',
   });
-  const handle = await client.workflow.start(continuousTraining, {
-    taskQueue,
-    workflowId: `train-${model}-${dataset}`,
-    args: [
-      trainingInput(model, dataset, source, { epochs: EPOCHS, batch_size: 128, embedding_dim: 64, hidden_dim: 128 }),
-    ],
-  });
-  const hb = await waitFor(
-    'a checkpoint',
-    async () => {
-      const h = await trainHeartbeat(handle);
-      if (!h && (await handle.describe()).status.name !== 'RUNNING') throw new Error('workflow ended before the kill');
-      return h?.checkpointEpoch !== undefined && h.checkpointEpoch >= 1 && h.pid ? h : undefined;
-    },
-    180_000,
-  );
-  process.kill(-doomed.pid!, 'SIGKILL');
+  const killDoomed = () => {
+    if (groupAlive(doomed.pid!)) process.kill(-doomed.pid!, 'SIGKILL');
+  };
+  let hb: TrainHeartbeat;
+  let handle: WorkflowHandle<typeof continuousTraining>;
+  try {
+    handle = await client.workflow.start(continuousTraining, {
+      taskQueue,
+      workflowId: `train-${model}-${dataset}`,
+      args: [
+        trainingInput(model, dataset, source, { epochs: EPOCHS, batch_size: 128, embedding_dim: 64, hidden_dim: 128 }),
+      ],
+    });
+    hb = await waitFor(
+      'a checkpoint',
+      async () => {
+        const h = await trainHeartbeat(handle);
+        if (!h && (await handle.describe()).status.name !== 'RUNNING')
+          throw new Error('workflow ended before the kill');
+        return h?.checkpointEpoch !== undefined && h.checkpointEpoch >= 1 && h.pid ? h : undefined;
+      },
+      180_000,
+    );
+  } finally {
+    // Also on a failed wait: never leave the first worker behind.
+    killDoomed();
+  }
   // torchrun watches its supervisor and exits when the worker is gone: no orphan keeps training.
   await waitFor('orphaned torchrun to exit', () => Promise.resolve(groupAlive(hb.pid!) ? undefined : true), 20_000);
 
