@@ -1,37 +1,22 @@
-import { Client, Connection } from '@temporalio/client';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { NativeConnection } from '@temporalio/worker';
 import { register } from '../../activities/registry';
-import { config } from '../../lib/config';
 import { MlflowClient, tagsOf } from '../../lib/mlflow/client';
 import { createTrainingWorker } from '../../worker/create-worker';
 import { continuousTraining, progressQuery } from '../../workflows/continuous-training';
-import { uniqueName } from './stack';
+import { uniqueName, useTemporal } from './stack';
 import { smallDatasetSource, trainingInput } from './training-fixture';
 
-let connection: Connection;
-let native: NativeConnection;
-let client: Client;
+const temporal = useTemporal();
 const mlflow = new MlflowClient();
-
-beforeAll(async () => {
-  connection = await Connection.connect({ address: config().temporalAddress });
-  native = await NativeConnection.connect({ address: config().temporalAddress });
-  client = new Client({ connection });
-});
-afterAll(async () => {
-  await connection.close();
-  await native.close();
-});
 
 test('continuousTraining completes on a small dataset and registers exactly one version', async () => {
   const model = uniqueName('it-two-tower');
   const dataset = uniqueName('it-ds');
   const source = await smallDatasetSource(dataset);
   const taskQueue = uniqueName('it-ct');
-  const worker = await createTrainingWorker({ taskQueue, connection: native });
+  const worker = await createTrainingWorker({ taskQueue, connection: temporal.native });
   const workflowId = `train-${model}-${dataset}`;
-  const handle = await client.workflow.start(continuousTraining, {
+  const handle = await temporal.client.workflow.start(continuousTraining, {
     taskQueue,
     workflowId,
     args: [trainingInput(model, dataset, source, { epochs: 2 })],

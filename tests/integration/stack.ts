@@ -1,6 +1,7 @@
 /** Helpers for integration tests: they run against the real local stack that `make test` starts. */
 import { randomBytes } from 'node:crypto';
-import { Connection } from '@temporalio/client';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection } from '@temporalio/worker';
 import { config } from '../../lib/config';
 
 /** Fails (never skips) with a clear message when a server of the stack is not reachable. */
@@ -24,3 +25,26 @@ export async function assertStackUp(): Promise<void> {
 }
 
 export const uniqueName = (prefix: string) => `${prefix}-${randomBytes(4).toString('hex')}`;
+
+export interface TemporalTestConnections {
+  /** For clients: start workflows, query, cancel. */
+  client: Client;
+  /** For in-process workers. */
+  native: NativeConnection;
+}
+
+/** Opens client and worker connections to the stack's Temporal in beforeAll and closes them in afterAll. */
+export function useTemporal(): TemporalTestConnections {
+  const conns = {} as TemporalTestConnections;
+  let connection: Connection | undefined;
+  beforeAll(async () => {
+    connection = await Connection.connect({ address: config().temporalAddress });
+    conns.native = await NativeConnection.connect({ address: config().temporalAddress });
+    conns.client = new Client({ connection });
+  });
+  afterAll(async () => {
+    await connection?.close();
+    await conns.native?.close();
+  });
+  return conns;
+}

@@ -4,31 +4,17 @@
  */
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { Client, Connection, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { CancelledFailure } from '@temporalio/common';
-import { NativeConnection } from '@temporalio/worker';
 import type { TrainHeartbeat } from '../../activities/training';
 import { pendingActivities } from '../../cli/temporal';
-import { config } from '../../lib/config';
 import { createTrainingWorker } from '../../worker/create-worker';
 import { continuousTraining } from '../../workflows/continuous-training';
-import { uniqueName } from './stack';
+import { uniqueName, useTemporal } from './stack';
 import { groupAlive, smallDatasetSource, trainingInput, waitFor } from './training-fixture';
 
 const ROOT = path.resolve(__dirname, '..', '..');
-let connection: Connection;
-let native: NativeConnection;
-let client: Client;
-
-beforeAll(async () => {
-  connection = await Connection.connect({ address: config().temporalAddress });
-  native = await NativeConnection.connect({ address: config().temporalAddress });
-  client = new Client({ connection });
-});
-afterAll(async () => {
-  await connection.close();
-  await native.close();
-});
+const temporal = useTemporal();
 
 async function trainHeartbeat(handle: WorkflowHandle): Promise<TrainHeartbeat | undefined> {
   const act = (await pendingActivities(handle)).find((a) => a.type === 'train');
@@ -40,8 +26,8 @@ test('cancelling the workflow stops torchrun and its ranks', async () => {
   const dataset = uniqueName('it-ds');
   const source = await smallDatasetSource(dataset);
   const taskQueue = uniqueName('it-cancel');
-  const worker = await createTrainingWorker({ taskQueue, connection: native });
-  const handle = await client.workflow.start(continuousTraining, {
+  const worker = await createTrainingWorker({ taskQueue, connection: temporal.native });
+  const handle = await temporal.client.workflow.start(continuousTraining, {
     taskQueue,
     workflowId: `train-${model}-${dataset}`,
     args: [trainingInput(model, dataset, source, { epochs: 500 })],
@@ -84,7 +70,7 @@ test('a worker killed mid-training is replaced and training resumes from the las
   let hb: TrainHeartbeat;
   let handle: WorkflowHandle<typeof continuousTraining>;
   try {
-    handle = await client.workflow.start(continuousTraining, {
+    handle = await temporal.client.workflow.start(continuousTraining, {
       taskQueue,
       workflowId: `train-${model}-${dataset}`,
       args: [
@@ -108,7 +94,7 @@ test('a worker killed mid-training is replaced and training resumes from the las
   // torchrun watches its supervisor and exits when the worker is gone: no orphan keeps training.
   await waitFor('orphaned torchrun to exit', () => Promise.resolve(groupAlive(hb.pid!) ? undefined : true), 20_000);
 
-  const worker = await createTrainingWorker({ taskQueue, connection: native });
+  const worker = await createTrainingWorker({ taskQueue, connection: temporal.native });
   const result = await worker.runUntil(handle.result());
   // The second attempt started from a checkpoint of the first and still had epochs left to train.
   expect(result.training.resumedFromEpoch).toBeGreaterThanOrEqual(hb.checkpointEpoch!);
