@@ -4,7 +4,7 @@
  *   npx tsx bench/pipeline.ts <path to ml-100k.inter>
  */
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { stageSources } from '../cli/commands/train';
 import { duration } from '../cli/format';
 import { config } from '../lib/config';
@@ -16,6 +16,7 @@ async function main(): Promise<void> {
   const inter = process.argv[2];
   if (!inter) throw new Error('usage: bench/pipeline.ts <ml-100k.inter>');
   const model = benchName('bench-two-tower');
+  Runtime.install({ logger: new DefaultLogger('WARN') }); // figures, not worker chatter
   const [source] = await stageSources('ml-100k', [inter]);
   const native = await NativeConnection.connect({ address: config().temporalAddress });
   const connection = await Connection.connect({ address: config().temporalAddress });
