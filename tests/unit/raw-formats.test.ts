@@ -1,4 +1,7 @@
+import fs from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
+import { DuckDBInstance } from '@duckdb/node-api';
 import {
   ColumnMapping,
   isProblem,
@@ -84,5 +87,40 @@ describe('raw format readers', () => {
     expect(splitCsvLine('a,"b ""c""",d', ',')).toEqual(['a', 'b "c"', 'd']);
     expect(splitCsvLine('1::2::3', '::')).toEqual(['1', '2', '3']);
     expect(() => splitCsvLine('a,"b', ',')).toThrow('unterminated');
+  });
+});
+
+describe('Parquet', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'recsys-parquet-'));
+    const db = await DuckDBInstance.create(':memory:');
+    const conn = await db.connect();
+    await conn.run(
+      `COPY (SELECT * FROM (VALUES ('u1', 'i1', 1600000000::BIGINT, 4.0::FLOAT), ('u2', 'i2', 1600000100, NULL))
+         AS t(uid, iid, ts, stars)) TO '${path.join(dir, 'logs.parquet')}' (FORMAT parquet)`,
+    );
+    conn.closeSync();
+    db.closeSync();
+  });
+  afterAll(() => fs.rm(dir, { recursive: true, force: true }));
+
+  test('rows come with their 1-based row number and mapped columns', async () => {
+    const mapping = { user: 'uid', item: 'iid', timestamp: 'ts', rating: 'stars' };
+    const rows: RawEntry[] = [];
+    for await (const e of readRaw(path.join(dir, 'logs.parquet'), 'parquet', mapping)) rows.push(e);
+    expect(rows).toEqual([
+      { line: 1, user: 'u1', item: 'i1', timestamp: '1600000000', rating: '4.0' },
+      { line: 2, user: 'u2', item: 'i2', timestamp: '1600000100', rating: undefined },
+    ]);
+  });
+
+  test('a mapped column missing from the schema is reported', async () => {
+    const rows: RawEntry[] = [];
+    for await (const e of readRaw(path.join(dir, 'logs.parquet'), 'parquet', { ...defaults, user: 'uid' }))
+      rows.push(e);
+    expect(rows).toEqual([
+      expect.objectContaining({ field: 'item_id', message: 'column is missing from the Parquet schema' }),
+    ]);
   });
 });
