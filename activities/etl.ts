@@ -63,16 +63,18 @@ export async function readAndValidate(
       totalProblems += p.length;
       for (const x of p) if (problems.length < cfg.maxReportedProblems) problems.push(x);
     };
-    for await (const entry of readRaw(local, cfg.format, cfg.columns)) {
-      if (isProblem(entry)) {
-        report([{ file: uri, ...entry }]);
-        continue;
+    for await (const batch of readRaw(local, cfg.format, cfg.columns)) {
+      for (const entry of batch) {
+        if (isProblem(entry)) {
+          report([{ file: uri, ...entry }]);
+          continue;
+        }
+        records += 1;
+        const result = validateRecord(entry, uri, cfg, now);
+        if (Array.isArray(result)) report(result);
+        else rows.push(result);
       }
-      records += 1;
-      const result = validateRecord(entry, uri, cfg, now);
-      if (Array.isArray(result)) report(result);
-      else rows.push({ ...result, file: uri, line: entry.line });
-      if (records % 100_000 === 0) onProgress(rows.length);
+      onProgress(rows.length);
     }
     if (records === 0 && totalProblems === 0)
       report([{ file: uri, line: 1, field: '(file)', value: '', message: 'has no records' }]);

@@ -7,12 +7,9 @@ import type { InputProblem } from '../errors';
 import type { EtlConfig } from './etl-config';
 import type { DatasetStats, Summary } from './manifest';
 import { splitBoundaries, splitOf, type Split, type SplitBoundaries } from './split';
-import type { Interaction } from './validate';
+import type { Interaction, SourcedInteraction } from './validate';
 
-export interface SourcedInteraction extends Interaction {
-  file: string;
-  line: number;
-}
+export type { SourcedInteraction };
 
 export interface BuiltDataset {
   /** Content hash of the normalised data and the ETL config: the dataset version. */
@@ -63,7 +60,16 @@ export function dedupe(
 export function versionHash(rows: Interaction[], cfg: EtlConfig): string {
   const h = createHash('sha256');
   h.update(JSON.stringify(cfg));
-  for (const r of rows) h.update(`\n${r.user}\t${r.item}\t${r.ts}\t${Number.isNaN(r.rating) ? '' : r.rating}`);
+  // Hashed in blocks of rows: one update per row would cost more than the hashing itself.
+  const block: string[] = [];
+  for (const r of rows) {
+    block.push(`\n${r.user}\t${r.item}\t${r.ts}\t${Number.isNaN(r.rating) ? '' : r.rating}`);
+    if (block.length === 8192) {
+      h.update(block.join(''));
+      block.length = 0;
+    }
+  }
+  h.update(block.join(''));
   return h.digest('hex').slice(0, 16);
 }
 

@@ -8,7 +8,6 @@
  * JSON lines (2014/2018 `reviewerID/asin/overall/unixReviewTime` and 2023 `user_id/parent_asin/rating/timestamp`).
  */
 import { createReadStream } from 'node:fs';
-import { createInterface } from 'node:readline';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { z } from 'zod';
 
@@ -55,13 +54,23 @@ export interface RawLineProblem {
 export type RawEntry = RawRecord | RawLineProblem;
 export const isProblem = (e: RawEntry): e is RawLineProblem => 'message' in e;
 
-async function* lines(file: string): AsyncGenerator<[number, string]> {
-  const rl = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
-  let n = 0;
-  for await (const text of rl) {
-    n += 1;
-    yield [n, text];
+const BATCH_BYTES = 1 << 20;
+
+/**
+ * The file's lines in batches (with the number of the batch's first line). Batches, not single lines: an async
+ * iteration per line costs more than parsing the line.
+ */
+async function* lineBatches(file: string): AsyncGenerator<{ first: number; lines: string[] }> {
+  let rest = '';
+  let next = 1;
+  for await (const chunk of createReadStream(file, { encoding: 'utf8', highWaterMark: BATCH_BYTES })) {
+    const lines = (rest + (chunk as string)).split('\n');
+    rest = lines.pop()!;
+    if (lines.length === 0) continue;
+    yield { first: next, lines };
+    next += lines.length;
   }
+  if (rest !== '') yield { first: next, lines: [rest] };
 }
 
 /** Splits one CSV line (RFC 4180 quoting within the line). */
@@ -99,7 +108,7 @@ interface DelimitedSpec {
   mapping: ColumnMapping;
 }
 
-async function* readDelimited(file: string, spec: DelimitedSpec): AsyncGenerator<RawEntry> {
+async function* readDelimited(file: string, spec: DelimitedSpec): AsyncGenerator<RawEntry[]> {
   let names = spec.names;
   let index: Record<keyof ColumnMapping, number> | undefined;
   const resolve = (cols: string[], line: number): RawLineProblem | undefined => {
@@ -121,64 +130,80 @@ async function* readDelimited(file: string, spec: DelimitedSpec): AsyncGenerator
     const problem = resolve(names, 0);
     if (problem) throw new Error(`format definition: ${problem.message}`);
   }
-  for await (const [line, text] of lines(file)) {
-    if (text.trim() === '') continue;
-    let fields: string[];
-    try {
-      fields = splitCsvLine(text, spec.delimiter);
-    } catch (err) {
-      yield { line, field: '(line)', value: text.slice(0, 200), message: (err as Error).message };
-      continue;
-    }
-    if (!names) {
-      names = fields.map((f) => (spec.headerName ? spec.headerName(f.trim()) : f.trim()));
-      const problem = resolve(names, line);
-      if (problem) {
-        yield problem;
-        return;
+  for await (const { first, lines } of lineBatches(file)) {
+    const batch: RawEntry[] = [];
+    for (let i = 0; i < lines.length; i++) {
+      const line = first + i;
+      let text = lines[i]!;
+      if (text.endsWith('\r')) text = text.slice(0, -1);
+      if (text.trim() === '') continue;
+      let fields: string[];
+      try {
+        fields = splitCsvLine(text, spec.delimiter);
+      } catch (err) {
+        batch.push({ line, field: '(line)', value: text.slice(0, 200), message: (err as Error).message });
+        continue;
       }
-      continue;
-    }
-    if (fields.length !== names.length) {
-      yield {
+      if (!names) {
+        names = fields.map((f) => (spec.headerName ? spec.headerName(f.trim()) : f.trim()));
+        const problem = resolve(names, line);
+        if (problem) {
+          yield [problem];
+          return;
+        }
+        continue;
+      }
+      if (fields.length !== names.length) {
+        batch.push({
+          line,
+          field: '(line)',
+          value: text.slice(0, 200),
+          message: `has ${fields.length} fields, expected ${names.length} (${names.join(spec.delimiter)})`,
+        });
+        continue;
+      }
+      const ix = index!;
+      batch.push({
         line,
-        field: '(line)',
-        value: text.slice(0, 200),
-        message: `has ${fields.length} fields, expected ${names.length} (${names.join(spec.delimiter)})`,
-      };
-      continue;
+        user: ix.user < 0 ? undefined : fields[ix.user],
+        item: ix.item < 0 ? undefined : fields[ix.item],
+        timestamp: ix.timestamp < 0 ? undefined : fields[ix.timestamp],
+        rating: ix.rating < 0 ? undefined : fields[ix.rating],
+      });
     }
-    const at = (i: number) => (i < 0 ? undefined : fields[i]);
-    yield {
-      line,
-      user: at(index!.user),
-      item: at(index!.item),
-      timestamp: at(index!.timestamp),
-      rating: at(index!.rating),
-    };
+    yield batch;
   }
 }
 
-async function* readJsonLines(file: string, pick: (obj: Record<string, unknown>) => Omit<RawRecord, 'line'>) {
-  for await (const [line, text] of lines(file)) {
-    if (text.trim() === '') continue;
-    let obj: unknown;
-    try {
-      obj = JSON.parse(text);
-    } catch (err) {
-      yield {
-        line,
-        field: '(line)',
-        value: text.slice(0, 200),
-        message: `is not valid JSON: ${(err as Error).message}`,
-      };
-      continue;
+async function* readJsonLines(
+  file: string,
+  pick: (obj: Record<string, unknown>) => Omit<RawRecord, 'line'>,
+): AsyncGenerator<RawEntry[]> {
+  for await (const { first, lines } of lineBatches(file)) {
+    const batch: RawEntry[] = [];
+    for (let i = 0; i < lines.length; i++) {
+      const line = first + i;
+      const text = lines[i]!;
+      if (text.trim() === '') continue;
+      let obj: unknown;
+      try {
+        obj = JSON.parse(text);
+      } catch (err) {
+        batch.push({
+          line,
+          field: '(line)',
+          value: text.slice(0, 200),
+          message: `is not valid JSON: ${(err as Error).message}`,
+        });
+        continue;
+      }
+      if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) {
+        batch.push({ line, field: '(line)', value: text.slice(0, 200), message: 'is not a JSON object' });
+        continue;
+      }
+      batch.push({ line, ...pick(obj as Record<string, unknown>) });
     }
-    if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) {
-      yield { line, field: '(line)', value: text.slice(0, 200), message: 'is not a JSON object' };
-      continue;
-    }
-    yield { line, ...pick(obj as Record<string, unknown>) };
+    yield batch;
   }
 }
 
@@ -213,7 +238,7 @@ function amazonPick(o: Record<string, unknown>): Omit<RawRecord, 'line'> {
   };
 }
 
-async function* readParquet(file: string, mapping: ColumnMapping): AsyncGenerator<RawEntry> {
+async function* readParquet(file: string, mapping: ColumnMapping): AsyncGenerator<RawEntry[]> {
   const instance = await DuckDBInstance.create(':memory:');
   const conn = await instance.connect();
   try {
@@ -222,12 +247,9 @@ async function* readParquet(file: string, mapping: ColumnMapping): AsyncGenerato
     for (const key of ['user', 'item', 'timestamp', 'rating'] as const) {
       const wanted = mapping[key];
       if (wanted !== undefined && !columns.includes(wanted)) {
-        yield {
-          line: 0,
-          field: wanted,
-          value: columns.join(','),
-          message: 'column is missing from the Parquet schema',
-        };
+        yield [
+          { line: 0, field: wanted, value: columns.join(','), message: 'column is missing from the Parquet schema' },
+        ];
         return;
       }
     }
@@ -240,10 +262,10 @@ async function* readParquet(file: string, mapping: ColumnMapping): AsyncGenerato
     for (;;) {
       const chunk = await result.fetchChunk();
       if (!chunk || chunk.rowCount === 0) break;
-      for (const r of chunk.getRows()) {
+      yield chunk.getRows().map((r) => {
         row += 1;
-        yield { line: row, user: text(r[0]), item: text(r[1]), timestamp: text(r[2]), rating: text(r[3]) };
-      }
+        return { line: row, user: text(r[0]), item: text(r[1]), timestamp: text(r[2]), rating: text(r[3]) };
+      });
     }
   } finally {
     conn.closeSync();
@@ -251,8 +273,8 @@ async function* readParquet(file: string, mapping: ColumnMapping): AsyncGenerato
   }
 }
 
-/** Streams the records of one raw file in the given format. */
-export function readRaw(file: string, format: RawFormat, mapping: ColumnMapping): AsyncGenerator<RawEntry> {
+/** Streams the records of one raw file in the given format, in batches. */
+export function readRaw(file: string, format: RawFormat, mapping: ColumnMapping): AsyncGenerator<RawEntry[]> {
   const withRating: ColumnMapping = { ...mapping, rating: mapping.rating ?? 'rating' };
   switch (format) {
     case 'csv':

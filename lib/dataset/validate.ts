@@ -13,6 +13,12 @@ export interface Interaction {
   rating: number;
 }
 
+/** An interaction with the place it came from, for error messages about it (duplicates). */
+export interface SourcedInteraction extends Interaction {
+  file: string;
+  line: number;
+}
+
 // Ids are opaque, but control characters or surrounding whitespace are almost always a parsing accident.
 // eslint-disable-next-line no-control-regex
 const BAD_ID = /[\u0000-\u001f\u007f]|^\s|\s$/;
@@ -32,7 +38,7 @@ export function validateRecord(
   file: string,
   cfg: EtlConfig,
   nowSeconds: number,
-): Interaction | InputProblem[] {
+): SourcedInteraction | InputProblem[] {
   const problems: InputProblem[] = [];
   const bad = (field: string, value: string | undefined, message: string) =>
     problems.push({ file, line: rec.line, field, value: value ?? '', message });
@@ -65,7 +71,7 @@ export function validateRecord(
       if (rating < lo || rating > hi) bad(field, rec.rating, `is out of range [${lo}, ${hi}]`);
     }
   }
-  return problems.length > 0 ? problems : { user: rec.user!, item: rec.item!, ts, rating };
+  return problems.length > 0 ? problems : { user: rec.user!, item: rec.item!, ts, rating, file, line: rec.line };
 }
 
 function iso(seconds: number): string {

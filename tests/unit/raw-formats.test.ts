@@ -16,7 +16,7 @@ const defaults = ColumnMapping.parse({});
 
 async function readAll(file: string, format: RawFormat, mapping = defaults): Promise<RawEntry[]> {
   const out: RawEntry[] = [];
-  for await (const e of readRaw(fixture(file), format, mapping)) out.push(e);
+  for await (const batch of readRaw(fixture(file), format, mapping)) out.push(...batch);
   return out;
 }
 
@@ -108,7 +108,7 @@ describe('Parquet', () => {
   test('rows come with their 1-based row number and mapped columns', async () => {
     const mapping = { user: 'uid', item: 'iid', timestamp: 'ts', rating: 'stars' };
     const rows: RawEntry[] = [];
-    for await (const e of readRaw(path.join(dir, 'logs.parquet'), 'parquet', mapping)) rows.push(e);
+    for await (const batch of readRaw(path.join(dir, 'logs.parquet'), 'parquet', mapping)) rows.push(...batch);
     expect(rows).toEqual([
       { line: 1, user: 'u1', item: 'i1', timestamp: '1600000000', rating: '4.0' },
       { line: 2, user: 'u2', item: 'i2', timestamp: '1600000100', rating: undefined },
@@ -117,8 +117,8 @@ describe('Parquet', () => {
 
   test('a mapped column missing from the schema is reported', async () => {
     const rows: RawEntry[] = [];
-    for await (const e of readRaw(path.join(dir, 'logs.parquet'), 'parquet', { ...defaults, user: 'uid' }))
-      rows.push(e);
+    for await (const batch of readRaw(path.join(dir, 'logs.parquet'), 'parquet', { ...defaults, user: 'uid' }))
+      rows.push(...batch);
     expect(rows).toEqual([
       expect.objectContaining({ field: 'item_id', message: 'column is missing from the Parquet schema' }),
     ]);

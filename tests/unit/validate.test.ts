@@ -20,6 +20,8 @@ describe('validateRecord', () => {
       item: 'i1',
       ts: 1600000000,
       rating: 4,
+      file: 'logs.csv',
+      line: 7,
     });
   });
 
