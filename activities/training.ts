@@ -155,7 +155,7 @@ export async function train(input: TrainInput): Promise<TrainResult> {
     });
   } catch (err) {
     if (ctx.cancellationSignal.aborted) throw new CancelledFailure('training cancelled; torchrun stopped');
-    if (err instanceof PythonStepError && ['ConfigError', 'UsageError'].includes(err.errorType))
+    if (err instanceof PythonStepError && ['ConfigError', 'UsageError', 'DataError'].includes(err.errorType))
       throw ApplicationFailure.nonRetryable(err.message, err.errorType);
     throw err;
   } finally {

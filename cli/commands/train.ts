@@ -180,7 +180,10 @@ export function registerTrainCommand(program: Command): void {
           printResult(await handle.result());
         } catch (err) {
           if (err instanceof WorkflowFailedError) {
-            console.error(`\ncontinuousTraining failed: ${err.cause?.message ?? err.message}`);
+            // The useful message is at the root of the chain (workflow → activity → application failure).
+            let root: Error = err;
+            while (root.cause instanceof Error) root = root.cause;
+            console.error(`\ncontinuousTraining failed: ${root.message}`);
             process.exitCode = 1;
           } else throw err;
         } finally {
