@@ -6,7 +6,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
-import { codeVersion } from '../lib/code-version';
+import { codeVersion, pythonLockSha256 } from '../lib/code-version';
 import { config } from '../lib/config';
 import { withTempDir } from '../lib/files';
 import { MlflowClient, filterValue, tagsOf } from '../lib/mlflow/client';
@@ -59,6 +59,7 @@ async function findOrCreateRun(mlflow: MlflowClient, experimentId: string, input
     'recsys.dataset.version': input.dataset.version,
     'recsys.dataset.uri': input.dataset.uri,
     'recsys.code_version': codeVersion(),
+    'recsys.python_lock_sha256': pythonLockSha256(),
     'mlflow.source.name': 'recsys continuousTraining',
   });
 }
@@ -82,7 +83,8 @@ async function logRun(mlflow: MlflowClient, run: MlflowRun, input: RegisterInput
     dataset_items: String(dataset.counts.items),
     onnx_top_k: String(exported.topK),
   };
-  for (const [k, v] of Object.entries(input.trainConfig)) params[`train.${k}`] = String(v);
+  // The resolved config (every default filled in), so a run can be reproduced from MLflow alone.
+  for (const [k, v] of Object.entries(training.config ?? input.trainConfig)) params[`train.${k}`] = String(v);
   await mlflow.logBatch(run.info.run_id, { metrics, params });
 
   const store = objectStore();

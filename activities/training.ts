@@ -36,6 +36,8 @@ export interface TrainResult {
   trainSeconds: number;
   worldSize: number;
   resumedFromEpoch: number;
+  /** The resolved training config (defaults filled in), as the model was trained. */
+  config: Record<string, unknown>;
   /** The same inputs were trained before; their output was reused. */
   reused: boolean;
 }
@@ -147,6 +149,7 @@ export async function train(input: TrainInput): Promise<TrainResult> {
         trainSeconds: result.train_seconds as number,
         worldSize: result.world_size as number,
         resumedFromEpoch: result.resumed_from_epoch as number,
+        config: result.config as Record<string, unknown>,
         reused: false,
       };
       // result.json last: its presence means the training is complete.

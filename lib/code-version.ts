@@ -1,5 +1,7 @@
 /** The code version recorded on every run: RECSYS_CODE_VERSION, else the git commit of the checkout. */
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 
 let cached: string | undefined;
@@ -17,4 +19,10 @@ export function codeVersion(): string {
     }
   }
   return cached;
+}
+
+/** Hash of models/requirements.lock: the exact Python environment the model code ran in. */
+export function pythonLockSha256(): string {
+  const lock = path.resolve(__dirname, '..', 'models', 'requirements.lock');
+  return createHash('sha256').update(readFileSync(lock)).digest('hex');
 }

@@ -16,7 +16,7 @@ stdout (rank 0 only), JSON lines:
       (step = K, loss: mean over the epoch across all ranks); samples_per_sec counts all ranks
   {"event":"checkpoint","epoch":e,"path":"/abs/O/checkpoints/epoch-<e>.pt"}   after each completed epoch
   {"event":"result","model_path":"/abs/O/model.pt","epochs":E,"final_loss":x,"samples_per_sec":y,
-   "train_seconds":t,"world_size":W,"resumed_from_epoch":S_or_0}
+   "train_seconds":t,"world_size":W,"resumed_from_epoch":S_or_0,"config":{resolved TrainConfig}}
 Exit codes: 0 ok, 1 error, 2 usage, 3 supervisor gone, 143 SIGTERM (see models/jsonl.py).
 
 --resume continues from the epoch after the checkpoint's. Without --config-json the checkpoint's config is used; with
@@ -191,7 +191,7 @@ def train(args: Any, ctx: distributed.DistContext) -> None:
         emit("result", model_path=model_path, epochs=config.epochs, final_loss=final_loss,
              samples_per_sec=processed * ctx.world_size / train_seconds if processed else 0.0,
              train_seconds=train_seconds, world_size=ctx.world_size,
-             resumed_from_epoch=start_epoch - 1 if resume is not None else 0)
+             resumed_from_epoch=start_epoch - 1 if resume is not None else 0, config=config.to_dict())
 
 
 def model_header(config: TrainConfig, model: torch.nn.Module) -> dict[str, Any]:
