@@ -1,11 +1,15 @@
 /** `recsys`: the command line of the platform. */
 import { Command } from 'commander';
+import { registerRecommendCommand } from './commands/recommend';
+import { registerServeCommand } from './commands/serve';
 import { registerStatusCommand } from './commands/status';
 import { registerTrainCommand } from './commands/train';
 
 const program = new Command('recsys').description('MLOps for recommender systems on Temporal');
 registerTrainCommand(program);
 registerStatusCommand(program);
+registerServeCommand(program);
+registerRecommendCommand(program);
 
 program.parseAsync(process.argv).then(
   () => process.exit(process.exitCode ?? 0),

@@ -1,0 +1,49 @@
+/**
+ * A request's history as the graph wants it: item indices, oldest first, the most recent L left-padded with 0 into
+ * an int64 row. Pure functions over caller-owned buffers, so the hot path allocates nothing here.
+ */
+import type { Catalog } from './catalog';
+
+export interface TimedItem {
+  item_id: string;
+  timestamp_ms: number;
+}
+
+function isOrdered(history: readonly TimedItem[]): boolean {
+  for (let i = 1; i < history.length; i++) if (history[i]!.timestamp_ms < history[i - 1]!.timestamp_ms) return false;
+  return true;
+}
+
+/**
+ * Writes the catalogue indices of the history's known items into `out`, oldest first (stable by timestamp; unknown
+ * items dropped) and returns how many it wrote. `out` must hold history.length entries.
+ */
+export function historyIndices(history: readonly TimedItem[], catalog: Catalog, out: Int32Array): number {
+  let n = 0;
+  if (isOrdered(history)) {
+    for (const h of history) {
+      const idx = catalog.indexOf(h.item_id);
+      if (idx > 0) out[n++] = idx;
+    }
+    return n;
+  }
+  // Clients usually send histories in order; sorting (and its allocation) is the rare path.
+  const order = history.map((_, i) => i).sort((a, b) => history[a]!.timestamp_ms - history[b]!.timestamp_ms || a - b);
+  for (const i of order) {
+    const idx = catalog.indexOf(history[i]!.item_id);
+    if (idx > 0) out[n++] = idx;
+  }
+  return n;
+}
+
+/**
+ * Fills `row` (length L) with the last min(n, L) of `indices[0..n)`, right-aligned, and zeros before them: the
+ * left-padded, most-recent-last layout models/export.py documents.
+ */
+export function encodeHistory(indices: ArrayLike<number>, n: number, row: BigInt64Array): void {
+  const len = row.length;
+  const take = Math.min(n, len);
+  const pad = len - take;
+  row.fill(0n, 0, pad);
+  for (let j = 0; j < take; j++) row[pad + j] = BigInt(indices[n - take + j]!);
+}

@@ -1,0 +1,72 @@
+/**
+ * Loads a registry version into a LoadedModel, checking at each step, in order: resolve the alias or version and its
+ * tags (MLflow), download the ONNX graph and verify its sha256 against the tag, open it and check its signature,
+ * load the item catalogue of its dataset version, and run warm-up inferences. Nothing is swapped in here: the caller
+ * (ModelSlot) does that only once this has returned.
+ */
+import { localDataset } from '../activities/dataset-cache';
+import { config } from '../lib/config';
+import { MlflowClient } from '../lib/mlflow/client';
+import { joinUri, objectStore, type ObjectStore } from '../lib/object-store';
+import { fetchVerifiedOnnx } from './artifact';
+import type { Catalog } from './catalog';
+import { loadCatalog } from './catalog-loader';
+import { ModelLoadError, messageOf } from './errors';
+import { LoadedModel } from './loaded-model';
+import type { ModelRef } from './model-ref';
+import { resolveServable, type ServableVersion } from './model-version';
+import { OnnxRanker } from './onnx-ranker';
+import type { RequestLimits } from './validate';
+
+export interface LoaderDeps {
+  mlflow: MlflowClient;
+  store: ObjectStore;
+  /** Where verified ONNX files are cached, by checksum. */
+  cacheDir: string;
+  limits: Partial<Omit<RequestLimits, 'topK'>>;
+}
+
+export function defaultLoaderDeps(): LoaderDeps {
+  return { mlflow: new MlflowClient(), store: objectStore(), cacheDir: config().cacheDir, limits: {} };
+}
+
+async function catalogOf(model: string, v: ServableVersion): Promise<Catalog> {
+  try {
+    const dir = await localDataset({
+      name: v.dataset.name,
+      version: v.dataset.version,
+      manifestUri: joinUri(v.dataset.uri, 'manifest.json'),
+    });
+    return await loadCatalog(dir, v.historyLen);
+  } catch (err) {
+    throw new ModelLoadError(model, 'catalog', `dataset ${v.dataset.uri}: ${messageOf(err)}`, { cause: err });
+  }
+}
+
+/** Loads and checks a resolved version. */
+export async function loadServable(version: ServableVersion, deps: LoaderDeps): Promise<LoadedModel> {
+  const label = `models:/${version.name}/${version.version}`;
+  const file = await fetchVerifiedOnnx(label, version.onnxUri, version.onnxSha256, deps);
+  const ranker = await OnnxRanker.open(label, file, version);
+  try {
+    const catalog = await catalogOf(label, version);
+    await ranker.warmUp(label, catalog);
+    return new LoadedModel(version, ranker, catalog, deps.limits);
+  } catch (err) {
+    await ranker.dispose().catch(() => undefined);
+    throw err;
+  }
+}
+
+/** How a ModelSlot finds and loads versions; the registry-backed one below, or a stand-in in tests. */
+export interface ModelLoader {
+  resolve(ref: ModelRef): Promise<ServableVersion>;
+  load(version: ServableVersion): Promise<LoadedModel>;
+}
+
+export function registryLoader(deps: LoaderDeps = defaultLoaderDeps()): ModelLoader {
+  return {
+    resolve: (ref) => resolveServable(ref, deps.mlflow),
+    load: (version) => loadServable(version, deps),
+  };
+}

@@ -1,0 +1,81 @@
+/**
+ * From a registry reference to what serving needs to know about a version: its ONNX artefact (URI, checksum, graph
+ * shape) and the dataset version it was trained on. All of it comes from the tags activities/registry.ts writes.
+ */
+import { MlflowClient, tagsOf } from '../lib/mlflow/client';
+import type { MlflowModelVersion } from '../lib/mlflow/schemas';
+import { ModelLoadError, messageOf } from './errors';
+import { formatModelRef, type ModelRef } from './model-ref';
+
+export interface ServableVersion {
+  name: string;
+  version: string;
+  /** Aliases the version had when it was resolved (informational: aliases move). */
+  aliases: string[];
+  onnxUri: string;
+  onnxSha256: string;
+  /** K: the graph returns this many items per history. */
+  topK: number;
+  /** L: the graph takes histories of exactly this length. */
+  historyLen: number;
+  dataset: { name: string; version: string; uri: string };
+}
+
+export const TAGS = {
+  onnxUri: 'recsys.onnx.uri',
+  onnxSha256: 'recsys.onnx.sha256',
+  topK: 'recsys.onnx.top_k',
+  historyLen: 'recsys.onnx.history_len',
+  datasetName: 'recsys.dataset.name',
+  datasetVersion: 'recsys.dataset.version',
+  datasetUri: 'recsys.dataset.uri',
+} as const;
+
+/** Reads and checks the serving tags of a version; the error names the first missing or malformed tag. */
+export function servableFromTags(name: string, version: string, tags: Record<string, string>): ServableVersion {
+  const ref = `models:/${name}/${version}`;
+  const bad = (tag: string, why: string) =>
+    new ModelLoadError(ref, 'resolve', `tag ${tag} ${why} (value: ${JSON.stringify(tags[tag] ?? null)})`);
+  const text = (tag: string): string => {
+    const v = tags[tag];
+    if (v === undefined || v === '') throw bad(tag, 'is missing: the version was not registered for serving');
+    return v;
+  };
+  const positive = (tag: string): number => {
+    const v = Number(text(tag));
+    if (!Number.isInteger(v) || v < 1) throw bad(tag, 'must be a positive integer');
+    return v;
+  };
+  const onnxUri = text(TAGS.onnxUri);
+  if (!onnxUri.startsWith('s3://')) throw bad(TAGS.onnxUri, 'must be an s3:// URI');
+  const onnxSha256 = text(TAGS.onnxSha256).toLowerCase();
+  if (!/^[0-9a-f]{64}$/.test(onnxSha256)) throw bad(TAGS.onnxSha256, 'must be a hex sha256');
+  return {
+    name,
+    version,
+    aliases: [],
+    onnxUri,
+    onnxSha256,
+    topK: positive(TAGS.topK),
+    historyLen: positive(TAGS.historyLen),
+    dataset: { name: text(TAGS.datasetName), version: text(TAGS.datasetVersion), uri: text(TAGS.datasetUri) },
+  };
+}
+
+/** Resolves an alias or version in the MLflow registry. */
+export async function resolveServable(ref: ModelRef, mlflow = new MlflowClient()): Promise<ServableVersion> {
+  const label = formatModelRef(ref);
+  let mv: MlflowModelVersion | undefined;
+  try {
+    mv =
+      ref.version !== undefined
+        ? await mlflow.getModelVersion(ref.name, ref.version)
+        : await mlflow.getVersionByAlias(ref.name, ref.alias);
+  } catch (err) {
+    throw new ModelLoadError(label, 'resolve', `MLflow registry at ${mlflow.baseUrl}: ${messageOf(err)}`, {
+      cause: err,
+    });
+  }
+  if (!mv) throw new ModelLoadError(label, 'resolve', `no such model or alias in the registry at ${mlflow.baseUrl}`);
+  return { ...servableFromTags(mv.name, mv.version, tagsOf(mv)), aliases: mv.aliases ?? [] };
+}

@@ -1,0 +1,71 @@
+/**
+ * The gRPC server of the serving tier: recsys.v1.Recommender, the standard grpc.health.v1 health service (SERVING
+ * only while a model version is loaded, so load balancers and `grpc_health_probe` wait for a checked model), and
+ * server reflection (grpcurl, grpcui, Postman work without the .proto). Binds loopback only.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { ReflectionService } from '@grpc/reflection';
+import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
+import type { ModelSlot } from './model-slot';
+import { RECOMMENDER_SERVICE, packageDefinition, recsysV1 } from './proto';
+import { recommenderHandlers, type ServiceHooks } from './service';
+
+export const HOST = '127.0.0.1';
+
+export interface ServerOptions {
+  slot: ModelSlot;
+  /** 0 picks a free port. */
+  port: number;
+  hooks?: ServiceHooks;
+}
+
+export interface RunningServer {
+  server: grpc.Server;
+  port: number;
+  address: string;
+  health: HealthImplementation;
+  /**
+   * Stops taking new calls (health turns NOT_SERVING first), lets in-flight calls finish within `graceMs`, cancels
+   * whatever is left after that, then releases the model.
+   */
+  shutdown(graceMs?: number): Promise<void>;
+}
+
+export async function startServer(opts: ServerOptions): Promise<RunningServer> {
+  const server = new grpc.Server();
+  server.addService(recsysV1().Recommender.service, recommenderHandlers(opts.slot, opts.hooks));
+
+  // '' is the whole server, as health clients ask by default; the service name for clients that ask per service.
+  const health = new HealthImplementation({ '': 'NOT_SERVING', [RECOMMENDER_SERVICE]: 'NOT_SERVING' });
+  const setHealth = (s: ServingStatus) => {
+    health.setStatus('', s);
+    health.setStatus(RECOMMENDER_SERVICE, s);
+  };
+  setHealth(opts.slot.active ? 'SERVING' : 'NOT_SERVING');
+  opts.slot.onChange((active) => setHealth(active ? 'SERVING' : 'NOT_SERVING'));
+  health.addToServer(server);
+  new ReflectionService(packageDefinition()).addToServer(server);
+
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(`${HOST}:${opts.port}`, grpc.ServerCredentials.createInsecure(), (err, bound) =>
+      err ? reject(err) : resolve(bound),
+    ),
+  );
+
+  let stopping: Promise<void> | undefined;
+  const shutdown = (graceMs = 10_000): Promise<void> => {
+    stopping ??= (async () => {
+      setHealth('NOT_SERVING');
+      await new Promise<void>((resolve) => {
+        const force = setTimeout(() => server.forceShutdown(), graceMs);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      });
+      await opts.slot.close();
+    })();
+    return stopping;
+  };
+  return { server, port, address: `${HOST}:${port}`, health, shutdown };
+}
