@@ -80,7 +80,8 @@ up() {
 }
 
 down() {
-  bash "$INFRA_DIR/worker.sh" stop
+  bash "$INFRA_DIR/proc.sh" stop serving
+  bash "$INFRA_DIR/proc.sh" stop worker
   for name in mlflow temporal versitygw; do
     pid_alive "$name" || { rm -f "$RUN/$name.pid"; continue; }
     local pid; pid=$(cat "$RUN/$name.pid")

@@ -77,10 +77,20 @@ export function printResult(r: ContinuousTrainingResult): void {
   );
   console.log(`\n${r.evaluation.nUsers} test users (${r.evaluation.nColdUsers} without history)`);
   console.log('\nSteps:');
+  const reused: Record<string, boolean> = {
+    etl: r.dataset.reused,
+    train: r.training.reused,
+    evaluate: r.evaluation.reused,
+    export: r.exported.reused,
+  };
   console.log(
     table(
-      ['step', 'seconds'],
-      Object.entries(r.stepSeconds).map(([k, v]) => [k, duration(v)]),
+      ['step', 'seconds', 'outcome'],
+      Object.entries(r.stepSeconds).map(([k, v]) => [
+        k,
+        duration(v),
+        reused[k] ? 'reused (same inputs seen before)' : 'done',
+      ]),
     ),
   );
   console.log(
