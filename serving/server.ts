@@ -17,6 +17,11 @@ export interface ServerOptions {
   /** 0 picks a free port. */
   port: number;
   hooks?: ServiceHooks;
+  /**
+   * Closed in this order by shutdown(), after the last call has been answered and the model released: the request log
+   * (so it flushes every record the hooks appended) and the metrics endpoint.
+   */
+  closeAfterDrain?: readonly { close(): Promise<unknown> }[];
 }
 
 export interface RunningServer {
@@ -26,7 +31,7 @@ export interface RunningServer {
   health: HealthImplementation;
   /**
    * Stops taking new calls (health turns NOT_SERVING first), lets in-flight calls finish within `graceMs`, cancels
-   * whatever is left after that, then releases the model.
+   * whatever is left after that, then releases the model and closes `closeAfterDrain` (flushing the request log).
    */
   shutdown(graceMs?: number): Promise<void>;
 }
@@ -64,6 +69,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         });
       });
       await opts.slot.close();
+      for (const c of opts.closeAfterDrain ?? []) await c.close();
     })();
     return stopping;
   };

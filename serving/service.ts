@@ -1,19 +1,27 @@
 /**
  * The recsys.v1.Recommender handlers: validate, take the active version once (so a swap mid-request cannot mix two
- * versions), rank, answer with the lineage. Nothing is logged per request; failures go back to the caller as
- * status codes (INVALID_ARGUMENT, UNAVAILABLE, INTERNAL) and the server keeps serving.
+ * versions), rank, answer with the lineage, then tell the hooks (request log, metrics). Failures go back to the
+ * caller as status codes (INVALID_ARGUMENT, UNAVAILABLE, INTERNAL) and the server keeps serving.
  */
 import { randomUUID } from 'node:crypto';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { messageOf } from './errors';
 import type { ModelSlot } from './model-slot';
-import type { FeedbackRequest, RecommenderHandlers } from './proto';
+import type { ServableVersion } from './model-version';
+import type { FeedbackRequest, RecommendRequest, RecommendResponse__Output, RecommenderHandlers } from './proto';
 import { recommend } from './recommend';
 import { DEFAULT_LIMITS, feedbackProblem, recommendProblem } from './validate';
 
-/** Where served requests and feedback go besides the response (request and feedback logs plug in here later). */
+/**
+ * Where served requests and feedback go besides the response (request and feedback logs, metrics: log-hooks.ts).
+ * Hooks run on the request path, so they must be synchronous and cheap (an append to a buffer, a counter).
+ */
 export interface ServiceHooks {
   onFeedback?(event: FeedbackRequest, receivedAtMs: number): void;
+  /** After a Recommend answer is sent; `latencyMs` from receiving the call to answering it. */
+  onRecommend?(req: RecommendRequest, res: RecommendResponse__Output, receivedAtMs: number, latencyMs: number): void;
+  /** After a call is answered with an error; `model` is the version that was asked, if one was loaded. */
+  onError?(method: 'Recommend' | 'Feedback', code: status, model: ServableVersion | undefined): void;
 }
 
 const fail = (code: status, details: string): Partial<ServiceError> => ({ code, details });
@@ -21,16 +29,24 @@ const fail = (code: status, details: string): Partial<ServiceError> => ({ code, 
 export function recommenderHandlers(slot: ModelSlot, hooks: ServiceHooks = {}): RecommenderHandlers {
   return {
     Recommend(call, callback) {
+      const started = performance.now();
       const model = slot.active;
-      if (!model) return callback(fail(status.UNAVAILABLE, 'no model version is loaded yet'));
-      const problem = recommendProblem(call.request, model.limits);
-      if (problem) return callback(fail(status.INVALID_ARGUMENT, problem));
+      if (!model) {
+        hooks.onError?.('Recommend', status.UNAVAILABLE, undefined);
+        return callback(fail(status.UNAVAILABLE, 'no model version is loaded yet'));
+      }
       const v = model.version;
+      const problem = recommendProblem(call.request, model.limits);
+      if (problem) {
+        hooks.onError?.('Recommend', status.INVALID_ARGUMENT, v);
+        return callback(fail(status.INVALID_ARGUMENT, problem));
+      }
+      const received = Date.now();
       model.acquire();
       recommend(model, call.request).then(
         (r) => {
           model.release();
-          callback(null, {
+          const res: RecommendResponse__Output = {
             items: r.items,
             model_name: v.name,
             model_version: v.version,
@@ -39,11 +55,14 @@ export function recommenderHandlers(slot: ModelSlot, hooks: ServiceHooks = {}): 
             request_id: randomUUID(),
             fallback: r.fallback,
             fallback_reason: r.fallbackReason,
-          });
+          };
+          callback(null, res);
+          hooks.onRecommend?.(call.request, res, received, performance.now() - started);
         },
         (err: unknown) => {
           model.release();
           callback(fail(status.INTERNAL, `inference failed (${model.label}): ${messageOf(err)}`));
+          hooks.onError?.('Recommend', status.INTERNAL, v);
         },
       );
     },
@@ -51,7 +70,10 @@ export function recommenderHandlers(slot: ModelSlot, hooks: ServiceHooks = {}): 
     Feedback(call, callback) {
       const received = Date.now();
       const problem = feedbackProblem(call.request, DEFAULT_LIMITS);
-      if (problem) return callback(fail(status.INVALID_ARGUMENT, problem));
+      if (problem) {
+        hooks.onError?.('Feedback', status.INVALID_ARGUMENT, slot.active?.version);
+        return callback(fail(status.INVALID_ARGUMENT, problem));
+      }
       hooks.onFeedback?.(call.request, received);
       callback(null, {});
     },

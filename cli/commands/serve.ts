@@ -1,8 +1,11 @@
 /**
  * `recsys serve`: loads a registered model version (by alias, the champion by default) and serves recsys.v1 on
  * 127.0.0.1 until SIGINT/SIGTERM, then drains in-flight calls. SIGHUP re-resolves the alias and swaps to the version
- * it now points at; if that version fails its checks, the current one keeps serving.
+ * it now points at; if that version fails its checks, the current one keeps serving. Every answered request and
+ * feedback event goes to the request log (serving/request-log.ts, shipped to the object store and flushed on
+ * shutdown); Prometheus metrics are served on http://127.0.0.1:<metrics-port>/metrics.
  */
+import path from 'node:path';
 import type { Command } from 'commander';
 import type { LoadedModel } from '../../serving/loaded-model';
 import { registryLoader } from '../../serving/model-loader';
@@ -10,6 +13,28 @@ import type { ModelRef } from '../../serving/model-ref';
 import { ModelSlot } from '../../serving/model-slot';
 import { startServer } from '../../serving/server';
 import { messageOf } from '../../serving/errors';
+import { config } from '../../lib/config';
+import { objectStore } from '../../lib/object-store';
+import { telemetryHooks } from '../../serving/log-hooks';
+import { defaultLogPrefix, objectStoreUploader } from '../../serving/log-uploader';
+import { ServingMetrics } from '../../serving/metrics';
+import { DEFAULT_METRICS_PORT, startMetricsServer } from '../../serving/metrics-server';
+import { RequestLog } from '../../serving/request-log';
+
+interface ServeOptions {
+  model: string;
+  alias: string;
+  version?: string;
+  port: number;
+  metricsPort: number;
+  logPrefix?: string;
+  logFlushSeconds: number;
+}
+
+function checkPort(flag: string, port: number): void {
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new Error(`${flag} must be an integer in [0, 65535], got ${port}`);
+}
 
 function describe(m: LoadedModel): string {
   const v = m.version;
@@ -27,9 +52,18 @@ export function registerServeCommand(program: Command): void {
     .option('--alias <alias>', 'registry alias to serve', 'champion')
     .option('--version <n>', 'serve this version instead of the alias')
     .option('--port <port>', 'port on 127.0.0.1 (0 picks a free one)', (v) => Number(v), 50051)
-    .action(async (opts: { model: string; alias: string; version?: string; port: number }) => {
-      if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65535)
-        throw new Error(`--port must be an integer in [0, 65535], got ${opts.port}`);
+    .option(
+      '--metrics-port <port>',
+      'Prometheus /metrics on 127.0.0.1 (0 picks a free one)',
+      (v) => Number(v),
+      DEFAULT_METRICS_PORT,
+    )
+    .option('--log-prefix <uri>', 'where request and feedback logs go (default s3://<bucket>/serving-logs)')
+    .option('--log-flush-seconds <s>', 'ship buffered log records at least this often', (v) => Number(v), 10)
+    .action(async (opts: ServeOptions) => {
+      checkPort('--port', opts.port);
+      checkPort('--metrics-port', opts.metricsPort);
+      if (!(opts.logFlushSeconds > 0)) throw new Error(`--log-flush-seconds must be > 0, got ${opts.logFlushSeconds}`);
       const ref: ModelRef =
         opts.version !== undefined
           ? { name: opts.model, version: opts.version }
@@ -38,8 +72,26 @@ export function registerServeCommand(program: Command): void {
       const started = Date.now();
       const { model } = await slot.load(ref);
       console.log(`Loaded ${describe(model)} in ${Date.now() - started} ms`);
-      const running = await startServer({ slot, port: opts.port });
+
+      const cfg = config();
+      const logPrefix = opts.logPrefix ?? defaultLogPrefix(cfg.bucket);
+      const metrics = new ServingMetrics({ processMetrics: true });
+      const log = new RequestLog({
+        uploader: objectStoreUploader(objectStore(), logPrefix),
+        spillDir: path.join(cfg.cacheDir, 'serving-log-spill'),
+        flushIntervalMs: opts.logFlushSeconds * 1000,
+        observer: metrics,
+      });
+      await log.start();
+      const metricsServer = await startMetricsServer(metrics, opts.metricsPort);
+      const running = await startServer({
+        slot,
+        port: opts.port,
+        hooks: telemetryHooks({ slot, log, metrics }),
+        closeAfterDrain: [log, metricsServer],
+      });
       console.log(`Serving recsys.v1.Recommender on ${running.address} (health: SERVING; Ctrl-C stops)`);
+      console.log(`Metrics on ${metricsServer.url}; request logs to ${logPrefix}/ (server id ${log.serverId})`);
 
       process.on('SIGHUP', () => {
         console.log(`SIGHUP: reloading ${ref.version ?? `@${ref.alias}`}`);
@@ -59,6 +111,13 @@ export function registerServeCommand(program: Command): void {
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
       });
+      const left = log.stats;
+      console.log(
+        `Request log: ${left.recordsShipped} records shipped` +
+          (left.chunksSpilled > 0
+            ? `; ${left.chunksSpilled} chunks kept in the spill directory for the next start`
+            : ''),
+      );
       console.log('Stopped');
     });
 }

@@ -320,10 +320,14 @@ describe('corrupt artefacts are refused and the serving version keeps serving', 
 test('`recsys serve` serves an alias on 127.0.0.1, survives a bad reload on SIGHUP and drains on SIGTERM', async () => {
   const alias = 'it-serve';
   await mlflow.setAlias(model, alias, trained.registered.version);
-  // Node itself with tsx's loader (not the cli/bin wrapper, whose tsx parent process does not pass SIGHUP on).
+  // Node itself with tsx's loader, as cli/bin/recsys runs it. Free ports, and logs under this test's own prefix.
+  const logPrefix = `s3://${config().bucket}/test-serving-logs/${model}`;
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', 'cli/main.ts', 'serve', '--model', model, '--alias', alias, '--port', '0'],
+    [
+      ...['--import', 'tsx', 'cli/main.ts', 'serve', '--model', model, '--alias', alias, '--port', '0'],
+      ...['--metrics-port', '0', '--log-prefix', logPrefix],
+    ],
     { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let output = '';
