@@ -7,3 +7,6 @@ inter=$(bash infra/fetch-movielens.sh)
 node_modules/.bin/tsx bench/etl.ts 3
 node_modules/.bin/tsx bench/training.ts 3
 node_modules/.bin/tsx bench/pipeline.ts "$inter"
+# Serving: needs no stack (local ONNX graphs, loopback only); the Python peer runs from its own venv.
+bash infra/install-bench.sh
+node_modules/.bin/tsx bench/serving.ts 5
