@@ -35,7 +35,8 @@ export function telemetryHooks(opts: { slot: ModelSlot; log?: RequestLog; metric
     },
 
     onFeedback(event, receivedAtMs) {
-      const v = slot.active?.version;
+      // The version that serves this user under the current policy: the one whose recommendation the feedback is about.
+      const v = slot.pick(event.user_id)?.version;
       metrics?.forVersion('Feedback', v?.name ?? '', v?.version ?? '').served(undefined, undefined);
       log?.append({
         kind: 'feedback',

@@ -8,7 +8,10 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { protoPath as healthProtoFile } from 'grpc-health-check';
-import type { ProtoGrpcType } from '../proto/generated/recommender';
+import type { ProtoGrpcType as AdminGrpcType } from '../proto/generated/admin';
+import type { ProtoGrpcType as RecommenderGrpcType } from '../proto/generated/recommender';
+
+type ProtoGrpcType = RecommenderGrpcType & { recsys: { v1: AdminGrpcType['recsys']['v1'] } };
 
 // Requests are named by their decoded (`__Output`) shapes, which handlers receive: every field is present (defaults).
 export type { RecommenderClient, RecommenderHandlers } from '../proto/generated/recsys/v1/Recommender';
@@ -20,10 +23,14 @@ export type { FeedbackRequest__Output as FeedbackRequest } from '../proto/genera
 export type { FeedbackResponse } from '../proto/generated/recsys/v1/FeedbackResponse';
 export type { FallbackReason__Output as FallbackReason } from '../proto/generated/recsys/v1/FallbackReason';
 export type { FeedbackEvent__Output as FeedbackEvent } from '../proto/generated/recsys/v1/FeedbackEvent';
+export type { AdminClient, AdminHandlers } from '../proto/generated/recsys/v1/Admin';
+export type { LoadedVersion } from '../proto/generated/recsys/v1/LoadedVersion';
+export type { TrafficPolicy as TrafficPolicyMessage } from '../proto/generated/recsys/v1/TrafficPolicy';
 
 export const PROTO_DIR = path.resolve(__dirname, '..', 'proto');
 export const RECOMMENDER_PROTO = 'recsys/v1/recommender.proto';
 export const RECOMMENDER_SERVICE = 'recsys.v1.Recommender';
+export const ADMIN_PROTO = 'recsys/v1/admin.proto';
 /** The health service's own file, as grpc-health-check ships it (package grpc.health.v1). */
 const HEALTH_PROTO = 'health/v1/health.proto';
 const HEALTH_PROTO_DIR = path.resolve(healthProtoFile, '..', '..', '..');
@@ -39,12 +46,13 @@ export const LOADER_OPTIONS: protoLoader.Options = {
 let cached: { definition: protoLoader.PackageDefinition; grpcType: ProtoGrpcType } | undefined;
 
 /**
- * One package definition holding recsys.v1 and grpc.health.v1, so server reflection describes both. Loaded once per
- * process: parsing the .proto files takes milliseconds, but clients and servers in tests create many of them.
+ * One package definition holding recsys.v1 (Recommender, Admin) and grpc.health.v1, so server reflection describes
+ * them all. Loaded once per process: parsing the .proto files takes milliseconds, but clients and servers in tests
+ * create many of them.
  */
 function load(): { definition: protoLoader.PackageDefinition; grpcType: ProtoGrpcType } {
   if (!cached) {
-    const definition = protoLoader.loadSync([RECOMMENDER_PROTO, HEALTH_PROTO], {
+    const definition = protoLoader.loadSync([RECOMMENDER_PROTO, ADMIN_PROTO, HEALTH_PROTO], {
       ...LOADER_OPTIONS,
       includeDirs: [PROTO_DIR, HEALTH_PROTO_DIR],
     });

@@ -1,22 +1,28 @@
 /**
  * The gRPC server of the serving tier: recsys.v1.Recommender, the standard grpc.health.v1 health service (SERVING
  * only while a model version is loaded, so load balancers and `grpc_health_probe` wait for a checked model), and
- * server reflection (grpcurl, grpcui, Postman work without the .proto). Binds loopback only.
+ * server reflection (grpcurl, grpcui, Postman work without the .proto), and optionally recsys.v1.Admin (load and
+ * unload versions, set the traffic policy). Binds loopback only, which is what makes serving the unauthenticated
+ * admin service on the same port acceptable: only processes on this machine reach either.
  */
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
-import type { ModelSlot } from './model-slot';
+import { adminHandlers } from './admin-service';
+import type { ModelPool } from './model-pool';
 import { RECOMMENDER_SERVICE, packageDefinition, recsysV1 } from './proto';
 import { recommenderHandlers, type ServiceHooks } from './service';
 
 export const HOST = '127.0.0.1';
 
 export interface ServerOptions {
-  slot: ModelSlot;
+  /** The versions that serve and the traffic policy (a ModelSlot is one). */
+  slot: ModelPool;
   /** 0 picks a free port. */
   port: number;
   hooks?: ServiceHooks;
+  /** Also serve recsys.v1.Admin. Safe only because HOST is loopback; keep it so if HOST ever changes. */
+  admin?: boolean;
   /**
    * Closed in this order by shutdown(), after the last call has been answered and the model released: the request log
    * (so it flushes every record the hooks appended) and the metrics endpoint.
@@ -39,6 +45,7 @@ export interface RunningServer {
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const server = new grpc.Server();
   server.addService(recsysV1().Recommender.service, recommenderHandlers(opts.slot, opts.hooks));
+  if (opts.admin) server.addService(recsysV1().Admin.service, adminHandlers(opts.slot));
 
   // '' is the whole server, as health clients ask by default; the service name for clients that ask per service.
   const health = new HealthImplementation({ '': 'NOT_SERVING', [RECOMMENDER_SERVICE]: 'NOT_SERVING' });

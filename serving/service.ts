@@ -1,12 +1,12 @@
 /**
- * The recsys.v1.Recommender handlers: validate, take the active version once (so a swap mid-request cannot mix two
- * versions), rank, answer with the lineage, then tell the hooks (request log, metrics). Failures go back to the
+ * The recsys.v1.Recommender handlers: validate, take the version that serves the user once (the pool's traffic policy,
+ * sticky by user id; taken once so a swap or a policy change mid-request cannot mix two versions), rank, answer with the lineage, then tell the hooks (request log, metrics). Failures go back to the
  * caller as status codes (INVALID_ARGUMENT, UNAVAILABLE, INTERNAL) and the server keeps serving.
  */
 import { randomUUID } from 'node:crypto';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { messageOf } from './errors';
-import type { ModelSlot } from './model-slot';
+import type { ModelPool } from './model-pool';
 import type { ServableVersion } from './model-version';
 import type { FeedbackRequest, RecommendRequest, RecommendResponse__Output, RecommenderHandlers } from './proto';
 import { recommend } from './recommend';
@@ -26,11 +26,11 @@ export interface ServiceHooks {
 
 const fail = (code: status, details: string): Partial<ServiceError> => ({ code, details });
 
-export function recommenderHandlers(slot: ModelSlot, hooks: ServiceHooks = {}): RecommenderHandlers {
+export function recommenderHandlers(slot: ModelPool, hooks: ServiceHooks = {}): RecommenderHandlers {
   return {
     Recommend(call, callback) {
       const started = performance.now();
-      const model = slot.active;
+      const model = slot.pick(call.request.user_id);
       if (!model) {
         hooks.onError?.('Recommend', status.UNAVAILABLE, undefined);
         return callback(fail(status.UNAVAILABLE, 'no model version is loaded yet'));

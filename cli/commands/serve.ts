@@ -3,7 +3,9 @@
  * 127.0.0.1 until SIGINT/SIGTERM, then drains in-flight calls. SIGHUP re-resolves the alias and swaps to the version
  * it now points at; if that version fails its checks, the current one keeps serving. Every answered request and
  * feedback event goes to the request log (serving/request-log.ts, shipped to the object store and flushed on
- * shutdown); Prometheus metrics are served on http://127.0.0.1:<metrics-port>/metrics.
+ * shutdown); Prometheus metrics are served on http://127.0.0.1:<metrics-port>/metrics. recsys.v1.Admin on the same
+ * port (loopback only) loads further versions and splits traffic between them (serving/admin-service.ts); SIGHUP goes
+ * back to the single-model behaviour, all traffic to what the reference now resolves to.
  */
 import path from 'node:path';
 import type { Command } from 'commander';
@@ -47,7 +49,9 @@ function describe(m: LoadedModel): string {
 export function registerServeCommand(program: Command): void {
   program
     .command('serve')
-    .description('serve a registered model over gRPC (recsys.v1.Recommender, health, reflection) on 127.0.0.1')
+    .description(
+      'serve a registered model over gRPC (recsys.v1.Recommender and Admin, health, reflection) on 127.0.0.1',
+    )
     .requiredOption('--model <name>', 'registered model name, e.g. two-tower-ml-100k')
     .option('--alias <alias>', 'registry alias to serve', 'champion')
     .option('--version <n>', 'serve this version instead of the alias')
@@ -89,8 +93,12 @@ export function registerServeCommand(program: Command): void {
         port: opts.port,
         hooks: telemetryHooks({ slot, log, metrics }),
         closeAfterDrain: [log, metricsServer],
+        admin: true,
       });
-      console.log(`Serving recsys.v1.Recommender on ${running.address} (health: SERVING; Ctrl-C stops)`);
+      // Tests and infra/proc.sh wait for this line: keep its start.
+      console.log(
+        `Serving recsys.v1.Recommender on ${running.address} (also recsys.v1.Admin; health: SERVING; Ctrl-C stops)`,
+      );
       console.log(`Metrics on ${metricsServer.url}; request logs to ${logPrefix}/ (server id ${log.serverId})`);
 
       process.on('SIGHUP', () => {

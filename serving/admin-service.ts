@@ -1,0 +1,104 @@
+/**
+ * The recsys.v1.Admin handlers over a ModelPool: load and unload versions, set the traffic policy, report the state.
+ * Every call is idempotent (a retried deployment activity does no harm): loading a held version answers OK with
+ * `already_loaded`, unloading one that is not held answers OK with `was_loaded` false, and setting the same policy
+ * twice changes nothing. Errors go back as status codes naming what was wrong; the pool is unchanged by them.
+ *
+ * No authentication: the admin service is added only to a server bound to 127.0.0.1 (server.ts), so only processes
+ * on this machine can reach it.
+ */
+import { status, type ServiceError } from '@grpc/grpc-js';
+import { ModelLoadError, messageOf } from './errors';
+import type { LoadedModel } from './loaded-model';
+import { PoolConflictError, type ModelPool } from './model-pool';
+import type { ModelRef } from './model-ref';
+import type { AdminHandlers, LoadedVersion, TrafficPolicyMessage } from './proto';
+import { PolicyError, type TrafficPolicy } from './traffic-policy';
+
+const fail = (code: status, details: string): Partial<ServiceError> => ({ code, details });
+
+/** The status for anything the pool rejects with. */
+function statusOf(err: unknown): status {
+  if (err instanceof PolicyError) return status.INVALID_ARGUMENT;
+  if (err instanceof PoolConflictError || err instanceof ModelLoadError) return status.FAILED_PRECONDITION;
+  return status.INTERNAL;
+}
+
+/** Validates a LoadVersion request into a reference; a string saying what is wrong otherwise. */
+export function refOf(req: { model: string; version: string; alias: string }): ModelRef | string {
+  if (!req.model) return 'model is required (a registered model name)';
+  if (req.version && req.alias)
+    return `give version or alias, not both (version: ${JSON.stringify(req.version)}, alias: ${JSON.stringify(req.alias)})`;
+  if (req.version) {
+    if (!/^\d+$/.test(req.version))
+      return `version must be a registry version number (value: ${JSON.stringify(req.version)})`;
+    return { name: req.model, version: req.version };
+  }
+  if (!req.alias) return 'version or alias is required';
+  if (!/^[A-Za-z0-9_-]+$/.test(req.alias))
+    return `alias must match [A-Za-z0-9_-]+ (value: ${JSON.stringify(req.alias)})`;
+  return { name: req.model, alias: req.alias };
+}
+
+export function loadedVersion(model: LoadedModel, weight: number): LoadedVersion {
+  const v = model.version;
+  return {
+    model_name: v.name,
+    model_version: v.version,
+    dataset_name: v.dataset.name,
+    dataset_version: v.dataset.version,
+    aliases: v.aliases,
+    weight,
+  };
+}
+
+const policyMessage = (p: TrafficPolicy): TrafficPolicyMessage => p.toJSON();
+
+export function adminHandlers(pool: ModelPool): AdminHandlers {
+  const answer = <T>(work: Promise<T>, callback: (err: Partial<ServiceError> | null, res?: T) => void) =>
+    work.then(
+      (res) => callback(null, res),
+      (err: unknown) => callback(fail(statusOf(err), messageOf(err))),
+    );
+
+  return {
+    LoadVersion(call, callback) {
+      const ref = refOf(call.request);
+      if (typeof ref === 'string') return callback(fail(status.INVALID_ARGUMENT, ref));
+      void answer(
+        pool.loadVersion(ref).then(({ model, alreadyLoaded }) => ({
+          version: loadedVersion(model, pool.policy?.weightOf(model.version.version) ?? 0),
+          already_loaded: alreadyLoaded,
+        })),
+        callback,
+      );
+    },
+
+    UnloadVersion(call, callback) {
+      const version = call.request.model_version;
+      if (!version) return callback(fail(status.INVALID_ARGUMENT, 'model_version is required'));
+      void answer(
+        pool.unload(version).then((was_loaded) => ({ was_loaded })),
+        callback,
+      );
+    },
+
+    SetTrafficPolicy(call, callback) {
+      const p = call.request.policy;
+      if (!p) return callback(fail(status.INVALID_ARGUMENT, 'policy is required'));
+      // An empty salt means "keep the current one", so that a rollout changing weights keeps users where they were.
+      void answer(
+        pool.setPolicy(p.weights, p.salt || undefined).then((applied) => ({ policy: policyMessage(applied) })),
+        callback,
+      );
+    },
+
+    GetState(_call, callback) {
+      const { versions, policy } = pool.state();
+      callback(null, {
+        versions: versions.map(({ model, weight }) => loadedVersion(model, weight)),
+        policy: policy && policyMessage(policy),
+      });
+    },
+  };
+}

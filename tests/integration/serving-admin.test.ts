@@ -1,0 +1,137 @@
+/**
+ * Several registered versions in one server against the real stack: a small model is trained and registered by
+ * continuousTraining, its artefact is registered again as a second version, and both are loaded through
+ * recsys.v1.Admin from the registry (checksum, signature, warm-up). A 50/50 policy splits users stickily, a retried
+ * LoadVersion does nothing, and a version that still takes traffic cannot be unloaded.
+ */
+import type * as VmModule from 'node:vm';
+import { status, type ServiceError } from '@grpc/grpc-js';
+import { MlflowClient, tagsOf } from '../../lib/mlflow/client';
+import { adminClient, recommend, recommenderClient } from '../../serving/client';
+import { registryLoader } from '../../serving/model-loader';
+import { ModelPool } from '../../serving/model-pool';
+import type { AdminClient, RecommendRequest, RecommenderClient } from '../../serving/proto';
+import { startServer, type RunningServer } from '../../serving/server';
+import { createTrainingWorker } from '../../worker/create-worker';
+import { continuousTraining, type ContinuousTrainingResult } from '../../workflows/continuous-training';
+import { uniqueName, useTemporal } from './stack';
+import { smallDatasetSource, trainingInput } from './training-fixture';
+
+// The same realm workaround as tests/integration/serving.test.ts (see there): onnxruntime-common must see the main
+// realm's typed arrays inside jest's vm context.
+jest.mock('onnxruntime-common', () => {
+  const vm = jest.requireActual<typeof VmModule>('node:vm');
+  const names = ['Float32Array', 'Float64Array', 'Int8Array', 'Uint8Array', 'Int16Array', 'Uint16Array'];
+  names.push('Int32Array', 'Uint32Array', 'BigInt64Array', 'BigUint64Array');
+  for (const name of names) (globalThis as Record<string, unknown>)[name] = vm.runInThisContext(name);
+  return jest.requireActual<object>('onnxruntime-common');
+});
+
+const temporal = useTemporal();
+const mlflow = new MlflowClient();
+
+let model: string;
+let trained: ContinuousTrainingResult;
+let v1: string;
+let v2: string;
+let pool: ModelPool;
+let running: RunningServer;
+let admin: AdminClient;
+let client: RecommenderClient;
+
+const call = <Req, Res>(
+  fn: (r: Req, cb: (err: ServiceError | null, res?: Res) => void) => unknown,
+  r: Req,
+): Promise<Res> => new Promise((resolve, reject) => fn(r, (err, res) => (err ? reject(err) : resolve(res!))));
+const failure = (p: Promise<unknown>) =>
+  p.then(
+    () => ({ code: -1, details: 'succeeded' }),
+    (e: ServiceError) => e,
+  );
+
+beforeAll(async () => {
+  model = uniqueName('it-admin');
+  const dataset = uniqueName('it-ds');
+  const source = await smallDatasetSource(dataset);
+  const taskQueue = uniqueName('it-admin');
+  const worker = await createTrainingWorker({ taskQueue, connection: temporal.native });
+  const handle = await temporal.client.workflow.start(continuousTraining, {
+    taskQueue,
+    workflowId: `train-${model}-${dataset}`,
+    args: [trainingInput(model, dataset, source, { epochs: 1 })],
+  });
+  trained = await worker.runUntil(handle.result());
+  v1 = trained.registered.version;
+  // The same artefact and serving tags as a second version: a real registry version that passes every check.
+  const registered = await mlflow.getModelVersion(model, v1);
+  const run = await mlflow.getRun(trained.registered.mlflowRunId);
+  v2 = (await mlflow.createModelVersion(model, `${run.info.artifact_uri}/model`, run.info.run_id, tagsOf(registered)))
+    .version;
+
+  // Starts empty: the first LoadVersion takes all traffic.
+  pool = new ModelPool(registryLoader());
+  running = await startServer({ slot: pool, port: 0, admin: true });
+  admin = adminClient(running.address);
+  client = recommenderClient(running.address);
+});
+
+afterAll(async () => {
+  admin?.close();
+  client?.close();
+  await running?.shutdown(5000);
+});
+
+const load = (r: { model: string; version?: string; alias?: string }) => call(admin.LoadVersion.bind(admin), r);
+
+test('loads two registered versions; a retried LoadVersion is OK and loads nothing', async () => {
+  expect(await load({ model, alias: 'challenger' })).toMatchObject({
+    version: { model_name: model, model_version: v1, dataset_version: trained.dataset.version, weight: 100 },
+    already_loaded: false,
+  });
+  const first = await load({ model, version: v2 });
+  expect(first).toMatchObject({ version: { model_version: v2, weight: 0 }, already_loaded: false });
+  const held = pool.state().versions.map((v) => v.model);
+  const retried = await load({ model, version: v2 });
+  expect(retried).toEqual({ ...first, already_loaded: true });
+  expect(pool.state().versions.map((v) => v.model)).toEqual(held); // the same objects: nothing was reloaded
+});
+
+test('a 50/50 policy splits ~400 users within tolerance and keeps each on one version', async () => {
+  const applied = await call(admin.SetTrafficPolicy.bind(admin), {
+    policy: { weights: { [v1]: 50, [v2]: 50 }, salt: '' },
+  });
+  expect(applied).toEqual({ policy: { weights: { [v1]: 50, [v2]: 50 }, salt: 'recsys' } });
+
+  const catalog = pool.active!.catalog;
+  const history = [1, 2, 3].map((i, n) => ({ item_id: catalog.idOf(i)!, timestamp_ms: 1000 * (n + 1) }));
+  const req = (user_id: string): RecommendRequest => ({ user_id, history, k: 5, exclude_item_ids: [] });
+  const users = Array.from({ length: 400 }, (_, i) => `it-user-${i}`);
+  const first = await Promise.all(users.map((u) => recommend(client, req(u))));
+  const again = await Promise.all(users.map((u) => recommend(client, req(u))));
+  expect(again.map((r) => r.model_version)).toEqual(first.map((r) => r.model_version));
+  const onV2 = first.filter((r) => r.model_version === v2).length;
+  expect(first.filter((r) => r.model_version !== v1 && r.model_version !== v2)).toEqual([]);
+  // Binomial sd at 400 users is 2.5 points; 10 points is four of them.
+  expect(Math.abs(onV2 / users.length - 0.5)).toBeLessThan(0.1);
+  for (const r of first) expect(r).toMatchObject({ model_name: model, fallback: false });
+  // Same graph, same history: both versions rank alike, so the split changes which version is named, not the items.
+  expect(first.find((r) => r.model_version === v2)?.items).toEqual(first.find((r) => r.model_version === v1)?.items);
+});
+
+test('a version that still takes traffic cannot be unloaded; after the policy moves off it, it can', async () => {
+  const unload = (model_version: string) => call(admin.UnloadVersion.bind(admin), { model_version });
+  expect(await failure(unload(v1))).toMatchObject({
+    code: status.FAILED_PRECONDITION,
+    details: `version ${v1} still takes 50% of traffic; set a traffic policy without it first`,
+  });
+  await call(admin.SetTrafficPolicy.bind(admin), { policy: { weights: { [v2]: 100 }, salt: '' } });
+  expect(await unload(v1)).toEqual({ was_loaded: true });
+  expect(await unload(v1)).toEqual({ was_loaded: false });
+  const state = await call(admin.GetState.bind(admin), {});
+  expect(state).toMatchObject({
+    versions: [{ model_version: v2, weight: 100 }],
+    policy: { weights: { [v2]: 100 }, salt: 'recsys' },
+  });
+  const res = await recommend(client, { user_id: 'anyone', history: [], k: 3, exclude_item_ids: [] });
+  expect(res.model_version).toBe(v2);
+});
