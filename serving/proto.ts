@@ -10,6 +10,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import { protoPath as healthProtoFile } from 'grpc-health-check';
 import type { ProtoGrpcType as AdminGrpcType } from '../proto/generated/admin';
 import type { ProtoGrpcType as RecommenderGrpcType } from '../proto/generated/recommender';
+import { markUnknownFields } from './unknown-fields';
 
 type ProtoGrpcType = RecommenderGrpcType & { recsys: { v1: AdminGrpcType['recsys']['v1'] } };
 
@@ -56,6 +57,8 @@ function load(): { definition: protoLoader.PackageDefinition; grpcType: ProtoGrp
       ...LOADER_OPTIONS,
       includeDirs: [PROTO_DIR, HEALTH_PROTO_DIR],
     });
+    // The decoder drops fields the .proto does not define; a Recommender request carrying one gets INVALID_ARGUMENT.
+    markUnknownFields(definition, RECOMMENDER_SERVICE);
     cached = { definition, grpcType: grpc.loadPackageDefinition(definition) as unknown as ProtoGrpcType };
   }
   return cached;

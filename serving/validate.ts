@@ -1,8 +1,10 @@
 /**
  * Request checks that run before any model work. Each message names the field and the limit it broke, so a caller can
- * fix the request without reading our code; the service returns them as INVALID_ARGUMENT.
+ * fix the request without reading our code; the service returns them as INVALID_ARGUMENT. A field the contract does
+ * not define (marked at decoding: unknown-fields.ts) comes first.
  */
 import type { FeedbackRequest, RecommendRequest } from './proto';
+import { unknownFieldOf } from './unknown-fields';
 
 export interface RequestLimits {
   /** The largest k: the model's top_k (the graph returns no more candidates than that). */
@@ -24,6 +26,8 @@ function checkId(field: string, value: string, maxLength: number): string | unde
 
 /** The first problem of a Recommend request, or undefined when it is valid. */
 export function recommendProblem(req: RecommendRequest, limits: RequestLimits): string | undefined {
+  const unknown = unknownFieldOf(req);
+  if (unknown) return unknown;
   const user = checkId('user_id', req.user_id, limits.maxIdLength);
   if (user) return user;
   if (!Number.isInteger(req.k) || req.k < 1 || req.k > limits.topK)
@@ -50,6 +54,8 @@ const EVENTS = new Set([
 
 /** The first problem of a Feedback request, or undefined when it is valid. */
 export function feedbackProblem(req: FeedbackRequest, limits: Omit<RequestLimits, 'topK'>): string | undefined {
+  const unknown = unknownFieldOf(req);
+  if (unknown) return unknown;
   const id = checkId('user_id', req.user_id, limits.maxIdLength) ?? checkId('item_id', req.item_id, limits.maxIdLength);
   if (id) return id;
   if (!EVENTS.has(String(req.event))) return `event must be one of ${[...EVENTS].join(', ')}, got ${String(req.event)}`;

@@ -23,7 +23,7 @@ import { recommend, recommenderClient } from '../../serving/client';
 import { ModelLoadError } from '../../serving/errors';
 import { registryLoader } from '../../serving/model-loader';
 import { ModelSlot } from '../../serving/model-slot';
-import type { RecommendRequest, RecommenderClient } from '../../serving/proto';
+import { recsysV1, type RecommendRequest, type RecommenderClient } from '../../serving/proto';
 import { startServer, type RunningServer } from '../../serving/server';
 import { createTrainingWorker } from '../../worker/create-worker';
 import { continuousTraining, type ContinuousTrainingResult } from '../../workflows/continuous-training';
@@ -209,6 +209,32 @@ test.each<[string, Partial<RecommendRequest>, string]>([
   ],
 ])('INVALID_ARGUMENT: %s', async (_, change, details) => {
   await expect(recommend(client, req(change))).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details });
+});
+
+test('INVALID_ARGUMENT: a field the contract does not define, named by number and message', async () => {
+  // A client built against another .proto: a valid request plus field 15 (varint 1) the server's HistoryItem lacks.
+  const valid = recsysV1().Recommender.service.Recommend.requestSerialize(req({ history: history(someUser.recent) }));
+  const raw = new grpc.Client(running.address, grpc.credentials.createInsecure());
+  const call = (body: Buffer) =>
+    new Promise<Buffer>((resolve, reject) =>
+      raw.makeUnaryRequest(
+        '/recsys.v1.Recommender/Recommend',
+        (b: Buffer) => b,
+        (b: Buffer) => b,
+        body,
+        { deadline: Date.now() + 10_000 },
+        (err, res) => (err ? reject(err) : resolve(res!)),
+      ),
+    );
+  try {
+    await expect(call(valid)).resolves.toBeInstanceOf(Buffer);
+    await expect(call(Buffer.concat([valid, Buffer.of(15 << 3, 1)]))).rejects.toMatchObject({
+      code: grpc.status.INVALID_ARGUMENT,
+      details: 'unknown field 15 in recsys.v1.RecommendRequest',
+    });
+  } finally {
+    raw.close();
+  }
 });
 
 test('health reports SERVING', async () => {
