@@ -9,6 +9,7 @@ module.exports = {
       transform,
       testEnvironment: 'node',
       globalSetup: '<rootDir>/tests/integration/global-setup.ts',
+      setupFiles: ['<rootDir>/tests/integration/jest-realm.ts'],
       slowTestThreshold: 120,
       setupFilesAfterEnv: ['<rootDir>/tests/integration/jest-setup.ts'],
     },

@@ -4,7 +4,6 @@
  * recsys.v1.Admin from the registry (checksum, signature, warm-up). A 50/50 policy splits users stickily, a retried
  * LoadVersion does nothing, and a version that still takes traffic cannot be unloaded.
  */
-import type * as VmModule from 'node:vm';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { MlflowClient, tagsOf } from '../../lib/mlflow/client';
 import { adminClient, recommend, recommenderClient } from '../../serving/client';
@@ -12,20 +11,9 @@ import { registryLoader } from '../../serving/model-loader';
 import { ModelPool } from '../../serving/model-pool';
 import type { AdminClient, RecommendRequest, RecommenderClient } from '../../serving/proto';
 import { startServer, type RunningServer } from '../../serving/server';
-import { createTrainingWorker } from '../../worker/create-worker';
-import { continuousTraining, type ContinuousTrainingResult } from '../../workflows/continuous-training';
-import { uniqueName, useTemporal } from './stack';
-import { smallDatasetSource, trainingInput } from './training-fixture';
-
-// The same realm workaround as tests/integration/serving.test.ts (see there): onnxruntime-common must see the main
-// realm's typed arrays inside jest's vm context.
-jest.mock('onnxruntime-common', () => {
-  const vm = jest.requireActual<typeof VmModule>('node:vm');
-  const names = ['Float32Array', 'Float64Array', 'Int8Array', 'Uint8Array', 'Int16Array', 'Uint16Array'];
-  names.push('Int32Array', 'Uint32Array', 'BigInt64Array', 'BigUint64Array');
-  for (const name of names) (globalThis as Record<string, unknown>)[name] = vm.runInThisContext(name);
-  return jest.requireActual<object>('onnxruntime-common');
-});
+import type { ContinuousTrainingResult } from '../../workflows/continuous-training';
+import { useTemporal } from './stack';
+import { trainTinyModel } from './training-fixture';
 
 const temporal = useTemporal();
 const mlflow = new MlflowClient();
@@ -50,17 +38,7 @@ const failure = (p: Promise<unknown>) =>
   );
 
 beforeAll(async () => {
-  model = uniqueName('it-admin');
-  const dataset = uniqueName('it-ds');
-  const source = await smallDatasetSource(dataset);
-  const taskQueue = uniqueName('it-admin');
-  const worker = await createTrainingWorker({ taskQueue, connection: temporal.native });
-  const handle = await temporal.client.workflow.start(continuousTraining, {
-    taskQueue,
-    workflowId: `train-${model}-${dataset}`,
-    args: [trainingInput(model, dataset, source, { epochs: 1 })],
-  });
-  trained = await worker.runUntil(handle.result());
+  ({ model, trained } = await trainTinyModel(temporal, 'it-admin', { epochs: 1 }));
   v1 = trained.registered.version;
   // The same artefact and serving tags as a second version: a real registry version that passes every check.
   const registered = await mlflow.getModelVersion(model, v1);

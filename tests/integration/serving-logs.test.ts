@@ -8,7 +8,6 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import type * as VmModule from 'node:vm';
 import { config } from '../../lib/config';
 import { ObjectStore, objectStore, parseS3Uri } from '../../lib/object-store';
 import { feedback, recommend, recommenderClient } from '../../serving/client';
@@ -22,20 +21,9 @@ import { ModelSlot } from '../../serving/model-slot';
 import type { FeedbackRequest, RecommendResponse__Output, RecommenderClient } from '../../serving/proto';
 import { RequestLog } from '../../serving/request-log';
 import { startServer, type RunningServer } from '../../serving/server';
-import { createTrainingWorker } from '../../worker/create-worker';
-import { continuousTraining, type ContinuousTrainingResult } from '../../workflows/continuous-training';
+import type { ContinuousTrainingResult } from '../../workflows/continuous-training';
 import { uniqueName, useTemporal } from './stack';
-import { smallDatasetSource, trainingInput } from './training-fixture';
-
-// The same realm workaround as tests/integration/serving.test.ts (see there): onnxruntime-common must see the main
-// realm's typed arrays inside jest's vm context.
-jest.mock('onnxruntime-common', () => {
-  const vm = jest.requireActual<typeof VmModule>('node:vm');
-  const names = ['Float32Array', 'Float64Array', 'Int8Array', 'Uint8Array', 'Int16Array', 'Uint16Array'];
-  names.push('Int32Array', 'Uint32Array', 'BigInt64Array', 'BigUint64Array');
-  for (const name of names) (globalThis as Record<string, unknown>)[name] = vm.runInThisContext(name);
-  return jest.requireActual<object>('onnxruntime-common');
-});
+import { trainTinyModel } from './training-fixture';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const N = 23;
@@ -53,17 +41,7 @@ let running: RunningServer;
 let client: RecommenderClient;
 
 beforeAll(async () => {
-  model = uniqueName('it-logs');
-  const dataset = uniqueName('it-ds');
-  const source = await smallDatasetSource(dataset);
-  const taskQueue = uniqueName('it-logs');
-  const worker = await createTrainingWorker({ taskQueue, connection: temporal.native });
-  const handle = await temporal.client.workflow.start(continuousTraining, {
-    taskQueue,
-    workflowId: `train-${model}-${dataset}`,
-    args: [trainingInput(model, dataset, source, { epochs: 1 })],
-  });
-  trained = await worker.runUntil(handle.result());
+  ({ model, trained } = await trainTinyModel(temporal, 'it-logs', { epochs: 1 }));
 
   prefix = `s3://${config().bucket}/${uniqueName('it-serving-logs')}`;
   spillDir = await fs.mkdtemp(path.join(os.tmpdir(), 'it-serving-logs-'));

@@ -8,7 +8,6 @@ import { execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import type * as VmModule from 'node:vm';
 import { DuckDBInstance } from '@duckdb/node-api';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -25,23 +24,9 @@ import { registryLoader } from '../../serving/model-loader';
 import { ModelSlot } from '../../serving/model-slot';
 import { recsysV1, type RecommendRequest, type RecommenderClient } from '../../serving/proto';
 import { startServer, type RunningServer } from '../../serving/server';
-import { createTrainingWorker } from '../../worker/create-worker';
-import { continuousTraining, type ContinuousTrainingResult } from '../../workflows/continuous-training';
+import type { ContinuousTrainingResult } from '../../workflows/continuous-training';
 import { uniqueName, useTemporal } from './stack';
-import { smallDatasetSource, trainingInput } from './training-fixture';
-
-// onnxruntime-node returns typed arrays made in Node's main realm, and onnxruntime-common checks tensor data against
-// the constructors of the realm it was loaded in. Jest runs each test file in its own vm context, so that check fails
-// ("A float32 tensor's data must be type of function Float32Array()"). This gives the file's context the main realm's
-// typed arrays before onnxruntime-common captures them: jest.mock factories are hoisted above the imports and run on
-// the first require. (Outside jest there is one realm and nothing to do.)
-jest.mock('onnxruntime-common', () => {
-  const vm = jest.requireActual<typeof VmModule>('node:vm');
-  const names = ['Float32Array', 'Float64Array', 'Int8Array', 'Uint8Array', 'Int16Array', 'Uint16Array'];
-  names.push('Int32Array', 'Uint32Array', 'BigInt64Array', 'BigUint64Array');
-  for (const name of names) (globalThis as Record<string, unknown>)[name] = vm.runInThisContext(name);
-  return jest.requireActual<object>('onnxruntime-common');
-});
+import { trainTinyModel } from './training-fixture';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const TOP_K = 20;
@@ -92,17 +77,7 @@ async function readDataset(dir: string): Promise<void> {
 }
 
 beforeAll(async () => {
-  model = uniqueName('it-serve');
-  const dataset = uniqueName('it-ds');
-  const source = await smallDatasetSource(dataset);
-  const taskQueue = uniqueName('it-serve');
-  const worker = await createTrainingWorker({ taskQueue, connection: temporal.native });
-  const handle = await temporal.client.workflow.start(continuousTraining, {
-    taskQueue,
-    workflowId: `train-${model}-${dataset}`,
-    args: [trainingInput(model, dataset, source, { epochs: 2, history_len: HISTORY_LEN })],
-  });
-  trained = await worker.runUntil(handle.result());
+  ({ model, trained } = await trainTinyModel(temporal, 'it-serve', { epochs: 2, history_len: HISTORY_LEN }));
   tags = tagsOf(await mlflow.getModelVersion(model, trained.registered.version));
   await readDataset(await localDataset(trained.dataset));
 

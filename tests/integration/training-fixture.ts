@@ -5,7 +5,13 @@ import path from 'node:path';
 import { config } from '../../lib/config';
 import { writeSyntheticLog } from '../../lib/data/synthetic';
 import { objectStore } from '../../lib/object-store';
-import type { ContinuousTrainingInput } from '../../workflows/continuous-training';
+import { createTrainingWorker } from '../../worker/create-worker';
+import {
+  continuousTraining,
+  type ContinuousTrainingInput,
+  type ContinuousTrainingResult,
+} from '../../workflows/continuous-training';
+import { uniqueName, type TemporalTestConnections } from './stack';
 
 export async function smallDatasetSource(
   name: string,
@@ -66,4 +72,23 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 250));
   }
+}
+
+/** Trains and registers a tiny model through a real continuousTraining run on a private task queue. */
+export async function trainTinyModel(
+  temporal: TemporalTestConnections,
+  prefix: string,
+  train: Record<string, unknown>,
+): Promise<{ model: string; trained: ContinuousTrainingResult }> {
+  const model = uniqueName(prefix);
+  const dataset = uniqueName('it-ds');
+  const source = await smallDatasetSource(dataset);
+  const taskQueue = uniqueName(prefix);
+  const worker = await createTrainingWorker({ taskQueue, connection: temporal.native });
+  const handle = await temporal.client.workflow.start(continuousTraining, {
+    taskQueue,
+    workflowId: `train-${model}-${dataset}`,
+    args: [trainingInput(model, dataset, source, train)],
+  });
+  return { model, trained: await worker.runUntil(handle.result()) };
 }
