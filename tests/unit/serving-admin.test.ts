@@ -4,57 +4,19 @@
  * requests are in flight. The registry-backed path is in tests/integration/serving-admin.test.ts.
  */
 import { status, type ServiceError } from '@grpc/grpc-js';
-import { Catalog, UserHistories } from '../../serving/catalog';
 import { adminClient, recommend, recommenderClient } from '../../serving/client';
 import { ModelLoadError } from '../../serving/errors';
 import { LoadedModel } from '../../serving/loaded-model';
 import type { ModelLoader } from '../../serving/model-loader';
+import type { ServableVersion } from '../../serving/model-version';
 import { ModelPool, PoolConflictError } from '../../serving/model-pool';
 import type { ModelRef } from '../../serving/model-ref';
-import type { ServableVersion } from '../../serving/model-version';
-import type { Ranker, TopK } from '../../serving/onnx-ranker';
 import type { AdminClient, RecommendRequest, RecommenderClient } from '../../serving/proto';
 import { startServer, type RunningServer } from '../../serving/server';
 import { PolicyError } from '../../serving/traffic-policy';
+import { FakeRanker, fakeCatalog, fakeServable } from './serving-fakes';
 
-const catalog = () =>
-  new Catalog(
-    ['', 'a', 'b', 'c', 'd', 'e', 'f'],
-    Int32Array.of(6, 5, 4, 3, 2, 1),
-    Float32Array.of(0.3, 0.25, 0.2, 0.1, 0.1, 0.05),
-    new UserHistories(new Map([['u1', 0]]), Int32Array.of(0, 2), Int32Array.of(1, 2)),
-  );
-
-class FakeRanker implements Ranker {
-  readonly historyLen = 3;
-  readonly topK = 5;
-  delayMs = 0;
-  disposed = false;
-  calls = 0;
-
-  async rank(): Promise<TopK> {
-    this.calls++;
-    if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
-    if (this.disposed) throw new Error('ranked after dispose: the graph was freed while a request still used it');
-    return { scores: Float32Array.of(5, 4, 3, 2, 1), items: BigInt64Array.of(1n, 2n, 3n, 4n, 5n) };
-  }
-
-  dispose(): Promise<void> {
-    this.disposed = true;
-    return Promise.resolve();
-  }
-}
-
-const servable = (name: string, version: string): ServableVersion => ({
-  name,
-  version,
-  aliases: version === '1' ? ['champion'] : [],
-  onnxUri: 's3://x/model.onnx',
-  onnxSha256: '0'.repeat(64),
-  topK: 5,
-  historyLen: 3,
-  dataset: { name: 'fake-data', version: `data-${version}`, uri: 's3://x/data/' },
-});
+const servable = (name: string, version: string) => fakeServable(name, version, version === '1' ? ['champion'] : []);
 
 /** Any version loads (counting loads) except 9, which fails its checks; `champion` is version 1. */
 class FakeLoader implements ModelLoader {
@@ -69,7 +31,7 @@ class FakeLoader implements ModelLoader {
     this.loads++;
     const ranker = new FakeRanker();
     ranker.delayMs = this.delayMs;
-    return Promise.resolve(new LoadedModel(v, ranker, catalog()));
+    return Promise.resolve(new LoadedModel(v, ranker, fakeCatalog()));
   }
 }
 
@@ -283,7 +245,7 @@ describe('recsys.v1.Admin over gRPC', () => {
     const served = users.map((u) => recommend(client, req(u)).then((r) => r.model_version));
     // Switch while version 1 is ranking some of them, then unload it: it must be freed only after the last of them
     // (the stand-in ranker fails any request that outlives its graph).
-    while (ranker(v1).calls < 20) await new Promise((r) => setTimeout(r, 1));
+    while (ranker(v1).calls.length < 20) await new Promise((r) => setTimeout(r, 1));
     await setPolicy({ '2': 100 });
     expect(await unload('1')).toEqual({ was_loaded: true });
     const after = Promise.all(users.map((u) => recommend(client, req(u)).then((r) => r.model_version)));

@@ -6,59 +6,17 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { protoPath as healthProto } from 'grpc-health-check';
-import { Catalog, UserHistories } from '../../serving/catalog';
 import { feedback, recommend, recommenderClient } from '../../serving/client';
 import { LoadedModel } from '../../serving/loaded-model';
 import type { ModelLoader } from '../../serving/model-loader';
-import { ModelLoadError } from '../../serving/errors';
 import type { ServableVersion } from '../../serving/model-version';
+import { ModelLoadError } from '../../serving/errors';
 import { ModelSlot } from '../../serving/model-slot';
-import type { Ranker, TopK } from '../../serving/onnx-ranker';
 import type { FeedbackRequest, RecommendRequest, RecommenderClient } from '../../serving/proto';
 import { startServer, type RunningServer } from '../../serving/server';
+import { FakeRanker, fakeCatalog, fakeServable } from './serving-fakes';
 
-// Items a..f are indices 1..6; user u1 has the history a, b in the dataset.
-const catalog = () =>
-  new Catalog(
-    ['', 'a', 'b', 'c', 'd', 'e', 'f'],
-    Int32Array.of(6, 5, 4, 3, 2, 1),
-    Float32Array.of(0.3, 0.25, 0.2, 0.1, 0.1, 0.05),
-    new UserHistories(new Map([['u1', 0]]), Int32Array.of(0, 2), Int32Array.of(1, 2)),
-  );
-
-/** Always ranks a, b, c, d, e (scores 5..1), after an optional delay; can be told to throw. */
-class FakeRanker implements Ranker {
-  readonly historyLen = 3;
-  readonly topK = 5;
-  fail = false;
-  delayMs = 0;
-  disposed = false;
-  calls: number[][] = [];
-
-  async rank(indices: ArrayLike<number>, n: number): Promise<TopK> {
-    this.calls.push(Array.from(indices).slice(0, n));
-    if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
-    if (this.fail) throw new Error('boom: graph exploded');
-    if (this.disposed) throw new Error('ranked after dispose: the graph was freed while a request still used it');
-    return { scores: Float32Array.of(5, 4, 3, 2, 1), items: BigInt64Array.of(1n, 2n, 3n, 4n, 5n) };
-  }
-
-  dispose(): Promise<void> {
-    this.disposed = true;
-    return Promise.resolve();
-  }
-}
-
-const servable = (version: string): ServableVersion => ({
-  name: 'fake-model',
-  version,
-  aliases: [],
-  onnxUri: 's3://x/model.onnx',
-  onnxSha256: '0'.repeat(64),
-  topK: 5,
-  historyLen: 3,
-  dataset: { name: 'fake-data', version: `data-${version}`, uri: 's3://x/data/' },
-});
+const servable = (version: string) => fakeServable('fake-model', version);
 
 /** Versions 1, 2, 3 load; version 9 fails its checks. The alias `champion` points at `champion`. */
 class FakeLoader implements ModelLoader {
@@ -70,7 +28,7 @@ class FakeLoader implements ModelLoader {
   load(v: ServableVersion): Promise<LoadedModel> {
     if (v.version === '9')
       return Promise.reject(new ModelLoadError(`models:/${v.name}/9`, 'checksum', 'sha256 does not match'));
-    const m = new LoadedModel(v, new FakeRanker(), catalog(), { maxHistory: 4, maxExcludes: 2 });
+    const m = new LoadedModel(v, new FakeRanker(), fakeCatalog(), { maxHistory: 4, maxExcludes: 2 });
     this.loaded.set(v.version, m);
     return Promise.resolve(m);
   }
