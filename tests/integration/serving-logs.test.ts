@@ -4,7 +4,6 @@
  * and M Feedback calls and a graceful shutdown, exactly N + M records are read back from the documented layout, field
  * by field, and /metrics (scraped over HTTP before the shutdown) counts N requests for the served version.
  */
-import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -22,10 +21,10 @@ import type { FeedbackRequest, RecommendResponse__Output, RecommenderClient } fr
 import { RequestLog } from '../../serving/request-log';
 import { startServer, type RunningServer } from '../../serving/server';
 import type { ContinuousTrainingResult } from '../../workflows/continuous-training';
+import { spawnServe } from './serve-process';
 import { uniqueName, useTemporal } from './stack';
 import { trainTinyModel } from './training-fixture';
 
-const ROOT = path.resolve(__dirname, '..', '..');
 const N = 23;
 const M = 9;
 const temporal = useTemporal();
@@ -176,31 +175,14 @@ test('every Recommend and Feedback is in the object store after a graceful shutd
 
 test('`recsys serve` serves /metrics on --metrics-port and ships its request log on SIGTERM', async () => {
   const cliPrefix = `${prefix}-cli`;
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', 'cli/main.ts', 'serve', '--model', model, '--alias', 'challenger', '--port', '0'].concat([
-      '--metrics-port',
-      '0',
-      '--log-prefix',
-      cliPrefix,
-      '--log-flush-seconds',
-      '600', // nothing ships on the timer: what arrives is the shutdown's flush
-    ]),
-    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+  const { child, exited, output, waitFor } = spawnServe(
+    ['--model', model, '--alias', 'challenger', '--port', '0', '--metrics-port', '0', '--log-prefix', cliPrefix].concat(
+      [
+        '--log-flush-seconds',
+        '600', // nothing ships on the timer: what arrives is the shutdown's flush
+      ],
+    ),
   );
-  let output = '';
-  child.stdout.on('data', (b: Buffer) => (output += b.toString()));
-  child.stderr.on('data', (b: Buffer) => (output += b.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
-  const waitFor = async (re: RegExp): Promise<RegExpExecArray> => {
-    for (let i = 0; i < 600; i++) {
-      const m = re.exec(output);
-      if (m) return m;
-      if (child.exitCode !== null || child.signalCode !== null) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    throw new Error(`no ${String(re)} in the output of recsys serve:\n${output}`);
-  };
   let cli: RecommenderClient | undefined;
   try {
     const [, address] = await waitFor(/Serving recsys\.v1\.Recommender on (127\.0\.0\.1:\d+)/);
@@ -227,7 +209,7 @@ test('`recsys serve` serves /metrics on --metrics-port and ships its request log
   const killer = setTimeout(() => child.kill('SIGKILL'), 30_000); // never leave a server behind
   expect(await exited).toBe(0);
   clearTimeout(killer);
-  expect(output).toContain('Request log: 5 records shipped\nStopped\n');
+  expect(output()).toContain('Request log: 5 records shipped\nStopped\n');
   const uris = await objectStore().list(`${cliPrefix}/`);
   const lines = await Promise.all(
     uris.map(async (u) => (await objectStore().getBytes(u))!.toString('utf8').trim().split('\n')),

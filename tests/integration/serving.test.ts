@@ -4,7 +4,7 @@
  * the dataset's Parquet files read directly, every kind of bad input, health, the CLI client, and that versions whose
  * artefacts are corrupt are refused while the serving version keeps serving.
  */
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -25,6 +25,7 @@ import { ModelSlot } from '../../serving/model-slot';
 import { recsysV1, type RecommendRequest, type RecommenderClient } from '../../serving/proto';
 import { startServer, type RunningServer } from '../../serving/server';
 import type { ContinuousTrainingResult } from '../../workflows/continuous-training';
+import { spawnServe } from './serve-process';
 import { uniqueName, useTemporal } from './stack';
 import { trainTinyModel } from './training-fixture';
 
@@ -323,27 +324,18 @@ test('`recsys serve` serves an alias on 127.0.0.1, survives a bad reload on SIGH
   await mlflow.setAlias(model, alias, trained.registered.version);
   // Node itself with tsx's loader, as cli/bin/recsys runs it. Free ports, and logs under this test's own prefix.
   const logPrefix = `s3://${config().bucket}/test-serving-logs/${model}`;
-  const child = spawn(
-    process.execPath,
-    [
-      ...['--import', 'tsx', 'cli/main.ts', 'serve', '--model', model, '--alias', alias, '--port', '0'],
-      ...['--metrics-port', '0', '--log-prefix', logPrefix],
-    ],
-    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let output = '';
-  child.stdout.on('data', (b: Buffer) => (output += b.toString()));
-  child.stderr.on('data', (b: Buffer) => (output += b.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
-  const waitFor = async (re: RegExp): Promise<RegExpExecArray> => {
-    for (let i = 0; i < 600; i++) {
-      const m = re.exec(output);
-      if (m) return m;
-      if (child.exitCode !== null || child.signalCode !== null) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    throw new Error(`no ${String(re)} in the output of recsys serve:\n${output}`);
-  };
+  const { child, exited, output, waitFor } = spawnServe([
+    '--model',
+    model,
+    '--alias',
+    alias,
+    '--port',
+    '0',
+    '--metrics-port',
+    '0',
+    '--log-prefix',
+    logPrefix,
+  ]);
   let cli: RecommenderClient | undefined;
   try {
     const [, address] = await waitFor(/Serving recsys\.v1\.Recommender on (127\.0\.0\.1:\d+)/);
@@ -371,6 +363,6 @@ test('`recsys serve` serves an alias on 127.0.0.1, survives a bad reload on SIGH
   const killer = setTimeout(() => child.kill('SIGKILL'), 20_000); // never leave a server behind
   expect(await exited).toBe(0);
   clearTimeout(killer);
-  expect(output).toContain('SIGTERM: draining in-flight calls');
-  expect(output).toMatch(/Stopped\n$/);
+  expect(output()).toContain('SIGTERM: draining in-flight calls');
+  expect(output()).toMatch(/Stopped\n$/);
 });
