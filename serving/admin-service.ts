@@ -4,11 +4,15 @@
  * `already_loaded`, unloading one that is not held answers OK with `was_loaded` false, and setting the same policy
  * twice changes nothing. Errors go back as status codes naming what was wrong; the pool is unchanged by them.
  *
+ * SetFault injects latency, errors or random rankings into one version's requests, only on a server started with
+ * --allow-faults (demonstrations of a rollback).
+ *
  * No authentication: the admin service is added only to a server bound to 127.0.0.1 (server.ts), so only processes
  * on this machine can reach it.
  */
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { ModelLoadError, messageOf } from './errors';
+import { faultOf, type FaultTable } from './faults';
 import type { LoadedModel } from './loaded-model';
 import { PoolConflictError, type ModelPool } from './model-pool';
 import type { ModelRef } from './model-ref';
@@ -54,7 +58,8 @@ export function loadedVersion(model: LoadedModel, weight: number): LoadedVersion
 
 const policyMessage = (p: TrafficPolicy): TrafficPolicyMessage => p.toJSON();
 
-export function adminHandlers(pool: ModelPool): AdminHandlers {
+/** `faults`: present when the server accepts SetFault (started with --allow-faults). */
+export function adminHandlers(pool: ModelPool, faults?: FaultTable): AdminHandlers {
   const answer = <T>(work: Promise<T>, callback: (err: Partial<ServiceError> | null, res?: T) => void) =>
     work.then(
       (res) => callback(null, res),
@@ -98,7 +103,22 @@ export function adminHandlers(pool: ModelPool): AdminHandlers {
       callback(null, {
         versions: versions.map(({ model, weight }) => loadedVersion(model, weight)),
         policy: policy && policyMessage(policy),
+        faults: faults?.toJSON() ?? {},
+        faults_allowed: faults !== undefined,
       });
+    },
+
+    SetFault(call, callback) {
+      if (!faults)
+        return callback(
+          fail(status.FAILED_PRECONDITION, 'fault injection is off; start the server with --allow-faults to use it'),
+        );
+      const version = call.request.model_version;
+      if (!version) return callback(fail(status.INVALID_ARGUMENT, 'model_version is required'));
+      const fault = faultOf(call.request.fault);
+      if (typeof fault === 'string') return callback(fail(status.INVALID_ARGUMENT, fault));
+      faults.set(version, fault);
+      callback(null, { faults: faults.toJSON() });
     },
   };
 }

@@ -1,20 +1,32 @@
 /**
  * Connects the service's hooks to the request log and the metrics: one record per answered Recommend and per accepted
  * Feedback, counters and latency per model version. Runs on the request path: builds a record and appends it, no I/O.
+ * Feedback is attributed to the version that served the request_id it names (recent-requests.ts); feedback about a
+ * request that is unknown or forgotten counts as unattributed and is logged with the version serving the user now.
  */
 import type { ModelSlot } from './model-slot';
 import type { ServingMetrics } from './metrics';
+import { RecentRequests } from './recent-requests';
 import type { RequestLog } from './request-log';
 import type { ServiceHooks } from './service';
 
-export function telemetryHooks(opts: { slot: ModelSlot; log?: RequestLog; metrics?: ServingMetrics }): ServiceHooks {
+export function telemetryHooks(opts: {
+  slot: ModelSlot;
+  log?: RequestLog;
+  metrics?: ServingMetrics;
+  /** request_id -> version of recent answers (default: 100,000 remembered). */
+  recent?: RecentRequests;
+}): ServiceHooks {
   const { slot, log, metrics } = opts;
+  const recent = opts.recent ?? new RecentRequests();
   return {
     onRecommend(req, res, receivedAtMs, latencyMs) {
       const model = res.model_name;
       const version = res.model_version;
       const reason = res.fallback ? res.fallback_reason : undefined;
       metrics?.forVersion('Recommend', model, version).served(latencyMs, reason);
+      recent.remember(res.request_id, model, version);
+      metrics?.recommended(model, version);
       log?.append({
         kind: 'recommend',
         record: {
@@ -35,9 +47,12 @@ export function telemetryHooks(opts: { slot: ModelSlot; log?: RequestLog; metric
     },
 
     onFeedback(event, receivedAtMs) {
-      // The version that serves this user under the current policy: the one whose recommendation the feedback is about.
-      const v = slot.pick(event.user_id)?.version;
+      // The version that answered the request the feedback names; else the one serving this user under the policy.
+      const served = recent.servedBy(event.request_id);
+      const now = served ? undefined : slot.pick(event.user_id)?.version;
+      const v = served ? { name: served.model, version: served.version } : now;
       metrics?.forVersion('Feedback', v?.name ?? '', v?.version ?? '').served(undefined, undefined);
+      metrics?.feedback(event.event, served);
       log?.append({
         kind: 'feedback',
         record: {

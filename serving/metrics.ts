@@ -9,10 +9,17 @@ import { status as grpcStatus } from '@grpc/grpc-js';
 import type { LogKind } from './log-records';
 import type { LogShippingObserver } from './request-log';
 
-/** Seconds, Prometheus' unit: 50 µs to 100 ms, with most resolution where an in-process ranking lands. */
+/**
+ * Seconds, Prometheus' unit: 50 µs to 5 s, with most resolution where an in-process ranking lands and a few coarse
+ * buckets above 100 ms so that a slow version (overload, an injected latency) still has a p99 a canary can compare.
+ */
 export const LATENCY_BUCKETS = [
-  0.00005, 0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1,
+  0.00005, 0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25,
+  0.5, 1, 2.5, 5,
 ];
+
+/** `FEEDBACK_EVENT_CLICK` -> `click`: the event label of the feedback counters. */
+export const feedbackEventLabel = (event: string): string => event.replace(/^FEEDBACK_EVENT_/, '').toLowerCase();
 
 export type Method = 'Recommend' | 'Feedback';
 
@@ -33,6 +40,9 @@ export class ServingMetrics implements LogShippingObserver {
   private readonly logSpilled: Counter<'kind'>;
   private readonly logUploadFailures: Counter;
   private readonly byVersion = new Map<string, VersionMetrics>();
+  private readonly eligible: Counter<'model' | 'version'>;
+  private readonly feedbackEvents: Counter<'model' | 'version' | 'event'>;
+  private readonly feedbackUnattributed: Counter<'event'>;
 
   constructor(opts: { processMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -78,6 +88,24 @@ export class ServingMetrics implements LogShippingObserver {
       help: 'Failed attempts to upload a log chunk (each is retried).',
       registers,
     });
+    this.eligible = new Counter({
+      name: 'recsys_feedback_eligible_total',
+      help: 'Recommend answers that feedback can refer to (by request_id), by model version: the CTR denominator.',
+      labelNames: ['model', 'version'],
+      registers,
+    });
+    this.feedbackEvents = new Counter({
+      name: 'recsys_feedback_total',
+      help: 'Feedback events attributed to the version that served the request_id they name, by event.',
+      labelNames: ['model', 'version', 'event'],
+      registers,
+    });
+    this.feedbackUnattributed = new Counter({
+      name: 'recsys_feedback_unattributed_total',
+      help: 'Feedback events whose request_id is empty, unknown or too old to be remembered, by event.',
+      labelNames: ['event'],
+      registers,
+    });
     if (opts.processMetrics) collectDefaultMetrics({ register: this.registry });
   }
 
@@ -108,6 +136,18 @@ export class ServingMetrics implements LogShippingObserver {
       this.byVersion.set(cacheKey, m);
     }
     return m;
+  }
+
+  /** A Recommend answer whose request_id was remembered for feedback attribution. */
+  recommended(model: string, version: string): void {
+    this.eligible.labels(model, version).inc();
+  }
+
+  /** A feedback event, attributed to the version that served its request, or unattributed when that is unknown. */
+  feedback(event: string, served: { model: string; version: string } | undefined): void {
+    const label = feedbackEventLabel(event);
+    if (served) this.feedbackEvents.labels(served.model, served.version, label).inc();
+    else this.feedbackUnattributed.labels(label).inc();
   }
 
   shipped(kind: LogKind, records: number): void {

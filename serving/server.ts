@@ -9,6 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 import { adminHandlers } from './admin-service';
+import type { FaultTable } from './faults';
 import type { ModelPool } from './model-pool';
 import { RECOMMENDER_SERVICE, packageDefinition, recsysV1 } from './proto';
 import { recommenderHandlers, type ServiceHooks } from './service';
@@ -23,6 +24,11 @@ export interface ServerOptions {
   hooks?: ServiceHooks;
   /** Also serve recsys.v1.Admin. Safe only because HOST is loopback; keep it so if HOST ever changes. */
   admin?: boolean;
+  /**
+   * Faults injected on purpose per version (demonstrations, tests): present only when the server was started with
+   * --allow-faults; Admin.SetFault is refused (FAILED_PRECONDITION) without it.
+   */
+  faults?: FaultTable;
   /**
    * Closed in this order by shutdown(), after the last call has been answered and the model released: the request log
    * (so it flushes every record the hooks appended) and the metrics endpoint.
@@ -44,8 +50,8 @@ export interface RunningServer {
 
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const server = new grpc.Server();
-  server.addService(recsysV1().Recommender.service, recommenderHandlers(opts.slot, opts.hooks));
-  if (opts.admin) server.addService(recsysV1().Admin.service, adminHandlers(opts.slot));
+  server.addService(recsysV1().Recommender.service, recommenderHandlers(opts.slot, opts.hooks, opts.faults));
+  if (opts.admin) server.addService(recsysV1().Admin.service, adminHandlers(opts.slot, opts.faults));
 
   // '' is the whole server, as health clients ask by default; the service name for clients that ask per service.
   const health = new HealthImplementation({ '': 'NOT_SERVING', [RECOMMENDER_SERVICE]: 'NOT_SERVING' });

@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { messageOf } from './errors';
+import { faultyRanker, type FaultTable } from './faults';
 import type { ModelPool } from './model-pool';
 import type { ServableVersion } from './model-version';
 import type { FeedbackRequest, RecommendRequest, RecommendResponse__Output, RecommenderHandlers } from './proto';
@@ -26,7 +27,12 @@ export interface ServiceHooks {
 
 const fail = (code: status, details: string): Partial<ServiceError> => ({ code, details });
 
-export function recommenderHandlers(slot: ModelPool, hooks: ServiceHooks = {}): RecommenderHandlers {
+/** `faults`: the faults injected per version (a server started with --allow-faults), applied to that version only. */
+export function recommenderHandlers(
+  slot: ModelPool,
+  hooks: ServiceHooks = {},
+  faults?: FaultTable,
+): RecommenderHandlers {
   return {
     Recommend(call, callback) {
       const started = performance.now();
@@ -43,7 +49,15 @@ export function recommenderHandlers(slot: ModelPool, hooks: ServiceHooks = {}): 
       }
       const received = Date.now();
       model.acquire();
-      recommend(model, call.request).then(
+      const fault = faults?.get(v.version);
+      const ranking = fault
+        ? {
+            catalog: model.catalog,
+            excluded: model.excluded,
+            ranker: faultyRanker(model.ranker, fault, model.catalog.nItems),
+          }
+        : model;
+      recommend(ranking, call.request).then(
         (r) => {
           model.release();
           const res: RecommendResponse__Output = {

@@ -5,7 +5,8 @@
  * feedback event goes to the request log (serving/request-log.ts, shipped to the object store and flushed on
  * shutdown); Prometheus metrics are served on http://127.0.0.1:<metrics-port>/metrics. recsys.v1.Admin on the same
  * port (loopback only) loads further versions and splits traffic between them (serving/admin-service.ts); SIGHUP goes
- * back to the single-model behaviour, all traffic to what the reference now resolves to.
+ * back to the single-model behaviour, all traffic to what the reference now resolves to. With --allow-faults,
+ * Admin/SetFault injects latency, errors or random rankings into one version (serving/faults.ts), for demonstrations.
  */
 import path from 'node:path';
 import type { Command } from 'commander';
@@ -15,6 +16,7 @@ import type { ModelRef } from '../../serving/model-ref';
 import { ModelSlot } from '../../serving/model-slot';
 import { startServer } from '../../serving/server';
 import { messageOf } from '../../serving/errors';
+import { FaultTable } from '../../serving/faults';
 import { config } from '../../lib/config';
 import { objectStore } from '../../lib/object-store';
 import { telemetryHooks } from '../../serving/log-hooks';
@@ -31,6 +33,7 @@ interface ServeOptions {
   metricsPort: number;
   logPrefix?: string;
   logFlushSeconds: number;
+  allowFaults: boolean;
 }
 
 function checkPort(flag: string, port: number): void {
@@ -64,6 +67,11 @@ export function registerServeCommand(program: Command): void {
     )
     .option('--log-prefix <uri>', 'where request and feedback logs go (default s3://<bucket>/serving-logs)')
     .option('--log-flush-seconds <s>', 'ship buffered log records at least this often', (v) => Number(v), 10)
+    .option(
+      '--allow-faults',
+      'accept recsys.v1.Admin/SetFault: inject latency, errors or random rankings into a version (demos, tests)',
+      false,
+    )
     .action(async (opts: ServeOptions) => {
       checkPort('--port', opts.port);
       checkPort('--metrics-port', opts.metricsPort);
@@ -94,12 +102,14 @@ export function registerServeCommand(program: Command): void {
         hooks: telemetryHooks({ slot, log, metrics }),
         closeAfterDrain: [log, metricsServer],
         admin: true,
+        faults: opts.allowFaults ? new FaultTable() : undefined,
       });
       // Tests and infra/proc.sh wait for this line: keep its start.
       console.log(
         `Serving recsys.v1.Recommender on ${running.address} (also recsys.v1.Admin; health: SERVING; Ctrl-C stops)`,
       );
       console.log(`Metrics on ${metricsServer.url}; request logs to ${logPrefix}/ (server id ${log.serverId})`);
+      if (opts.allowFaults) console.log('Fault injection allowed (recsys.v1.Admin/SetFault): for demonstrations only');
 
       process.on('SIGHUP', () => {
         console.log(`SIGHUP: reloading ${ref.version ?? `@${ref.alias}`}`);

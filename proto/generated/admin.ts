@@ -7,6 +7,7 @@ import type {
   AdminClient as _recsys_v1_AdminClient,
   AdminDefinition as _recsys_v1_AdminDefinition,
 } from './recsys/v1/Admin';
+import type { Fault as _recsys_v1_Fault, Fault__Output as _recsys_v1_Fault__Output } from './recsys/v1/Fault';
 import type {
   GetStateRequest as _recsys_v1_GetStateRequest,
   GetStateRequest__Output as _recsys_v1_GetStateRequest__Output,
@@ -27,6 +28,14 @@ import type {
   LoadedVersion as _recsys_v1_LoadedVersion,
   LoadedVersion__Output as _recsys_v1_LoadedVersion__Output,
 } from './recsys/v1/LoadedVersion';
+import type {
+  SetFaultRequest as _recsys_v1_SetFaultRequest,
+  SetFaultRequest__Output as _recsys_v1_SetFaultRequest__Output,
+} from './recsys/v1/SetFaultRequest';
+import type {
+  SetFaultResponse as _recsys_v1_SetFaultResponse,
+  SetFaultResponse__Output as _recsys_v1_SetFaultResponse__Output,
+} from './recsys/v1/SetFaultResponse';
 import type {
   SetTrafficPolicyRequest as _recsys_v1_SetTrafficPolicyRequest,
   SetTrafficPolicyRequest__Output as _recsys_v1_SetTrafficPolicyRequest__Output,
@@ -56,6 +65,7 @@ export interface ProtoGrpcType {
   recsys: {
     v1: {
       Admin: SubtypeConstructor<typeof grpc.Client, _recsys_v1_AdminClient> & { service: _recsys_v1_AdminDefinition };
+      Fault: MessageTypeDefinition<_recsys_v1_Fault, _recsys_v1_Fault__Output>;
       GetStateRequest: MessageTypeDefinition<_recsys_v1_GetStateRequest, _recsys_v1_GetStateRequest__Output>;
       GetStateResponse: MessageTypeDefinition<_recsys_v1_GetStateResponse, _recsys_v1_GetStateResponse__Output>;
       LoadVersionRequest: MessageTypeDefinition<_recsys_v1_LoadVersionRequest, _recsys_v1_LoadVersionRequest__Output>;
@@ -64,6 +74,8 @@ export interface ProtoGrpcType {
         _recsys_v1_LoadVersionResponse__Output
       >;
       LoadedVersion: MessageTypeDefinition<_recsys_v1_LoadedVersion, _recsys_v1_LoadedVersion__Output>;
+      SetFaultRequest: MessageTypeDefinition<_recsys_v1_SetFaultRequest, _recsys_v1_SetFaultRequest__Output>;
+      SetFaultResponse: MessageTypeDefinition<_recsys_v1_SetFaultResponse, _recsys_v1_SetFaultResponse__Output>;
       SetTrafficPolicyRequest: MessageTypeDefinition<
         _recsys_v1_SetTrafficPolicyRequest,
         _recsys_v1_SetTrafficPolicyRequest__Output

@@ -20,6 +20,14 @@ import type {
   LoadVersionResponse__Output as _recsys_v1_LoadVersionResponse__Output,
 } from '../../recsys/v1/LoadVersionResponse';
 import type {
+  SetFaultRequest as _recsys_v1_SetFaultRequest,
+  SetFaultRequest__Output as _recsys_v1_SetFaultRequest__Output,
+} from '../../recsys/v1/SetFaultRequest';
+import type {
+  SetFaultResponse as _recsys_v1_SetFaultResponse,
+  SetFaultResponse__Output as _recsys_v1_SetFaultResponse__Output,
+} from '../../recsys/v1/SetFaultResponse';
+import type {
   SetTrafficPolicyRequest as _recsys_v1_SetTrafficPolicyRequest,
   SetTrafficPolicyRequest__Output as _recsys_v1_SetTrafficPolicyRequest__Output,
 } from '../../recsys/v1/SetTrafficPolicyRequest';
@@ -138,6 +146,59 @@ export interface AdminClient extends grpc.Client {
   ): grpc.ClientUnaryCall;
 
   /**
+   * Injects a fault into one version's requests, for demonstrations and tests of rollbacks; an empty fault (all fields
+   * at their defaults) clears it. Setting the same fault twice changes nothing. The version need not be loaded (the
+   * fault waits for it). Errors: FAILED_PRECONDITION unless the server was started with --allow-faults;
+   * INVALID_ARGUMENT naming the field (error_rate outside [0, 1], a negative or over-60 s latency, no version).
+   */
+  SetFault(
+    argument: _recsys_v1_SetFaultRequest,
+    metadata: grpc.Metadata,
+    options: grpc.CallOptions,
+    callback: grpc.requestCallback<_recsys_v1_SetFaultResponse__Output>,
+  ): grpc.ClientUnaryCall;
+  SetFault(
+    argument: _recsys_v1_SetFaultRequest,
+    metadata: grpc.Metadata,
+    callback: grpc.requestCallback<_recsys_v1_SetFaultResponse__Output>,
+  ): grpc.ClientUnaryCall;
+  SetFault(
+    argument: _recsys_v1_SetFaultRequest,
+    options: grpc.CallOptions,
+    callback: grpc.requestCallback<_recsys_v1_SetFaultResponse__Output>,
+  ): grpc.ClientUnaryCall;
+  SetFault(
+    argument: _recsys_v1_SetFaultRequest,
+    callback: grpc.requestCallback<_recsys_v1_SetFaultResponse__Output>,
+  ): grpc.ClientUnaryCall;
+  /**
+   * Injects a fault into one version's requests, for demonstrations and tests of rollbacks; an empty fault (all fields
+   * at their defaults) clears it. Setting the same fault twice changes nothing. The version need not be loaded (the
+   * fault waits for it). Errors: FAILED_PRECONDITION unless the server was started with --allow-faults;
+   * INVALID_ARGUMENT naming the field (error_rate outside [0, 1], a negative or over-60 s latency, no version).
+   */
+  setFault(
+    argument: _recsys_v1_SetFaultRequest,
+    metadata: grpc.Metadata,
+    options: grpc.CallOptions,
+    callback: grpc.requestCallback<_recsys_v1_SetFaultResponse__Output>,
+  ): grpc.ClientUnaryCall;
+  setFault(
+    argument: _recsys_v1_SetFaultRequest,
+    metadata: grpc.Metadata,
+    callback: grpc.requestCallback<_recsys_v1_SetFaultResponse__Output>,
+  ): grpc.ClientUnaryCall;
+  setFault(
+    argument: _recsys_v1_SetFaultRequest,
+    options: grpc.CallOptions,
+    callback: grpc.requestCallback<_recsys_v1_SetFaultResponse__Output>,
+  ): grpc.ClientUnaryCall;
+  setFault(
+    argument: _recsys_v1_SetFaultRequest,
+    callback: grpc.requestCallback<_recsys_v1_SetFaultResponse__Output>,
+  ): grpc.ClientUnaryCall;
+
+  /**
    * Replaces the traffic policy. Errors: INVALID_ARGUMENT naming the field and value (a version that is not loaded,
    * a negative weight, weights summing to 0).
    */
@@ -251,6 +312,14 @@ export interface AdminHandlers extends grpc.UntypedServiceImplementation {
   LoadVersion: grpc.handleUnaryCall<_recsys_v1_LoadVersionRequest__Output, _recsys_v1_LoadVersionResponse>;
 
   /**
+   * Injects a fault into one version's requests, for demonstrations and tests of rollbacks; an empty fault (all fields
+   * at their defaults) clears it. Setting the same fault twice changes nothing. The version need not be loaded (the
+   * fault waits for it). Errors: FAILED_PRECONDITION unless the server was started with --allow-faults;
+   * INVALID_ARGUMENT naming the field (error_rate outside [0, 1], a negative or over-60 s latency, no version).
+   */
+  SetFault: grpc.handleUnaryCall<_recsys_v1_SetFaultRequest__Output, _recsys_v1_SetFaultResponse>;
+
+  /**
    * Replaces the traffic policy. Errors: INVALID_ARGUMENT naming the field and value (a version that is not loaded,
    * a negative weight, weights summing to 0).
    */
@@ -278,6 +347,12 @@ export interface AdminDefinition extends grpc.ServiceDefinition {
     _recsys_v1_LoadVersionResponse,
     _recsys_v1_LoadVersionRequest__Output,
     _recsys_v1_LoadVersionResponse__Output
+  >;
+  SetFault: MethodDefinition<
+    _recsys_v1_SetFaultRequest,
+    _recsys_v1_SetFaultResponse,
+    _recsys_v1_SetFaultRequest__Output,
+    _recsys_v1_SetFaultResponse__Output
   >;
   SetTrafficPolicy: MethodDefinition<
     _recsys_v1_SetTrafficPolicyRequest,

@@ -9,6 +9,7 @@ import type {
   TrafficPolicy as _recsys_v1_TrafficPolicy,
   TrafficPolicy__Output as _recsys_v1_TrafficPolicy__Output,
 } from '../../recsys/v1/TrafficPolicy';
+import type { Fault as _recsys_v1_Fault, Fault__Output as _recsys_v1_Fault__Output } from '../../recsys/v1/Fault';
 
 export interface GetStateResponse {
   versions?: _recsys_v1_LoadedVersion[];
@@ -16,6 +17,14 @@ export interface GetStateResponse {
    * Absent while no version is loaded.
    */
   policy?: _recsys_v1_TrafficPolicy | null;
+  /**
+   * Faults in force, by version (only on a server started with --allow-faults).
+   */
+  faults?: { [key: string]: _recsys_v1_Fault };
+  /**
+   * True when the server accepts SetFault.
+   */
+  faults_allowed?: boolean;
 }
 
 export interface GetStateResponse__Output {
@@ -24,4 +33,12 @@ export interface GetStateResponse__Output {
    * Absent while no version is loaded.
    */
   policy: _recsys_v1_TrafficPolicy__Output | null;
+  /**
+   * Faults in force, by version (only on a server started with --allow-faults).
+   */
+  faults: { [key: string]: _recsys_v1_Fault__Output };
+  /**
+   * True when the server accepts SetFault.
+   */
+  faults_allowed: boolean;
 }
