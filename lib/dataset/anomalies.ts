@@ -1,0 +1,401 @@
+/**
+ * Anomaly detection for a dataset version (TFX Data Validation style): a pure comparison of the version's statistics
+ * with those of the previous validated version (drift comparators: L-infinity / Jensen-Shannon over categorical
+ * distributions, unseen categories, volume, schema) plus checks within the version (daily volume dips, timestamp
+ * gaps). Without a previous version only the within-version checks apply. No I/O, so every rule is unit-testable.
+ */
+import { dayLabel, hourLabel, type DatasetStatistics } from './statistics';
+import type { CheckName, DistanceMetric, ValidationConfig } from './validation-config';
+
+export type ValidationStatus = 'pass' | 'warn' | 'fail';
+
+export interface Anomaly {
+  /** The check (its key in the validation config). */
+  check: CheckName;
+  severity: 'warn' | 'fail';
+  /** What and where, e.g. "daily volume on 1998-03-02 is 412 rows, 48% of the median of the days around it (860)". */
+  message: string;
+  /** The measured value the threshold was applied to. */
+  value: number;
+  threshold: number;
+}
+
+export interface ValidationReport {
+  status: ValidationStatus;
+  anomalies: Anomaly[];
+  previousVersion?: string;
+  /** Checks that ran, and those that could not (with why), so a pass is never silent about what it skipped. */
+  checked: CheckName[];
+  skipped: { check: CheckName; reason: string }[];
+  /** The measured comparisons, anomalous or not (distances, unseen shares, volume ratio). */
+  metrics: Record<string, number>;
+  /** One line for the Web UI. */
+  summary: string;
+}
+
+export interface PreviousVersion {
+  version: string;
+  stats: DatasetStatistics;
+}
+
+/** At most this many anomalies per check (the worst first); the last one says how many more there were. */
+export const MAX_PER_CHECK = 5;
+
+const pct = (x: number) => `${(100 * x).toFixed(x < 0.01 && x > 0 ? 2 : 1)}%`;
+const int = (x: number) => Math.round(x).toLocaleString('en-US');
+const num = (x: number) => (Number.isFinite(x) ? x.toFixed(3) : String(x));
+
+function median(sorted: number[]): number {
+  const n = sorted.length;
+  if (n === 0) return 0;
+  return n % 2 === 1 ? sorted[(n - 1) / 2]! : (sorted[n / 2 - 1]! + sorted[n / 2]!) / 2;
+}
+
+const normalise = (counts: Record<string, number>): Map<string, number> => {
+  let total = 0;
+  for (const c of Object.values(counts)) total += c;
+  return new Map(Object.entries(counts).map(([k, c]) => [k, total > 0 ? c / total : 0]));
+};
+
+/** Distances between two categorical distributions given as counts; also the key that moved most. */
+export function distances(
+  a: Record<string, number>,
+  b: Record<string, number>,
+): { jensenShannon: number; lInfinity: number; largest?: { key: string; a: number; b: number } } {
+  const p = normalise(a);
+  const q = normalise(b);
+  let js = 0;
+  let lInf = 0;
+  let largest: { key: string; a: number; b: number } | undefined;
+  for (const key of new Set([...p.keys(), ...q.keys()])) {
+    const x = p.get(key) ?? 0;
+    const y = q.get(key) ?? 0;
+    const m = (x + y) / 2;
+    if (x > 0) js += 0.5 * x * Math.log2(x / m);
+    if (y > 0) js += 0.5 * y * Math.log2(y / m);
+    const d = Math.abs(x - y);
+    if (d > lInf) {
+      lInf = d;
+      largest = { key, a: x, b: y };
+    }
+  }
+  // Rounding can leave a tiny negative or > 1 value; the divergence (base 2) lies in [0, 1].
+  return { jensenShannon: Math.min(1, Math.max(0, js)), lInfinity: lInf, ...(largest ? { largest } : {}) };
+}
+
+const metricValue = (d: ReturnType<typeof distances>, metric: DistanceMetric) =>
+  metric === 'jensen-shannon' ? d.jensenShannon : d.lInfinity;
+
+type Emit = (check: CheckName, value: number, threshold: number, message: string) => void;
+
+function capped<T>(items: T[], check: CheckName, emit: (x: T, suffix: string) => void): void {
+  items.slice(0, MAX_PER_CHECK).forEach((x, i) => {
+    const more = items.length - MAX_PER_CHECK;
+    emit(x, i === MAX_PER_CHECK - 1 && more > 0 ? ` (and ${more} more ${check} anomalies)` : '');
+  });
+}
+
+function checkDailyVolumeDip(
+  cur: DatasetStatistics,
+  prev: DatasetStatistics | undefined,
+  c: ValidationConfig,
+  emit: Emit,
+) {
+  const cfg = c.dailyVolumeDip;
+  const { firstDay, counts } = cur.dailyVolume;
+  const prevCount = (day: number) => prev?.dailyVolume.counts[day - prev.dailyVolume.firstDay];
+  const found: { day: number; count: number; med: number; ratio: number; z: number }[] = [];
+  // The first and last day are partial (the log starts and ends mid-day): neither judged nor used as neighbours.
+  for (let i = 1; i < counts.length - 1; i++) {
+    const count = counts[i]!;
+    const neighbours: number[] = [];
+    for (let j = Math.max(1, i - cfg.windowDays); j <= Math.min(counts.length - 2, i + cfg.windowDays); j++)
+      if (j !== i) neighbours.push(counts[j]!);
+    neighbours.sort((a, b) => a - b);
+    const med = median(neighbours);
+    if (neighbours.length === 0 || med < cfg.minMedianRows || med === 0) continue;
+    const ratio = count / med;
+    if (ratio >= cfg.minRatio) continue;
+    const mad = median(neighbours.map((x) => Math.abs(x - med)).sort((a, b) => a - b));
+    const z = mad > 0 ? (med - count) / (1.4826 * mad) : Infinity;
+    if (z <= cfg.minRobustZ) continue;
+    // A day the previous version already had with at least as many rows was accepted then.
+    const before = prevCount(firstDay + i);
+    if (before !== undefined && count >= before) continue;
+    found.push({ day: firstDay + i, count, med, ratio, z });
+  }
+  found.sort((a, b) => a.ratio - b.ratio);
+  capped(found, 'dailyVolumeDip', (f, more) =>
+    emit(
+      'dailyVolumeDip',
+      f.ratio,
+      cfg.minRatio,
+      `daily volume on ${dayLabel(f.day)} is ${int(f.count)} rows, ${pct(f.ratio)} of the median of the ` +
+        `${cfg.windowDays} days on each side (${int(f.med)}; ${Number.isFinite(f.z) ? `${f.z.toFixed(1)} robust sd below` : 'the neighbours are all equal'})${more}`,
+    ),
+  );
+}
+
+function checkTimestampGap(
+  cur: DatasetStatistics,
+  prev: DatasetStatistics | undefined,
+  c: ValidationConfig,
+  emit: Emit,
+) {
+  const cfg = c.timestampGap;
+  const accepted = new Set((prev?.gaps ?? []).map((g) => `${g.from}-${g.to}`));
+  const found = cur.gaps.filter((g) => g.hours > cfg.maxHours && !accepted.has(`${g.from}-${g.to}`));
+  capped(found, 'timestampGap', (g, more) =>
+    emit(
+      'timestampGap',
+      g.hours,
+      cfg.maxHours,
+      `no interactions for ${int(g.hours)} h (${(g.hours / 24).toFixed(1)} days) between ${hourLabel(g.from)} and ` +
+        `${hourLabel(g.to)} UTC, longer than ${cfg.maxHours} h${more}`,
+    ),
+  );
+}
+
+function checkSchema(cur: DatasetStatistics, prev: DatasetStatistics, prevVersion: string, emit: Emit) {
+  for (const file of [...new Set([...Object.keys(prev.schema), ...Object.keys(cur.schema)])].sort()) {
+    const a = prev.schema[file];
+    const b = cur.schema[file];
+    const changes: string[] = [];
+    if (!b) changes.push('the file is missing');
+    else if (!a) changes.push('the file is new');
+    else {
+      for (const [col, type] of Object.entries(a)) {
+        if (!(col in b)) changes.push(`column ${col} (${type}) removed`);
+        else if (b[col] !== type) changes.push(`column ${col} changed type ${type} -> ${b[col]}`);
+      }
+      for (const [col, type] of Object.entries(b)) if (!(col in a)) changes.push(`column ${col} (${type}) added`);
+    }
+    if (changes.length > 0)
+      emit('schemaChange', changes.length, 0, `${file}: ${changes.join('; ')} (compared with version ${prevVersion})`);
+  }
+}
+
+function unseenShare(cur: Record<string, number>, prev: Record<string, number>) {
+  let rows = 0;
+  let total = 0;
+  const ids: [string, number][] = [];
+  for (const [id, c] of Object.entries(cur)) {
+    total += c;
+    if (!(id in prev)) {
+      rows += c;
+      ids.push([id, c]);
+    }
+  }
+  ids.sort((x, y) => y[1] - x[1] || (x[0] < y[0] ? -1 : 1));
+  return { share: total > 0 ? rows / total : 0, rows, ids };
+}
+
+function checkUnseen(
+  check: 'unseenItems' | 'unseenUsers' | 'unseenRatings',
+  what: string,
+  cur: Record<string, number>,
+  prev: Record<string, number>,
+  prevVersion: string,
+  maxShare: number,
+  metrics: Record<string, number>,
+  emit: Emit,
+) {
+  const u = unseenShare(cur, prev);
+  metrics[`${check}.share`] = u.share;
+  if (u.share <= maxShare || u.rows === 0) return;
+  const examples = u.ids
+    .slice(0, 3)
+    .map(([id, c]) => `${JSON.stringify(id)} (${int(c)})`)
+    .join(', ');
+  emit(
+    check,
+    u.share,
+    maxShare,
+    `${pct(u.share)} of interactions (${int(u.rows)} rows) have ${int(u.ids.length)} ${what} unknown to version ` +
+      `${prevVersion}, above ${pct(maxShare)}; e.g. ${examples}`,
+  );
+}
+
+/** Status and the one-line summary of a list of anomalies. */
+export function summarise(
+  anomalies: Anomaly[],
+  previousVersion?: string,
+): { status: ValidationStatus; summary: string } {
+  const fails = anomalies.filter((a) => a.severity === 'fail');
+  const warns = anomalies.filter((a) => a.severity === 'warn');
+  const names = (xs: Anomaly[]) => [...new Set(xs.map((a) => a.check))].join(', ');
+  const against = previousVersion ? `vs ${previousVersion}` : 'first version';
+  const warnPart =
+    warns.length > 0 ? `${warns.length} warning${warns.length > 1 ? 's' : ''} (${names(warns)})` : undefined;
+  if (fails.length > 0) {
+    const head = `FAIL: ${fails.length} anomal${fails.length > 1 ? 'ies' : 'y'} (${names(fails)})`;
+    return {
+      status: 'fail',
+      summary: [head, fails[0]!.message, warnPart, against].filter((x) => x !== undefined).join('; '),
+    };
+  }
+  if (warns.length > 0) return { status: 'warn', summary: `WARN: ${warnPart}; ${warns[0]!.message}; ${against}` };
+  return { status: 'pass', summary: `PASS: no anomalies (${against})` };
+}
+
+/**
+ * Compares a version's statistics with the previous validated version's (none for the first version) under `cfg`.
+ * Checks whose severity is `off` do not run.
+ */
+export function detectAnomalies(
+  current: DatasetStatistics,
+  previous: PreviousVersion | undefined,
+  cfg: ValidationConfig,
+): ValidationReport {
+  const anomalies: Anomaly[] = [];
+  const checked: CheckName[] = [];
+  const skipped: ValidationReport['skipped'] = [];
+  const metrics: Record<string, number> = {};
+  const emit: Emit = (check, value, threshold, message) => {
+    const severity = cfg[check].severity;
+    if (severity !== 'off') anomalies.push({ check, severity, message, value, threshold });
+  };
+  const run = (check: CheckName, needsPrevious: boolean, body: () => void) => {
+    if (cfg[check].severity === 'off') return skipped.push({ check, reason: 'severity off' });
+    if (needsPrevious && !previous) return skipped.push({ check, reason: 'no previous validated version' });
+    checked.push(check);
+    body();
+  };
+  const prev = previous?.stats;
+  const pv = previous?.version ?? '';
+
+  run('schemaChange', true, () => checkSchema(current, prev!, pv, emit));
+  run('volumeDrop', true, () => {
+    const drop = prev!.rows > 0 ? 1 - current.rows / prev!.rows : 0;
+    metrics['volumeDrop.drop'] = drop;
+    if (drop > cfg.volumeDrop.maxDrop)
+      emit(
+        'volumeDrop',
+        drop,
+        cfg.volumeDrop.maxDrop,
+        `${int(current.rows)} interactions, ${pct(drop)} fewer than version ${pv} (${int(prev!.rows)}); at most ` +
+          `${pct(cfg.volumeDrop.maxDrop)} allowed`,
+      );
+  });
+  run('dailyVolumeDrop', true, () => {
+    const c = cfg.dailyVolumeDrop;
+    const found: { day: number; before: number; now: number; drop: number }[] = [];
+    prev!.dailyVolume.counts.forEach((before, i) => {
+      const day = prev!.dailyVolume.firstDay + i;
+      const now = current.dailyVolume.counts[day - current.dailyVolume.firstDay] ?? 0;
+      const drop = before > 0 ? 1 - now / before : 0;
+      if (before >= c.minRows && drop > c.maxDrop) found.push({ day, before, now, drop });
+    });
+    found.sort((a, b) => b.drop - a.drop);
+    capped(found, 'dailyVolumeDrop', (f, more) =>
+      emit(
+        'dailyVolumeDrop',
+        f.drop,
+        c.maxDrop,
+        `daily volume on ${dayLabel(f.day)} is ${int(f.now)} rows, ${pct(f.now / f.before)} of what version ${pv} ` +
+          `had for that day (${int(f.before)})${more}`,
+      ),
+    );
+  });
+  run('dailyVolumeDip', false, () => checkDailyVolumeDip(current, prev, cfg, emit));
+  run('timestampGap', false, () => checkTimestampGap(current, prev, cfg, emit));
+  run('unseenItems', true, () =>
+    checkUnseen(
+      'unseenItems',
+      'item ids',
+      current.itemCounts,
+      prev!.itemCounts,
+      pv,
+      cfg.unseenItems.maxShare,
+      metrics,
+      emit,
+    ),
+  );
+  run('unseenUsers', true, () =>
+    checkUnseen(
+      'unseenUsers',
+      'user ids',
+      current.userCounts,
+      prev!.userCounts,
+      pv,
+      cfg.unseenUsers.maxShare,
+      metrics,
+      emit,
+    ),
+  );
+  run('unseenRatings', true, () =>
+    checkUnseen(
+      'unseenRatings',
+      'rating values',
+      current.ratings,
+      prev!.ratings,
+      pv,
+      cfg.unseenRatings.maxShare,
+      metrics,
+      emit,
+    ),
+  );
+  run('popularityShift', true, () => {
+    const c = cfg.popularityShift;
+    const d = distances(prev!.itemCounts, current.itemCounts);
+    metrics['popularityShift.jensenShannon'] = d.jensenShannon;
+    metrics['popularityShift.lInfinity'] = d.lInfinity;
+    const value = metricValue(d, c.metric);
+    if (value > c.threshold)
+      emit(
+        'popularityShift',
+        value,
+        c.threshold,
+        `item popularity shifted from version ${pv}: ${c.metric} ${num(value)} > ${c.threshold} ` +
+          `(Jensen-Shannon ${num(d.jensenShannon)}, L-infinity ${num(d.lInfinity)}` +
+          (d.largest ? `; item ${JSON.stringify(d.largest.key)} ${pct(d.largest.a)} -> ${pct(d.largest.b)}` : '') +
+          ' of interactions)',
+      );
+  });
+  run('userActivityShift', true, () => {
+    const c = cfg.userActivityShift;
+    const d = distances(prev!.userActivity, current.userActivity);
+    metrics['userActivityShift.jensenShannon'] = d.jensenShannon;
+    metrics['userActivityShift.lInfinity'] = d.lInfinity;
+    const value = metricValue(d, c.metric);
+    if (value > c.threshold)
+      emit(
+        'userActivityShift',
+        value,
+        c.threshold,
+        `interactions per user shifted from version ${pv}: ${c.metric} ${num(value)} > ${c.threshold}` +
+          (d.largest
+            ? ` (users with ${d.largest.key} interactions: ${pct(d.largest.a)} -> ${pct(d.largest.b)} of users)`
+            : ''),
+      );
+  });
+
+  const { status, summary } = summarise(anomalies, previous?.version);
+  return {
+    status,
+    anomalies,
+    ...(previous ? { previousVersion: previous.version } : {}),
+    checked,
+    skipped,
+    metrics,
+    summary,
+  };
+}
+
+/** A short plain-text rendering of a report (the artefact next to validation.json). */
+export function reportText(name: string, version: string, report: ValidationReport): string {
+  const lines = [
+    `Data validation of ${name} version ${version}: ${report.status.toUpperCase()}`,
+    report.previousVersion ? `Compared with version ${report.previousVersion}` : 'First validated version',
+    '',
+    report.summary,
+    '',
+    ...report.anomalies.map((a) => `- [${a.severity}] ${a.check}: ${a.message}`),
+    ...(report.anomalies.length === 0 ? ['No anomalies.'] : []),
+    '',
+    `Checked: ${report.checked.join(', ') || '(none)'}`,
+    ...report.skipped.map((s) => `Skipped ${s.check}: ${s.reason}`),
+    ...Object.entries(report.metrics).map(([k, v]) => `${k} = ${num(v)}`),
+  ];
+  return lines.join('\n') + '\n';
+}

@@ -1,0 +1,95 @@
+/**
+ * Declarative configuration of dataset validation: which checks run, their thresholds, and whether a breach is a
+ * warning or stops the version (`fail`). Every field has a default, so `{}` is a complete config and a user only
+ * writes what they change, e.g. `{ "popularityShift": { "threshold": 0.2 }, "unseenUsers": { "severity": "off" } }`.
+ * A check's config key is also its name in reports and summaries, so a report says which key to tune.
+ */
+import { z } from 'zod';
+import { ConfigError } from '../errors';
+
+export const SEVERITIES = ['warn', 'fail', 'off'] as const;
+const Severity = z.enum(SEVERITIES);
+export type Severity = z.infer<typeof Severity>;
+
+const share = z.number().min(0).max(1);
+const positive = z.number().positive();
+const distance = z.enum(['jensen-shannon', 'l-infinity']);
+export type DistanceMetric = z.infer<typeof distance>;
+
+/** A check's own fields plus its severity; unknown keys are errors (a typo must not silently disable a check). */
+const check = <T extends z.ZodRawShape>(severity: Severity, shape: T) => {
+  const settings = z.object({ severity: Severity.default(severity), ...shape }).strict();
+  // Every field has a default, so an omitted check is parsed as `{}` (prefault: the default goes through parsing).
+  return settings.prefault({} as z.input<typeof settings>);
+};
+
+export const ValidationConfig = z
+  .object({
+    /** Columns added, removed or retyped in any file of the version, compared with the previous version. */
+    schemaChange: check('fail', {}),
+    /** Total interactions dropped by more than `maxDrop` (relative) compared with the previous version. */
+    volumeDrop: check('fail', { maxDrop: share.default(0.2) }),
+    /**
+     * A day present in both versions lost more than `maxDrop` of its rows (data lost on re-ingestion). Days with fewer
+     * than `minRows` rows in the previous version are too small to judge.
+     */
+    dailyVolumeDrop: check('fail', { maxDrop: share.default(0.2), minRows: z.number().int().min(0).default(50) }),
+    /**
+     * Within the version: a day below `minRatio` x the median of its neighbours (`windowDays` on each side) AND more
+     * than `minRobustZ` robust standard deviations (1.4826 x MAD of the neighbours) below it. The second condition
+     * keeps naturally bursty logs (MovieLens-100K) quiet while a half-volume day in a steady log is caught. The first
+     * and last day of the version are partial by nature and not judged; neither are days whose neighbour median is
+     * below `minMedianRows`.
+     */
+    dailyVolumeDip: check('fail', {
+      minRatio: share.default(0.6),
+      minRobustZ: z.number().min(0).default(3),
+      windowDays: z.number().int().min(1).max(60).default(7),
+      minMedianRows: z.number().int().min(0).default(50),
+    }),
+    /**
+     * A stretch longer than `maxHours` without any interaction. Gaps already present (same start and end) in the
+     * previous validated version were accepted then and are not reported again.
+     */
+    timestampGap: check('fail', { maxHours: positive.default(72) }),
+    /** Share of the version's interactions on raw item ids the previous version did not have. */
+    unseenItems: check('fail', { maxShare: share.default(0.1) }),
+    /** Share of the version's interactions by raw user ids the previous version did not have (new users are normal). */
+    unseenUsers: check('warn', { maxShare: share.default(0.5) }),
+    /** Share of the version's interactions with rating/event values the previous version never had. */
+    unseenRatings: check('fail', { maxShare: share.default(0) }),
+    /** Distance between the item popularity distributions (share of interactions per raw item id). */
+    popularityShift: check('fail', { metric: distance.default('jensen-shannon'), threshold: share.default(0.1) }),
+    /** Distance between the distributions of interactions per user (fixed log-scale buckets). */
+    userActivityShift: check('warn', { metric: distance.default('jensen-shannon'), threshold: share.default(0.1) }),
+  })
+  .strict();
+export type ValidationConfig = z.infer<typeof ValidationConfig>;
+export type ValidationConfigInput = z.input<typeof ValidationConfig>;
+export type CheckName = keyof ValidationConfig;
+export const CHECK_NAMES = Object.keys(ValidationConfig.shape) as CheckName[];
+
+function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
+  let v = input;
+  for (const key of path) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = (v as Record<PropertyKey, unknown>)[key];
+  }
+  return v;
+}
+
+/** Parses a config; throws a ConfigError naming the field (dotted path) and the offending value. */
+export function parseValidationConfig(input: unknown = {}): ValidationConfig {
+  const parsed = ValidationConfig.safeParse(input ?? {});
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0]!;
+  const base = issue.path.map(String).join('.');
+  if (issue.code === 'unrecognized_keys') {
+    const key = issue.keys[0]!;
+    const field = base === '' ? key : `${base}.${key}`;
+    const hint = base === '' ? ` (checks: ${CHECK_NAMES.join(', ')})` : '';
+    throw new ConfigError(`validation.${field}`, valueAt(input, [...issue.path, key]), `is not a known setting${hint}`);
+  }
+  const reason = issue.message.charAt(0).toLowerCase() + issue.message.slice(1);
+  throw new ConfigError(base === '' ? 'validation' : `validation.${base}`, valueAt(input, issue.path), reason);
+}
