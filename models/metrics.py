@@ -53,6 +53,21 @@ def metric_names(k: int) -> list[str]:
     return [f"recall@{k}", f"ndcg@{k}", f"hr@{k}", "mrr"]
 
 
+def metric_names_multi(ks: list[int]) -> list[str]:
+    """recall/ndcg/hr at each k (in the order of `ks`), then mrr once."""
+    return [f"{m}@{k}" for k in ks for m in ("recall", "ndcg", "hr")] + ["mrr"]
+
+
+def metrics_from_ranked(ranked: np.ndarray, ks: list[int]) -> dict[str, np.ndarray]:
+    """Per-user metrics at several cut-offs from one ranked relevance matrix (one sort serves every k)."""
+    out: dict[str, np.ndarray] = {}
+    for k in ks:
+        out[f"recall@{k}"], out[f"ndcg@{k}"], out[f"hr@{k}"] = (recall_at_k(ranked, k), ndcg_at_k(ranked, k),
+                                                                 hit_rate_at_k(ranked, k))
+    out["mrr"] = mrr(ranked)
+    return out
+
+
 def per_user_metrics(scores: np.ndarray, relevant: np.ndarray, k: int) -> dict[str, np.ndarray]:
     """All metrics for a batch of users; average the arrays over users to report."""
     ranked = ranked_relevance(scores, relevant)

@@ -5,7 +5,16 @@ import math
 import numpy as np
 import pytest
 
-from models.metrics import hit_rate_at_k, mrr, ndcg_at_k, per_user_metrics, ranked_relevance, recall_at_k
+from models.metrics import (
+    hit_rate_at_k,
+    metric_names_multi,
+    metrics_from_ranked,
+    mrr,
+    ndcg_at_k,
+    per_user_metrics,
+    ranked_relevance,
+    recall_at_k,
+)
 
 INF = np.inf
 L2, L3, L4 = math.log2(2), math.log2(3), math.log2(4)
@@ -65,3 +74,16 @@ def test_per_user_metrics_from_scores():
     got = per_user_metrics(scores, relevant, k=3)
     assert list(got) == ["recall@3", "ndcg@3", "hr@3", "mrr"]
     assert [float(v[0]) for v in got.values()] == [0.0, 0.0, 0.0, 0.25]
+
+
+def test_metrics_at_several_cutoffs_agree_with_one_cutoff_at_a_time():
+    rng = np.random.default_rng(0)
+    scores = rng.random((40, 30))
+    scores[rng.random((40, 30)) < 0.2] = -INF
+    relevant = (rng.random((40, 30)) < 0.1) & np.isfinite(scores)
+    several = metrics_from_ranked(ranked_relevance(scores, relevant), [5, 20])
+    assert list(several) == metric_names_multi([5, 20]) == [
+        "recall@5", "ndcg@5", "hr@5", "recall@20", "ndcg@20", "hr@20", "mrr"]
+    for k in (5, 20):
+        for name, values in per_user_metrics(scores, relevant, k).items():
+            np.testing.assert_array_equal(several[name], values)
