@@ -23,6 +23,10 @@ class TrainConfig:
     embedding_dim: int = 64
     hidden_dim: int = 128
     history_len: int = 50  # items of history fed to the user tower (most recent last)
+    # Sequential family only (models/sequential.py); the two-tower model ignores them.
+    n_layers: int = 2  # self-attention blocks
+    n_heads: int = 1  # attention heads; must divide embedding_dim
+    dropout: float = 0.2
     epochs: int = 5
     batch_size: int = 512  # per process: under DDP the global batch is batch_size * world_size
     lr: float = 1e-3
@@ -32,16 +36,22 @@ class TrainConfig:
     log_every_seconds: float = 1.0
 
     # Keys that fix the network's shape: a resumed run must keep them.
-    ARCHITECTURE_KEYS: typing.ClassVar[tuple[str, ...]] = ("model", "embedding_dim", "hidden_dim", "history_len")
+    ARCHITECTURE_KEYS: typing.ClassVar[tuple[str, ...]] = (
+        "model", "embedding_dim", "hidden_dim", "history_len", "n_layers", "n_heads"
+    )
 
     def __post_init__(self) -> None:
         if self.model not in FAMILIES:
             raise ConfigError(f"unknown model family {self.model!r} (known: {', '.join(sorted(FAMILIES))})")
-        for key in ("embedding_dim", "hidden_dim", "history_len", "epochs", "batch_size"):
+        for key in ("embedding_dim", "hidden_dim", "history_len", "n_layers", "n_heads", "epochs", "batch_size"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"config key {key!r} must be >= 1, got {getattr(self, key)}")
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
             raise ConfigError(f"config key 'max_steps_per_epoch' must be >= 1 or null, got {self.max_steps_per_epoch}")
+        if self.embedding_dim % self.n_heads:
+            raise ConfigError(f"config key 'n_heads' ({self.n_heads}) must divide embedding_dim ({self.embedding_dim})")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"config key 'dropout' must be in [0, 1), got {self.dropout}")
         if not self.lr > 0:
             raise ConfigError(f"config key 'lr' must be > 0, got {self.lr}")
         if self.weight_decay < 0 or self.log_every_seconds < 0:

@@ -16,10 +16,12 @@ from typing import Any
 from torch import nn
 
 from models import checkpoint
+from models.sequential import Sequential
 from models.two_tower import TwoTower
 
 FAMILIES: dict[str, type[nn.Module]] = {
     TwoTower.family: TwoTower,
+    Sequential.family: Sequential,
 }
 
 
