@@ -85,7 +85,8 @@ export function analyseCanary(canary: VersionWindow, baseline: VersionWindow, cf
     });
   }
 
-  if (c.impressions >= cfg.minFeedback && b.impressions >= cfg.minFeedback) {
+  // Without clicks on the baseline there is nothing to compare with (no feedback flowing is not "no difference").
+  if (c.impressions >= cfg.minFeedback && b.impressions >= cfg.minFeedback && b.clicks >= cfg.minClicks) {
     const p = pValueLower(c.clicks, c.impressions, b.clicks, b.impressions);
     const drop = b.ctr > 0 ? 1 - c.ctr / b.ctr : 0;
     const worse = p < cfg.alpha && drop >= cfg.minCtrDrop;
@@ -100,7 +101,9 @@ export function analyseCanary(canary: VersionWindow, baseline: VersionWindow, cf
     checks.push({
       name: 'click-through',
       outcome: 'inconclusive',
-      detail: `feedback canary ${c.impressions} / baseline ${b.impressions} (need ${cfg.minFeedback} each)`,
+      detail:
+        `feedback canary ${c.impressions} / baseline ${b.impressions} answers (need ${cfg.minFeedback} each), ` +
+        `baseline clicks ${b.clicks} (need ${cfg.minClicks})`,
     });
   }
 

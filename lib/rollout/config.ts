@@ -20,6 +20,8 @@ export const AnalysisConfig = z
     minRequests: z.number().int().min(1).default(100),
     /** Impressions with feedback the baseline must have (clicks + non-clicks) before CTR is compared. */
     minFeedback: z.number().int().min(1).default(100),
+    /** Clicks the baseline must have: no feedback flowing is not evidence of "no difference". */
+    minClicks: z.number().int().min(1).default(10),
     /** The canary's error rate may not exceed this (absolute), nor the baseline's by more than this. */
     maxErrorRate: z.number().min(0).max(1).default(0.01),
     /** The canary's p99 may not exceed baseline p99 × ratio + slack, nor the ceiling. */

@@ -49,6 +49,12 @@ describe('analyseCanary', () => {
     expect(r.summary).toMatch(/click-through \(canary CTR 1\.33% \(2\/150\) vs baseline 40\.00%/);
   });
 
+  it('is inconclusive when requests flow but no feedback does', () => {
+    const r = analyseCanary(w({ clicks: 0 }), w({ clicks: 0 }), cfg);
+    expect(r.outcome).toBe('inconclusive');
+    expect(r.checks.find((c) => c.name === 'click-through')?.detail).toMatch(/baseline clicks 0 \(need 10\)/);
+  });
+
   it('does not fail a small CTR difference that is not significant or not material', () => {
     expect(analyseCanary(w({ clicks: 370 }), w(), cfg).outcome).toBe('pass'); // 7.5% drop < 10%
   });
