@@ -1,0 +1,292 @@
+"""Int8 dynamic quantization of the served ONNX graph, gated on quality and speed against the float graph.
+
+    OMP_NUM_THREADS=1 python -m models.quantize --onnx O/model.onnx --out O/model.int8.onnx --data-dir D \
+        [--tolerance 0.01] [--k 10] [--runs 1000] [--warmup 100] [--per-channel] [--op-types MatMul]
+
+1. Quantize: onnxruntime.quantization.quantize_dynamic on the served graph (--onnx, as models/export.py wrote it):
+   int8 weights for the MatMuls with a constant operand (the item matrix, the towers' and attention blocks'
+   projections), activations quantized on the fly; MatMuls between two activations (attention scores) stay float.
+   The result keeps the served contract (input history, outputs scores/items [batch, K], recsys.* metadata) and is
+   written atomically to --out: this is the file that ships if the gate passes.
+2. Evaluate both graphs on the test split with full ranking: an evaluation copy of each graph has TopK's K set to
+   n_items (every other node and weight untouched, so the int8 copy holds exactly the weights that ship); the scores
+   are scattered back to a (users, n_items) matrix and ranked as models/evaluate.py does (history items excluded,
+   users without a test item outside their history skipped), with the metrics of models/metrics.py.
+3. Time both served graphs on the same inputs: single-user requests (batch 1), 1 intra-op thread, `--warmup` runs
+   then `--runs` timed runs each, alternating float and int8 request by request so both see the same machine load.
+4. Gate: int8 ships iff its NDCG@k is within `--tolerance` (relative) of the float graph's AND its p50 latency is
+   lower; otherwise the float graph ships. Both files and their figures are reported either way.
+
+stdout (JSON lines): {"event":"progress","stage":"quantize"|"evaluate"|"time",...} then
+  {"event":"result","float_path":..,"int8_path":..,"int8_bytes":..,"float_bytes":..,"k":10,"tolerance":0.01,
+   "float":{"recall@10":..,"ndcg@10":..,"hr@10":..,"mrr":..,"p50_ms":..,"p99_ms":..},"int8":{...},
+   "relative_ndcg_change":-0.004,"ships":"int8"|"float","reason":"...","quantized_ops":{"MatMulInteger":3,...},
+   "n_users":N,"n_skipped_users":S,"latency":{"runs":R,"warmup":W,"batch":1,"threads":1}}
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import numpy_helper
+from onnxruntime.quantization import QuantType, quantize_dynamic
+
+from models.data import DataError, Interactions, UserSequences, read_manifest, read_split
+from models.evaluate import pair_mask
+from models.jsonl import ArgumentParser, UsageError, emit, run
+from models.metrics import per_user_metrics
+
+INPUT_NAME, SCORES, ITEMS = "history", "scores", "items"
+SCORE_CELLS_PER_BATCH = 2**22  # like models/evaluate.py: users per batch = this / n_items
+
+
+class QuantizationError(RuntimeError):
+    """The graph cannot be quantized or evaluated as the served contract expects."""
+
+
+def parse_args(argv: Sequence[str] | None) -> Any:
+    p = ArgumentParser(prog="python -m models.quantize",
+                       description="Int8 dynamic quantization, gated on NDCG and latency (JSON lines on stdout).")
+    p.add_argument("--onnx", required=True, help="the served float graph (models/export.py output)")
+    p.add_argument("--out", required=True, help="int8 ONNX file to write (same contract as --onnx)")
+    p.add_argument("--data-dir", required=True, help="dataset directory; its test split is evaluated")
+    p.add_argument("--tolerance", type=float, default=0.01, help="max relative NDCG@k loss of int8 (0.01 = 1%%)")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--runs", type=int, default=1000, help="timed single-user requests per graph")
+    p.add_argument("--warmup", type=int, default=100, help="untimed requests per graph before timing")
+    p.add_argument("--per-channel", action="store_true", help="one weight scale per output column (item)")
+    p.add_argument("--op-types", default="MatMul", help="comma-separated op types to quantize (default MatMul)")
+    args = p.parse_args(argv)
+    if not (0 <= args.tolerance < 1):
+        raise UsageError(f"--tolerance must be in [0, 1), got {args.tolerance}")
+    if args.k < 1 or args.runs < 1 or args.warmup < 0:
+        raise UsageError("--k and --runs must be >= 1, --warmup >= 0")
+    if not os.path.isfile(args.onnx):
+        raise UsageError(f"--onnx {args.onnx}: no such file")
+    return args
+
+
+# ---- graphs -----------------------------------------------------------------------------------------------------
+
+
+def metadata(proto: onnx.ModelProto) -> dict[str, str]:
+    return {p.key: p.value for p in proto.metadata_props}
+
+
+def graph_shape(proto: onnx.ModelProto) -> tuple[int, int]:
+    """(n_items, history_len) from the recsys.* metadata that models/export.py writes."""
+    meta = metadata(proto)
+    try:
+        return int(meta["recsys.n_items"]), int(meta["recsys.history_len"])
+    except (KeyError, ValueError):
+        raise QuantizationError("graph lacks recsys.n_items/recsys.history_len metadata (not from models.export?)")
+
+
+def quantize(float_path: str, out: str, per_channel: bool, op_types: list[str]) -> dict[str, int]:
+    """Writes the int8 served graph atomically to `out`; returns the op counts it introduced."""
+    proto = onnx.load(float_path)
+    # The dynamo exporter's value_info disagrees with the shape inference quantization reruns; it holds annotations
+    # only, so dropping it changes nothing in the graph.
+    del proto.graph.value_info[:]
+    out = os.path.abspath(out)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    tmp = f"{out}.tmp-{os.getpid()}.onnx"
+    try:
+        quantize_dynamic(proto, tmp, op_types_to_quantize=op_types, per_channel=per_channel,
+                         weight_type=QuantType.QInt8, extra_options={"MatMulConstBOnly": True})
+        quantized = onnx.load(tmp)
+        props = {**metadata(proto), "recsys.precision": "int8",
+                 "recsys.quantization": f"dynamic int8 weights, op_types={','.join(op_types)}, "
+                                        f"per_channel={per_channel}"}
+        del quantized.metadata_props[:]
+        onnx.helper.set_model_props(quantized, props)
+        onnx.save(quantized, tmp)
+        onnx.checker.check_model(tmp)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    before = collections.Counter(n.op_type for n in proto.graph.node)
+    after = collections.Counter(n.op_type for n in quantized.graph.node)
+    return {op: n - before.get(op, 0) for op, n in sorted(after.items()) if n > before.get(op, 0)}
+
+
+def full_ranking_variant(proto: onnx.ModelProto, n_items: int) -> onnx.ModelProto:
+    """A copy whose TopK returns every item (K = n_items): same nodes and weights, only K and the output shapes
+    change. Its outputs scattered back give the full score matrix."""
+    variant = onnx.ModelProto()
+    variant.CopyFrom(proto)
+    graph = variant.graph
+    topk = [n for n in graph.node if n.op_type == "TopK"]
+    if len(topk) != 1:
+        raise QuantizationError(f"expected one TopK node in the served graph, found {len(topk)}")
+    name, old = "recsys_full_ranking_k", topk[0].input[1]
+    graph.initializer.append(numpy_helper.from_array(np.array([n_items], dtype=np.int64), name))
+    topk[0].input[1] = name
+    if not any(old in n.input for n in graph.node):  # the served K, now unused
+        kept = [i for i in graph.initializer if i.name != old]
+        del graph.initializer[:]
+        graph.initializer.extend(kept)
+    del graph.value_info[:]  # shapes downstream of TopK now hold n_items columns
+    for output in graph.output:
+        dims = output.type.tensor_type.shape.dim
+        if len(dims) == 2:
+            dims[1].ClearField("dim_value")
+            dims[1].dim_param = "k"
+    return variant
+
+
+def session(model: str | bytes) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+# ---- evaluation -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TestSet:
+    seen: UserSequences
+    targets: UserSequences
+    users: np.ndarray  # users with at least one test item
+
+
+def load_test_set(data_dir: str, n_items: int) -> TestSet:
+    manifest = read_manifest(data_dir)
+    if manifest.n_items != n_items:
+        raise DataError(f"the graph scores {n_items} items, dataset {data_dir} has {manifest.n_items}")
+    train, valid, test = (read_split(data_dir, s, manifest) for s in ("train", "valid", "test"))
+    seen = UserSequences(Interactions.concat(train, valid), manifest.n_users)
+    targets = UserSequences(test, manifest.n_users)
+    return TestSet(seen, targets, np.flatnonzero(targets.end > targets.start))
+
+
+def evaluate_graphs(graphs: dict[str, ort.InferenceSession], data: TestSet, n_items: int, history_len: int,
+                    k: int) -> tuple[dict[str, dict[str, float]], int, int]:
+    """Full-ranking metrics of each full-ranking graph on the same users; returns (metrics, n_users, n_skipped)."""
+    per_user: dict[str, dict[str, list[np.ndarray]]] = {g: collections.defaultdict(list) for g in graphs}
+    skipped = evaluated = 0
+    batch = max(1, SCORE_CELLS_PER_BATCH // n_items)
+    for lo in range(0, len(data.users), batch):
+        users = data.users[lo : lo + batch]
+        shape = (len(users), n_items)
+        excluded = pair_mask(shape, *data.seen.user_item_pairs(users))
+        relevant = pair_mask(shape, *data.targets.user_item_pairs(users)) & ~excluded
+        keep = relevant.any(axis=1)
+        skipped += int((~keep).sum())
+        users, excluded, relevant = users[keep], excluded[keep], relevant[keep]
+        if len(users) == 0:
+            continue
+        shape = (len(users), n_items)
+        evaluated += len(users)
+        history = data.seen.user_histories(users, history_len)
+        rows = np.arange(len(users))[:, None]
+        for name, sess in graphs.items():
+            top_scores, top_items = sess.run([SCORES, ITEMS], {INPUT_NAME: history})
+            scores = np.empty(shape, dtype=np.float32)
+            scores[rows, top_items - 1] = top_scores  # TopK over every item: each column is written once
+            ranked = np.where(excluded, -np.inf, scores)
+            for metric, values in per_user_metrics(ranked, relevant, k).items():
+                per_user[name][metric].append(values)
+        emit("progress", stage="evaluate", users=evaluated, total=len(data.users))
+    if evaluated == 0:
+        raise DataError("no test user has a test item outside their history; nothing to evaluate")
+    metrics = {g: {m: float(np.concatenate(v).mean()) for m, v in d.items()} for g, d in per_user.items()}
+    return metrics, evaluated, skipped
+
+
+# ---- latency ----------------------------------------------------------------------------------------------------
+
+
+def time_graphs(graphs: dict[str, ort.InferenceSession], inputs: np.ndarray, runs: int,
+                warmup: int) -> dict[str, dict[str, float]]:
+    """p50/p99 ms per single-user request. Requests alternate between the graphs, on the same inputs in the same
+    order, so a noisy neighbour slows both alike."""
+    for sess in graphs.values():
+        for i in range(warmup):
+            sess.run([SCORES, ITEMS], {INPUT_NAME: inputs[i % len(inputs)][None]})
+    samples: dict[str, list[float]] = {g: [] for g in graphs}
+    for i in range(runs):
+        feed = {INPUT_NAME: inputs[i % len(inputs)][None]}
+        for name, sess in graphs.items():
+            t0 = time.perf_counter_ns()
+            sess.run([SCORES, ITEMS], feed)
+            samples[name].append((time.perf_counter_ns() - t0) / 1e6)
+    return {g: {"p50_ms": float(np.percentile(s, 50)), "p99_ms": float(np.percentile(s, 99))}
+            for g, s in samples.items()}
+
+
+# ---- gate -------------------------------------------------------------------------------------------------------
+
+
+def relative_change(new: float, old: float) -> float:
+    if old == 0:
+        return 0.0 if new == old else math.inf
+    return (new - old) / old
+
+
+def decide(float_ndcg: float, int8_ndcg: float, float_p50: float, int8_p50: float, tolerance: float,
+           k: int = 10) -> tuple[str, str, float]:
+    """(ships, reason, relative NDCG change). int8 ships only if it keeps NDCG@k within tolerance and is faster."""
+    change = relative_change(int8_ndcg, float_ndcg)
+    if change < -tolerance:
+        return ("float", f"int8 NDCG@{k} {change * 100:+.2f}% exceeds tolerance {tolerance * 100:g}% "
+                         f"({int8_ndcg:.4f} vs {float_ndcg:.4f})", change)
+    if not int8_p50 < float_p50:
+        return "float", f"int8 not faster: p50 {int8_p50:.3f} ms vs {float_p50:.3f} ms", change
+    return ("int8", f"int8 NDCG@{k} {change * 100:+.2f}% within tolerance {tolerance * 100:g}% and faster: "
+                    f"p50 {int8_p50:.3f} ms vs {float_p50:.3f} ms", change)
+
+
+def quantize_and_gate(args: Any) -> dict[str, Any]:
+    float_proto = onnx.load(args.onnx)
+    n_items, history_len = graph_shape(float_proto)
+    data = load_test_set(args.data_dir, n_items)  # fail on a wrong dataset before the slow steps
+
+    emit("progress", stage="quantize")
+    op_types = [t.strip() for t in args.op_types.split(",") if t.strip()]
+    quantized_ops = quantize(args.onnx, args.out, args.per_channel, op_types)
+    if not quantized_ops:
+        raise QuantizationError(f"nothing was quantized in {args.onnx} (op types {op_types})")
+    int8_proto = onnx.load(args.out)
+
+    full = {name: session(full_ranking_variant(proto, n_items).SerializeToString())
+            for name, proto in (("float", float_proto), ("int8", int8_proto))}
+    metrics, n_users, skipped = evaluate_graphs(full, data, n_items, history_len, args.k)
+
+    emit("progress", stage="time", runs=args.runs, warmup=args.warmup)
+    served = {"float": session(args.onnx), "int8": session(args.out)}
+    inputs = data.seen.user_histories(data.users, history_len)
+    latency = time_graphs(served, inputs, args.runs, args.warmup)
+
+    ndcg = f"ndcg@{args.k}"
+    ships, reason, change = decide(metrics["float"][ndcg], metrics["int8"][ndcg], latency["float"]["p50_ms"],
+                                   latency["int8"]["p50_ms"], args.tolerance, args.k)
+    return {
+        "float_path": os.path.abspath(args.onnx), "int8_path": os.path.abspath(args.out),
+        "float_bytes": os.path.getsize(args.onnx), "int8_bytes": os.path.getsize(args.out),
+        "k": args.k, "tolerance": args.tolerance,
+        "float": {**metrics["float"], **latency["float"]}, "int8": {**metrics["int8"], **latency["int8"]},
+        "relative_ndcg_change": change, "ships": ships, "reason": reason,
+        "quantized_ops": quantized_ops, "per_channel": args.per_channel, "op_types": op_types,
+        "n_users": n_users, "n_skipped_users": skipped,
+        "latency": {"runs": args.runs, "warmup": args.warmup, "batch": 1, "threads": 1},
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    emit("result", **quantize_and_gate(parse_args(argv)))
+
+
+if __name__ == "__main__":
+    run(main)
