@@ -2,7 +2,13 @@
 import * as grpc from '@grpc/grpc-js';
 import type { FeedbackRequest } from '../proto/generated/recsys/v1/FeedbackRequest';
 import type { RecommendRequest } from '../proto/generated/recsys/v1/RecommendRequest';
-import { recsysV1, type AdminClient, type RecommendResponse__Output, type RecommenderClient } from './proto';
+import {
+  packageDefinition,
+  recsysV1,
+  type AdminClient,
+  type RecommendResponse__Output,
+  type RecommenderClient,
+} from './proto';
 
 export function recommenderClient(address: string, options: grpc.ClientOptions = {}): RecommenderClient {
   return new (recsysV1().Recommender)(address, grpc.credentials.createInsecure(), options);
@@ -29,4 +35,40 @@ export function feedback(client: RecommenderClient, req: FeedbackRequest, timeou
 /** A typed Admin client (loopback only: the server binds 127.0.0.1). */
 export function adminClient(address: string, options: grpc.ClientOptions = {}): AdminClient {
   return new (recsysV1().Admin)(address, grpc.credentials.createInsecure(), options);
+}
+
+interface HealthClient extends grpc.Client {
+  Check(
+    req: { service: string },
+    options: grpc.CallOptions,
+    cb: (err: grpc.ServiceError | null, res?: { status: string }) => void,
+  ): grpc.ClientUnaryCall;
+}
+
+/**
+ * grpc.health.v1 Check of the whole server: `SERVING`, `NOT_SERVING`, ..., or `UNREACHABLE` when nothing answers
+ * within `timeoutMs` (connection refused, no server on the port).
+ */
+export async function healthStatus(address: string, timeoutMs = 1000): Promise<string> {
+  const Health = (
+    grpc.loadPackageDefinition(packageDefinition()) as unknown as {
+      grpc: { health: { v1: { Health: grpc.ServiceClientConstructor } } };
+    }
+  ).grpc.health.v1.Health;
+  const client = new Health(address, grpc.credentials.createInsecure()) as unknown as HealthClient;
+  try {
+    return await new Promise<string>((resolve) =>
+      client.Check({ service: '' }, deadline(timeoutMs), (err, res) =>
+        resolve(
+          err
+            ? err.code === grpc.status.UNAVAILABLE || err.code === grpc.status.DEADLINE_EXCEEDED
+              ? 'UNREACHABLE'
+              : `ERROR ${err.code}`
+            : String(res?.status),
+        ),
+      ),
+    );
+  } finally {
+    client.close();
+  }
 }
