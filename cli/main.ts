@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { registerRecommendCommand } from './commands/recommend';
 import { registerServeCommand } from './commands/serve';
+import { registerSimulateCommand } from './commands/simulate';
 import { registerStatusCommand } from './commands/status';
 import { registerTrainCommand } from './commands/train';
 
@@ -10,6 +11,7 @@ registerTrainCommand(program);
 registerStatusCommand(program);
 registerServeCommand(program);
 registerRecommendCommand(program);
+registerSimulateCommand(program);
 
 program.parseAsync(process.argv).then(
   () => process.exit(process.exitCode ?? 0),

@@ -1,0 +1,157 @@
+/**
+ * `recsys simulate`: replays a dataset version's held-out interactions against a serving environment or one server,
+ * as Recommend calls at a target rate for a bounded time plus the feedback a user would give (a click when a returned
+ * item is one the user really interacted with next), and prints what each served version got. Optionally injects a
+ * fault into one version first (the server must run with --allow-faults) and clears it afterwards.
+ */
+import type { Command } from 'commander';
+import { localDataset } from '../../activities/dataset-cache';
+import { checkEnv, replicaSlots } from '../../lib/environments';
+import { hasPidFile } from '../../lib/replicas';
+import { simulate } from '../../lib/simulate/run';
+import {
+  datasetFromUri,
+  parseFaultSpec,
+  servedDataset,
+  setServerFault,
+  type DatasetTarget,
+} from '../../lib/simulate/target';
+import { loadWorkload } from '../../lib/simulate/workload';
+import { faultOf, isEmptyFault, type FaultMessage } from '../../serving/faults';
+import { table } from '../format';
+
+interface SimulateOptions {
+  env?: string;
+  address?: string[];
+  datasetUri?: string;
+  model?: string;
+  qps: number;
+  seconds: number;
+  users?: number;
+  k: number;
+  concurrency: number;
+  historyLen: number;
+  impressions: boolean;
+  fault?: string;
+  version?: string;
+  keepFault: boolean;
+  allowRemote: boolean;
+  json: boolean;
+}
+
+const num = (flag: string) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new Error(`${flag} must be a number, got ${JSON.stringify(v)}`);
+  return n;
+};
+const collect = (v: string, prev: string[] = []) => [...prev, ...v.split(',').filter((s) => s !== '')];
+const ms = (v: number | null) => (v === null ? '-' : v.toFixed(2));
+
+function addressesOf(opts: SimulateOptions): string[] {
+  if (opts.env && opts.address) throw new Error('give --env or --address, not both');
+  if (opts.address) return opts.address;
+  if (!opts.env) throw new Error('--env production|staging or --address HOST:PORT is required');
+  const live = replicaSlots(checkEnv(opts.env)).filter(hasPidFile);
+  if (live.length === 0) throw new Error(`environment ${opts.env} has no replicas (nothing deployed there)`);
+  return live.map((r) => r.address);
+}
+
+export function registerSimulateCommand(program: Command): void {
+  program
+    .command('simulate')
+    .description('replay held-out interactions as Recommend calls and feedback at a target rate, for a bounded time')
+    .option('--env <env>', 'target environment: production or staging')
+    .option('--address <host:port>', 'target server(s) instead of an environment (repeat or comma-separate)', collect)
+    .option('--dataset-uri <uri>', 'dataset version to replay: s3://<bucket>/datasets/<name>/<version>/')
+    .option('--model <name>', 'replay the dataset version of the served model (checked to be <name>)')
+    .option('--qps <n>', 'target calls per second (open loop)', num('--qps'), 50)
+    .option('--seconds <n>', 'how long to send calls', num('--seconds'), 30)
+    .option('--users <n>', 'replay only the first N test users', num('--users'))
+    .option('--k <n>', 'items per call (clicks are judged on these)', num('--k'), 10)
+    .option('--concurrency <n>', 'cap on calls in flight (calls due beyond it are dropped)', num('--concurrency'), 64)
+    .option('--history-len <n>', 'items of history sent per call', num('--history-len'), 50)
+    .option('--no-impressions', 'send no impression feedback for answers without a click')
+    .option('--fault <spec>', 'inject into --version first: latency=200ms, errors=0.2, random (comma-separated), none')
+    .option('--version <v>', 'the model version --fault applies to')
+    .option('--keep-fault', 'leave the fault in place after the run (default: cleared)', false)
+    .option('--allow-remote', 'allow non-loopback addresses', false)
+    .option('--json', 'print the result as JSON', false)
+    .action(async (opts: SimulateOptions) => {
+      const addresses = addressesOf(opts);
+      if (opts.datasetUri && opts.model) throw new Error('give --dataset-uri or --model, not both');
+      let fault: FaultMessage | undefined;
+      let clears = false;
+      if (opts.fault !== undefined) {
+        fault = parseFaultSpec(opts.fault);
+        const checked = faultOf(fault);
+        if (typeof checked === 'string') throw new Error(`--fault: ${checked}`);
+        clears = isEmptyFault(checked);
+        if (!opts.version) throw new Error('--fault needs --version (the model version to inject it into)');
+      }
+      const dataset: DatasetTarget = opts.datasetUri
+        ? datasetFromUri(opts.datasetUri)
+        : await servedDataset(addresses[0]!, opts.model);
+      const dir = await localDataset(dataset);
+      const users = await loadWorkload(dir, { historyLen: opts.historyLen, maxUsers: opts.users });
+      const log = (s: string) => {
+        if (!opts.json) console.log(s);
+      };
+      log(`Replaying ${users.length} test users of ${dataset.name}@${dataset.version} against ${addresses.join(', ')}`);
+      log(`${opts.qps} calls/s for ${opts.seconds} s, k ${opts.k}, at most ${opts.concurrency} in flight`);
+      if (fault) {
+        for (const a of addresses) await setServerFault(a, opts.version!, fault);
+        log(`Fault on version ${opts.version}: ${clears ? 'cleared' : opts.fault}`);
+      }
+      try {
+        const r = await simulate({
+          addresses,
+          users,
+          qps: opts.qps,
+          seconds: opts.seconds,
+          k: opts.k,
+          concurrency: opts.concurrency,
+          impressions: opts.impressions,
+          allowRemote: opts.allowRemote,
+          onProgress: (p) => {
+            if (!opts.json && process.stdout.isTTY)
+              process.stdout.write(`\r${p.elapsedSeconds.toFixed(0)} s: ${p.requests} calls, ${p.errors} errors`);
+          },
+        });
+        if (!opts.json && process.stdout.isTTY) process.stdout.write('\n');
+        if (opts.json) {
+          console.log(JSON.stringify({ dataset, addresses, ...r }, null, 2));
+          return;
+        }
+        console.log(
+          table(
+            ['version', 'requests', 'p50 ms', 'p99 ms', 'clicks', 'CTR', 'hits'],
+            Object.entries(r.perVersion).map(([v, s]) => [
+              v,
+              s.requests,
+              ms(s.p50Ms),
+              ms(s.p99Ms),
+              s.clicks,
+              s.ctr,
+              s.hits,
+            ]),
+          ),
+        );
+        const codes = Object.entries(r.errorsByCode)
+          .map(([c, n]) => `${c} ${n}`)
+          .join(', ');
+        console.log(
+          `\nTotal: ${r.requests} calls (${r.achievedQps.toFixed(1)}/s), ${r.errors} errors` +
+            `${codes ? ` (${codes})` : ''}, error rate ${(100 * r.errorRate).toFixed(2)}%, ` +
+            `p50 ${ms(r.p50Ms)} ms, p99 ${ms(r.p99Ms)} ms, CTR ${r.ctr.toFixed(4)}` +
+            (r.dropped > 0 ? `, ${r.dropped} dropped at the concurrency cap` : '') +
+            (r.feedbackErrors > 0 ? `, ${r.feedbackErrors} feedback calls failed` : ''),
+        );
+      } finally {
+        if (fault && !clears && !opts.keepFault) {
+          const none = parseFaultSpec('none');
+          for (const a of addresses) await setServerFault(a, opts.version!, none).catch(() => undefined);
+          log(`Fault on version ${opts.version} cleared`);
+        }
+      }
+    });
+}

@@ -1,0 +1,91 @@
+/**
+ * What the simulator talks to and replays: the addresses of an environment or one server, the dataset version to
+ * replay (given, or the one the served model was trained on, from Admin.GetState), and fault specs from the command
+ * line (`latency=200ms`, `errors=0.2`, `random`, comma-separated, or `none`).
+ */
+import type { ServiceError } from '@grpc/grpc-js';
+import { config } from '../config';
+import { datasetPrefix } from '../dataset/manifest';
+import { adminClient } from '../../serving/client';
+import type { FaultMessage } from '../../serving/faults';
+import type { GetStateResponse__Output } from '../../proto/generated/recsys/v1/GetStateResponse';
+import type { SetFaultResponse__Output } from '../../proto/generated/recsys/v1/SetFaultResponse';
+
+export interface DatasetTarget {
+  name: string;
+  version: string;
+  manifestUri: string;
+}
+
+/** `s3://<bucket>/datasets/<name>/<version>/` (trailing slash optional) -> the dataset version. */
+export function datasetFromUri(uri: string): DatasetTarget {
+  const m = /^s3:\/\/[^/]+\/(?:.*\/)?datasets\/([^/]+)\/([^/]+)\/?$/.exec(uri);
+  if (!m) throw new Error(`--dataset-uri must look like s3://<bucket>/datasets/<name>/<version>/, got ${uri}`);
+  const prefix = uri.endsWith('/') ? uri : `${uri}/`;
+  return { name: m[1]!, version: m[2]!, manifestUri: `${prefix}manifest.json` };
+}
+
+/** The fault of a spec; throws naming the bad part. `none` (or '') is the empty fault that clears. */
+export function parseFaultSpec(spec: string): FaultMessage {
+  const fault: FaultMessage = { added_latency_ms: 0, error_rate: 0, random_recommendations: false };
+  for (const part of spec.split(',').map((s) => s.trim())) {
+    if (part === '' || part === 'none') continue;
+    if (part === 'random') {
+      fault.random_recommendations = true;
+      continue;
+    }
+    const lat = /^latency=(\d+)(ms|s)?$/.exec(part);
+    if (lat) {
+      fault.added_latency_ms = Number(lat[1]) * (lat[2] === 's' ? 1000 : 1);
+      continue;
+    }
+    const err = /^errors=([0-9.]+)$/.exec(part);
+    if (err && Number(err[1]) >= 0 && Number(err[1]) <= 1) {
+      fault.error_rate = Number(err[1]);
+      continue;
+    }
+    throw new Error(
+      `--fault: cannot read ${JSON.stringify(part)}; use latency=200ms, errors=0.2 (0..1), random or none, comma-separated`,
+    );
+  }
+  return fault;
+}
+
+function adminCall<Res>(
+  address: string,
+  fn: (
+    c: ReturnType<typeof adminClient>,
+    o: { deadline: number },
+    cb: (e: ServiceError | null, r?: Res) => void,
+  ) => void,
+): Promise<Res> {
+  const c = adminClient(address);
+  return new Promise<Res>((resolve, reject) =>
+    fn(c, { deadline: Date.now() + 10_000 }, (err, res) => (err ? reject(err) : resolve(res!))),
+  ).finally(() => c.close());
+}
+
+export const serverState = (address: string) =>
+  adminCall<GetStateResponse__Output>(address, (c, o, cb) => c.GetState({}, o, cb));
+
+export const setServerFault = (address: string, version: string, fault: FaultMessage) =>
+  adminCall<SetFaultResponse__Output>(address, (c, o, cb) => c.SetFault({ model_version: version, fault }, o, cb));
+
+/**
+ * The dataset version of the model the server at `address` serves (its version with the largest share of traffic),
+ * checking that it is `model` when one is given.
+ */
+export async function servedDataset(address: string, model?: string): Promise<DatasetTarget & { model: string }> {
+  const state = await serverState(address);
+  const primary = [...state.versions].sort((a, b) => b.weight - a.weight)[0];
+  if (!primary) throw new Error(`the server at ${address} holds no model version`);
+  if (model !== undefined && primary.model_name !== model)
+    throw new Error(`the server at ${address} serves ${primary.model_name}, not --model ${model}`);
+  const prefix = datasetPrefix(config().bucket, primary.dataset_name, primary.dataset_version);
+  return {
+    model: primary.model_name,
+    name: primary.dataset_name,
+    version: primary.dataset_version,
+    manifestUri: `${prefix}manifest.json`,
+  };
+}
