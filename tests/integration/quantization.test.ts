@@ -1,0 +1,91 @@
+/**
+ * The quantize activity for real against the object store: a tiny dataset built by the real `etl` activity, a tiny
+ * model trained and exported by the real `train` and `exportOnnx` activities, then int8 quantization, evaluation,
+ * timing and the gate. The int8 graph is read back from the store and checked against the recorded sha256; a second
+ * call reuses the summary; another tolerance is another key; a float graph that does not match its recorded sha256
+ * is refused.
+ */
+import { createHash } from 'node:crypto';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { etl, type DatasetRef } from '../../activities/etl';
+import { exportOnnx, type ExportResult } from '../../activities/export';
+import { quantize, type QuantizationResult } from '../../activities/quantization';
+import { train, type TrainResult } from '../../activities/training';
+import { objectStore } from '../../lib/object-store';
+import { smallDatasetSource } from './training-fixture';
+import { uniqueName } from './stack';
+
+const store = objectStore();
+let dataset: DatasetRef;
+let training: TrainResult;
+let exported: ExportResult;
+let first: QuantizationResult;
+
+const run = <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A) =>
+  new MockActivityEnvironment().run(fn, ...args);
+
+beforeAll(async () => {
+  const name = uniqueName('it-q');
+  const source = await smallDatasetSource(name);
+  dataset = await run(etl, {
+    name,
+    sources: [source],
+    config: { format: 'csv', columns: { rating: 'rating' }, ratingRange: [1, 5] },
+  });
+  training = await run(train, {
+    model: uniqueName('it-quantize'),
+    dataset,
+    config: { embedding_dim: 16, hidden_dim: 32, history_len: 20, batch_size: 256, epochs: 2, lr: 0.01 },
+    nprocPerNode: 1,
+  });
+  exported = await run(exportOnnx, { training, topK: 20 });
+  first = await run(quantize, { dataset, training, exported });
+});
+
+test('stores the int8 graph next to the float one, with its figures and the decision', async () => {
+  expect(first.reused).toBe(false);
+  expect(first.int8Uri.startsWith(exported.onnxUri.replace(/\.onnx$/, ''))).toBe(true);
+  expect(first.int8Uri).not.toBe(exported.onnxUri);
+  const bytes = await store.getBytes(first.int8Uri);
+  expect(bytes).toBeDefined();
+  expect(bytes!.length).toBe(first.int8Bytes);
+  expect(createHash('sha256').update(bytes!).digest('hex')).toBe(first.int8Sha256);
+  expect(first.floatSha256).toBe(exported.sha256);
+  expect(first.int8Sha256).not.toBe(exported.sha256);
+
+  for (const g of [first.float, first.int8]) {
+    expect(g.ndcgAt10).toBeGreaterThan(0);
+    expect(g.ndcgAt10).toBeLessThanOrEqual(1);
+    expect(g.recallAt10).toBeGreaterThan(0);
+    expect(g.p50Ms).toBeGreaterThan(0);
+    expect(g.p99Ms).toBeGreaterThanOrEqual(g.p50Ms);
+  }
+  expect(first.relativeNdcgChange).toBeCloseTo((first.int8.ndcgAt10 - first.float.ndcgAt10) / first.float.ndcgAt10);
+  expect(first.tolerance).toBe(0.01);
+  expect(first.quantizedOps.MatMulInteger).toBeGreaterThanOrEqual(1);
+  // The decision follows the gate from the figures it reports.
+  const passes = first.relativeNdcgChange >= -first.tolerance && first.int8.p50Ms < first.float.p50Ms;
+  expect(first.ships).toBe(passes ? 'int8' : 'float');
+  expect(first.reason).toMatch(passes ? /within tolerance 1%/ : /exceeds tolerance|not faster/);
+});
+
+test('a second call reuses the stored result; another tolerance is another artefact', async () => {
+  const again = await run(quantize, { dataset, training, exported });
+  expect(again).toEqual({ ...first, reused: true });
+
+  const strict = await run(quantize, { dataset, training, exported, tolerance: 0 });
+  expect(strict.reused).toBe(false);
+  expect(strict.int8Uri).not.toBe(first.int8Uri);
+  expect(strict.tolerance).toBe(0);
+  // Same float graph, same quantizer: the int8 bytes and their quality are the same; only the gate differs.
+  expect(strict.int8Sha256).toBe(first.int8Sha256);
+  expect(strict.int8.ndcgAt10).toBe(first.int8.ndcgAt10);
+});
+
+test('refuses a float graph whose bytes do not match the export record', async () => {
+  const forged = { ...exported, sha256: '0'.repeat(64) };
+  await expect(run(quantize, { dataset, training, exported: forged })).rejects.toMatchObject({
+    type: 'ArtifactIntegrityError',
+    nonRetryable: true,
+  });
+});
