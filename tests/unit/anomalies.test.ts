@@ -113,7 +113,7 @@ describe('daily volume', () => {
     const r = detectAnomalies(stats({ daily }), { version: 'v1', stats: prev }, cfg());
     expect(checks(r.anomalies)).toEqual(['fail:dailyVolumeDrop']);
     expect(r.anomalies[0]!.message).toBe(
-      `daily volume on 2023-11-20 is ${daily[6]!.toLocaleString('en-US')} rows, 70.0% of what version v1 had for ` +
+      `daily volume on 2023-11-20 is ${daily[6].toLocaleString('en-US')} rows, 70.0% of what version v1 had for ` +
         `that day (${before.toLocaleString('en-US')})`,
     );
   });
