@@ -7,9 +7,9 @@
  */
 import { createHash } from 'node:crypto';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { etl, type DatasetRef } from '../../activities/etl';
+import { etl, type DatasetRef, type EtlInput } from '../../activities/etl';
 import { exportOnnx, type ExportResult } from '../../activities/export';
-import { quantize, type QuantizationResult } from '../../activities/quantization';
+import { quantize, type QuantizationInput, type QuantizationResult } from '../../activities/quantization';
 import { train, type TrainResult } from '../../activities/training';
 import { objectStore } from '../../lib/object-store';
 import { smallDatasetSource } from './training-fixture';
@@ -21,25 +21,25 @@ let training: TrainResult;
 let exported: ExportResult;
 let first: QuantizationResult;
 
-const run = <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A) =>
-  new MockActivityEnvironment().run(fn, ...args);
+const env = () => new MockActivityEnvironment();
 
 beforeAll(async () => {
   const name = uniqueName('it-q');
   const source = await smallDatasetSource(name);
-  dataset = await run(etl, {
+  const etlInput: EtlInput = {
     name,
     sources: [source],
     config: { format: 'csv', columns: { rating: 'rating' }, ratingRange: [1, 5] },
-  });
-  training = await run(train, {
+  };
+  dataset = await env().run(etl, etlInput);
+  training = await env().run(train, {
     model: uniqueName('it-quantize'),
     dataset,
     config: { embedding_dim: 16, hidden_dim: 32, history_len: 20, batch_size: 256, epochs: 2, lr: 0.01 },
     nprocPerNode: 1,
   });
-  exported = await run(exportOnnx, { training, topK: 20 });
-  first = await run(quantize, { dataset, training, exported });
+  exported = await env().run(exportOnnx, { training, topK: 20 });
+  first = await env().run(quantize, { dataset, training, exported });
 });
 
 test('stores the int8 graph next to the float one, with its figures and the decision', async () => {
@@ -70,10 +70,11 @@ test('stores the int8 graph next to the float one, with its figures and the deci
 });
 
 test('a second call reuses the stored result; another tolerance is another artefact', async () => {
-  const again = await run(quantize, { dataset, training, exported });
+  const again: QuantizationResult = await env().run(quantize, { dataset, training, exported });
   expect(again).toEqual({ ...first, reused: true });
 
-  const strict = await run(quantize, { dataset, training, exported, tolerance: 0 });
+  const strictInput: QuantizationInput = { dataset, training, exported, tolerance: 0 };
+  const strict: QuantizationResult = await env().run(quantize, strictInput);
   expect(strict.reused).toBe(false);
   expect(strict.int8Uri).not.toBe(first.int8Uri);
   expect(strict.tolerance).toBe(0);
@@ -84,7 +85,7 @@ test('a second call reuses the stored result; another tolerance is another artef
 
 test('refuses a float graph whose bytes do not match the export record', async () => {
   const forged = { ...exported, sha256: '0'.repeat(64) };
-  await expect(run(quantize, { dataset, training, exported: forged })).rejects.toMatchObject({
+  await expect(env().run(quantize, { dataset, training, exported: forged })).rejects.toMatchObject({
     type: 'ArtifactIntegrityError',
     nonRetryable: true,
   });
