@@ -64,11 +64,12 @@ from models.bootstrap import Bootstrap
 from models.data import DataError, Interactions, UserSequences, read_manifest, read_split
 from models.families import load_model
 from models.jsonl import ArgumentParser, UsageError, emit, run
-from models.metrics import metric_names_multi, metrics_from_ranked, rank_order
+from models.metrics import metric_names, metric_names_multi, metrics_from_ranked, per_user_metrics, rank_order
 from models.slices import POPULARITY_CLASSES, SliceInputs, item_popularity_classes, slice_masks
 
 SCORE_CELLS_PER_BATCH = 2**22  # users per batch = this / n_items: bounds the working set (~150 MB at 4M cells)
 RANKER_OTHERS = {"popularity": "vs_popularity", "baseline": "vs_baseline"}
+__all__ = ["evaluate", "item_index_map", "main", "metric_names", "pair_mask", "per_user_metrics"]  # stable imports
 
 
 def parse_args(argv: Sequence[str] | None) -> Any:
