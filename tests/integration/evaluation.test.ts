@@ -9,7 +9,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { etl, type DatasetRef } from '../../activities/etl';
-import { evaluate, EvaluationResult, type EvaluationBaseline, type Interval } from '../../activities/evaluation';
+import {
+  evaluate,
+  EvaluationReportError,
+  EvaluationResult,
+  parseEvaluationReport,
+  type EvaluationBaseline,
+  type Interval,
+} from '../../activities/evaluation';
 import { train, type TrainResult } from '../../activities/training';
 import { config } from '../../lib/config';
 import { objectStore } from '../../lib/object-store';
@@ -153,4 +160,21 @@ test('a champion from another dataset version is compared on the same users, key
   expect(other.reused).toBe(false);
   expect(other.reportUri).not.toBe(result.reportUri);
   expect(other.differences).toEqual(result.differences);
+});
+
+test('a report that does not fit the contract is rejected, naming the field', async () => {
+  const result = await run(evaluate, { dataset: v1, training: model, k: 10 });
+  const report = (await store.getJson(result.reportUri)) as {
+    n_users: unknown;
+    overall: { intervals: { model: Record<string, unknown> } };
+  };
+  expect(() => parseEvaluationReport(report, 'report.json')).not.toThrow();
+  delete report.overall.intervals.model.mrr;
+  expect(() => parseEvaluationReport(report, 'report.json')).toThrow(
+    new EvaluationReportError('report.json: overall.intervals.model has no mrr'),
+  );
+  report.n_users = 'many';
+  expect(() => parseEvaluationReport(report, 'report.json')).toThrow(
+    /report\.json is not a valid evaluation report: n_users: /,
+  );
 });
