@@ -200,8 +200,18 @@ export async function validateDataset(input: ValidateDatasetInput): Promise<Vali
     previous = { version: previousVersion, stats };
   }
 
+  // The rows this version adds after the previous one, judged on their own so that a break in them is not diluted.
+  let newRows: DatasetStatistics | undefined;
+  if (previous && current.stats.timestamp.max > previous.stats.timestamp.max) {
+    progress({ step: 'statistics', version: dataset.version, newerThan: previous.stats.timestamp.max });
+    const manifest = Manifest.parse(await store.getJson(dataset.manifestUri));
+    newRows = await computeStatistics(await localDataset(dataset), manifest, {
+      newerThan: previous.stats.timestamp.max,
+    });
+  }
+
   progress({ step: 'compare', version: dataset.version, previousVersion });
-  const report = detectAnomalies(current.stats, previous, cfg);
+  const report = detectAnomalies(current.stats, previous, cfg, newRows);
   const stored: StoredReport = {
     reportVersion: 1,
     name: dataset.name,

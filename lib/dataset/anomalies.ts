@@ -200,19 +200,36 @@ function unseenShare(cur: Record<string, number>, prev: Record<string, number>) 
   return { share: total > 0 ? rows / total : 0, rows, ids };
 }
 
+/** Which rows a comparison looked at: the whole version, or only its rows newer than the previous version. */
+interface Scope {
+  key: '' | 'new.';
+  stats: DatasetStatistics;
+  /** How messages name the rows, e.g. "of interactions" or "of the 50,000 interactions newer than version v1". */
+  of: string;
+}
+
 function checkUnseen(
   check: 'unseenItems' | 'unseenUsers' | 'unseenRatings',
   what: string,
-  cur: Record<string, number>,
-  prev: Record<string, number>,
+  pick: (s: DatasetStatistics) => Record<string, number>,
+  scopes: Scope[],
+  prev: DatasetStatistics,
   prevVersion: string,
-  maxShare: number,
+  maxShare: (scope: Scope) => number,
   metrics: Record<string, number>,
   emit: Emit,
 ) {
-  const u = unseenShare(cur, prev);
-  metrics[`${check}.share`] = u.share;
-  if (u.share <= maxShare || u.rows === 0) return;
+  // One anomaly per check: the scope where the unseen share is largest (the new rows show a fresh break undiluted).
+  let worst: { scope: Scope; u: ReturnType<typeof unseenShare>; limit: number } | undefined;
+  for (const scope of scopes) {
+    const u = unseenShare(pick(scope.stats), pick(prev));
+    const limit = maxShare(scope);
+    metrics[`${check}.${scope.key}share`] = u.share;
+    if (u.share > limit && u.rows > 0 && (!worst || u.share - limit > worst.u.share - worst.limit))
+      worst = { scope, u, limit };
+  }
+  if (!worst) return;
+  const { scope, u, limit } = worst;
   const examples = u.ids
     .slice(0, 3)
     .map(([id, c]) => `${JSON.stringify(id)} (${int(c)})`)
@@ -220,9 +237,71 @@ function checkUnseen(
   emit(
     check,
     u.share,
-    maxShare,
-    `${pct(u.share)} of interactions (${int(u.rows)} rows) have ${int(u.ids.length)} ${what} unknown to version ` +
-      `${prevVersion}, above ${pct(maxShare)}; e.g. ${examples}`,
+    limit,
+    `${pct(u.share)} ${scope.of} (${int(u.rows)} rows) have ${int(u.ids.length)} ${what} unknown to version ` +
+      `${prevVersion}, above ${pct(limit)}; e.g. ${examples}`,
+  );
+}
+
+/**
+ * How far two samples of one distribution drift apart by chance, added to a threshold so that small samples do not
+ * raise false alarms: E[JS] ~ (k - 1)(1/n1 + 1/n2) / (8 ln 2) bits for k categories; for L-infinity, three standard
+ * deviations of the most common category's share.
+ */
+export function samplingAllowance(
+  metric: DistanceMetric,
+  reference: Record<string, number>,
+  sample: Record<string, number>,
+  n1: number,
+  n2: number,
+): number {
+  if (n1 <= 0 || n2 <= 0) return Infinity;
+  const inv = 1 / n1 + 1 / n2;
+  if (metric === 'jensen-shannon') {
+    const k = new Set([...Object.keys(reference), ...Object.keys(sample)]).size;
+    return (Math.max(0, k - 1) * inv) / (8 * Math.LN2);
+  }
+  const pMax = Math.max(0, ...Object.values(reference)) / n1;
+  return 3 * Math.sqrt(pMax * (1 - pMax) * inv);
+}
+
+function checkShift(
+  check: 'popularityShift' | 'userActivityShift',
+  what: (key: string) => string,
+  pick: (s: DatasetStatistics) => Record<string, number>,
+  total: (s: DatasetStatistics) => number,
+  scopes: Scope[],
+  prev: DatasetStatistics,
+  prevVersion: string,
+  c: { metric: DistanceMetric; threshold: number; newRowsThreshold?: number },
+  metrics: Record<string, number>,
+  emit: Emit,
+) {
+  let worst:
+    { scope: Scope; d: ReturnType<typeof distances>; value: number; limit: number; threshold: number } | undefined;
+  for (const scope of scopes) {
+    const d = distances(pick(prev), pick(scope.stats));
+    metrics[`${check}.${scope.key}jensenShannon`] = d.jensenShannon;
+    metrics[`${check}.${scope.key}lInfinity`] = d.lInfinity;
+    const threshold = scope.key === 'new.' ? (c.newRowsThreshold ?? c.threshold) : c.threshold;
+    const limit =
+      threshold + samplingAllowance(c.metric, pick(prev), pick(scope.stats), total(prev), total(scope.stats));
+    const value = metricValue(d, c.metric);
+    if (value > limit && (!worst || value - limit > worst.value - worst.limit))
+      worst = { scope, d, value, limit, threshold };
+  }
+  if (!worst) return;
+  const { scope, d, value, limit, threshold } = worst;
+  const allowance = limit - threshold;
+  emit(
+    check,
+    value,
+    limit,
+    `${what('')} ${scope.key === '' ? '' : `in the ${scope.of.replace(/^of the /, '')} `}shifted from version ` +
+      `${prevVersion}: ${c.metric} ${num(value)} > ${num(limit)} (threshold ${threshold} + ${num(allowance)} for ` +
+      `sample size; Jensen-Shannon ${num(d.jensenShannon)}, L-infinity ${num(d.lInfinity)}` +
+      (d.largest ? `; ${what(d.largest.key)} ${pct(d.largest.a)} -> ${pct(d.largest.b)}` : '') +
+      ')',
   );
 }
 
@@ -250,12 +329,15 @@ export function summarise(
 
 /**
  * Compares a version's statistics with the previous validated version's (none for the first version) under `cfg`.
- * Checks whose severity is `off` do not run.
+ * Checks whose severity is `off` do not run. `newRows` are the statistics of the version's rows newer than the previous
+ * version's last timestamp: a version that extends the previous one dilutes a break in its new rows (a broken id
+ * mapping in this week's export), so popularity, unseen items and unseen ratings are also judged on them alone.
  */
 export function detectAnomalies(
   current: DatasetStatistics,
   previous: PreviousVersion | undefined,
   cfg: ValidationConfig,
+  newRows?: DatasetStatistics,
 ): ValidationReport {
   const anomalies: Anomaly[] = [];
   const checked: CheckName[] = [];
@@ -309,14 +391,24 @@ export function detectAnomalies(
   });
   run('dailyVolumeDip', true, () => checkDailyVolumeDip(current, prev!, cfg, emit));
   run('timestampGap', false, () => checkTimestampGap(current, prev, cfg, emit));
+  const whole: Scope = { key: '', stats: current, of: 'of interactions' };
+  const scopes: Scope[] = [whole];
+  if (newRows && newRows.rows > 0)
+    scopes.push({
+      key: 'new.',
+      stats: newRows,
+      of: `of the ${int(newRows.rows)} interactions newer than version ${pv}`,
+    });
+  const items = (s: DatasetStatistics) => s.itemCounts;
   run('unseenItems', true, () =>
     checkUnseen(
       'unseenItems',
       'item ids',
-      current.itemCounts,
-      prev!.itemCounts,
+      items,
+      scopes,
+      prev!,
       pv,
-      cfg.unseenItems.maxShare,
+      (scope) => (scope.key === 'new.' ? cfg.unseenItems.newRowsMaxShare : cfg.unseenItems.maxShare),
       metrics,
       emit,
     ),
@@ -325,10 +417,11 @@ export function detectAnomalies(
     checkUnseen(
       'unseenUsers',
       'user ids',
-      current.userCounts,
-      prev!.userCounts,
+      (s) => s.userCounts,
+      [whole],
+      prev!,
       pv,
-      cfg.unseenUsers.maxShare,
+      () => cfg.unseenUsers.maxShare,
       metrics,
       emit,
     ),
@@ -337,48 +430,44 @@ export function detectAnomalies(
     checkUnseen(
       'unseenRatings',
       'rating values',
-      current.ratings,
-      prev!.ratings,
+      (s) => s.ratings,
+      scopes,
+      prev!,
       pv,
-      cfg.unseenRatings.maxShare,
+      () => cfg.unseenRatings.maxShare,
       metrics,
       emit,
     ),
   );
-  run('popularityShift', true, () => {
-    const c = cfg.popularityShift;
-    const d = distances(prev!.itemCounts, current.itemCounts);
-    metrics['popularityShift.jensenShannon'] = d.jensenShannon;
-    metrics['popularityShift.lInfinity'] = d.lInfinity;
-    const value = metricValue(d, c.metric);
-    if (value > c.threshold)
-      emit(
-        'popularityShift',
-        value,
-        c.threshold,
-        `item popularity shifted from version ${pv}: ${c.metric} ${num(value)} > ${c.threshold} ` +
-          `(Jensen-Shannon ${num(d.jensenShannon)}, L-infinity ${num(d.lInfinity)}` +
-          (d.largest ? `; item ${JSON.stringify(d.largest.key)} ${pct(d.largest.a)} -> ${pct(d.largest.b)}` : '') +
-          ' of interactions)',
-      );
-  });
-  run('userActivityShift', true, () => {
-    const c = cfg.userActivityShift;
-    const d = distances(prev!.userActivity, current.userActivity);
-    metrics['userActivityShift.jensenShannon'] = d.jensenShannon;
-    metrics['userActivityShift.lInfinity'] = d.lInfinity;
-    const value = metricValue(d, c.metric);
-    if (value > c.threshold)
-      emit(
-        'userActivityShift',
-        value,
-        c.threshold,
-        `interactions per user shifted from version ${pv}: ${c.metric} ${num(value)} > ${c.threshold}` +
-          (d.largest
-            ? ` (users with ${d.largest.key} interactions: ${pct(d.largest.a)} -> ${pct(d.largest.b)} of users)`
-            : ''),
-      );
-  });
+  run('popularityShift', true, () =>
+    checkShift(
+      'popularityShift',
+      (key) => (key === '' ? 'item popularity' : `item ${JSON.stringify(key)}`),
+      items,
+      (s) => s.rows,
+      scopes,
+      prev!,
+      pv,
+      cfg.popularityShift,
+      metrics,
+      emit,
+    ),
+  );
+  // Activity is a property of whole histories: the users of one new week always look less active than of three years.
+  run('userActivityShift', true, () =>
+    checkShift(
+      'userActivityShift',
+      (key) => (key === '' ? 'interactions per user' : `users with ${key} interactions`),
+      (s) => s.userActivity,
+      (s) => s.users,
+      [whole],
+      prev!,
+      pv,
+      cfg.userActivityShift,
+      metrics,
+      emit,
+    ),
+  );
 
   const { status, summary } = summarise(anomalies, previous?.version);
   return {

@@ -68,9 +68,14 @@ const quote = (p: string) => `'${p.replace(/'/g, "''")}'`;
 
 /**
  * Computes the statistics of a dataset version whose files (as named in `manifest.files`) are in `dir`.
- * ML-1M scale (1M rows) takes well under a second of DuckDB time.
+ * ML-1M scale (1M rows) takes well under a second of DuckDB time. With `newerThan` (unix s), only the rows after that
+ * time count: the new part of a version that extends the previous one.
  */
-export async function computeStatistics(dir: string, manifest: Pick<Manifest, 'files'>): Promise<DatasetStatistics> {
+export async function computeStatistics(
+  dir: string,
+  manifest: Pick<Manifest, 'files'>,
+  options: { newerThan?: number } = {},
+): Promise<DatasetStatistics> {
   const files = Object.keys(manifest.files).sort();
   const splits = SPLIT_NAMES.map((s) => `${s}.parquet`).filter((f) => files.includes(f));
   for (const f of [...SPLIT_NAMES.map((s) => `${s}.parquet`), 'users.parquet', 'items.parquet'])
@@ -87,7 +92,8 @@ export async function computeStatistics(dir: string, manifest: Pick<Manifest, 'f
       schema[f] = Object.fromEntries(described.map((r) => [String(r.column_name), String(r.column_type)]));
     }
     await conn.run(
-      `CREATE TEMP TABLE x AS SELECT user_idx, item_idx, ts, rating FROM read_parquet([${splits.map(local).join(', ')}])`,
+      `CREATE TEMP TABLE x AS SELECT user_idx, item_idx, ts, rating FROM read_parquet([${splits.map(local).join(', ')}])` +
+        (options.newerThan === undefined ? '' : ` WHERE ts > ${Math.floor(options.newerThan)}`),
     );
     const [totals] = await rows(
       `SELECT CAST(count(*) AS DOUBLE), CAST(coalesce(min(ts), 0) AS DOUBLE), CAST(coalesce(max(ts), 0) AS DOUBLE),

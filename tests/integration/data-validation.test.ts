@@ -127,18 +127,26 @@ test('a later day with half the volume fails, naming the day, and is never the p
   expect(await indexed()).toEqual([v1.version]);
 });
 
+const offByOne = (csv: string) =>
+  mapLines(csv, (line) => {
+    const [u, item, r, t] = line.split(',');
+    return [u, `i${Number(item!.slice(1)) + 1}`, r, t].join(',');
+  });
+
 test('a broken item-id mapping (ids off by one) fails on the item popularity shift', async () => {
-  const shift = (csv: string) =>
-    mapLines(csv, (line) => {
-      const [u, item, r, t] = line.split(',');
-      return [u, `i${Number(item!.slice(1)) + 1}`, r, t].join(',');
-    });
   const v2 = await version(
-    await upload('first-mapped.csv', shift(firstCsv)),
-    await upload('later-mapped.csv', shift(laterCsv)),
+    await upload('first-mapped.csv', offByOne(firstCsv)),
+    await upload('later-mapped.csv', offByOne(laterCsv)),
   );
   const result = await validate(v2);
   expectFailure(result, 'popularityShift', 'item popularity shifted from version');
+  expect(await indexed()).toEqual([v1.version]);
+});
+
+test('a broken mapping only in the new week (old rows intact) fails on the new rows', async () => {
+  const v2 = await version(await upload('first.csv', firstCsv), await upload('later-mapped.csv', offByOne(laterCsv)));
+  const result = await validate(v2);
+  expectFailure(result, 'popularityShift', 'item popularity in the 40,000 interactions newer than version');
   expect(await indexed()).toEqual([v1.version]);
 });
 
@@ -147,6 +155,7 @@ test('a benign later version (same world, one more week) passes or only warns, c
   const result = await validate(v2);
   expect(result.anomalies.filter((a) => a.severity === 'fail')).toEqual([]);
   expect(['pass', 'warn']).toContain(result.status);
+  expect(result.summary).toMatch(/^(PASS|WARN): /);
   expect(result.previousVersion).toBe(v1.version);
   expect(await indexed()).toEqual([v1.version, v2.version]);
 });

@@ -1,4 +1,11 @@
-import { detectAnomalies, distances, MAX_PER_CHECK, summarise, type Anomaly } from '../../lib/dataset/anomalies';
+import {
+  detectAnomalies,
+  distances,
+  MAX_PER_CHECK,
+  samplingAllowance,
+  summarise,
+  type Anomaly,
+} from '../../lib/dataset/anomalies';
 import { activityBucket, DAY_S, HOUR_S, type DatasetStatistics } from '../../lib/dataset/statistics';
 import { parseValidationConfig, type ValidationConfigInput } from '../../lib/dataset/validation-config';
 
@@ -203,7 +210,9 @@ describe('categories and distributions', () => {
     );
     expect(r.anomalies.map((a) => a.check)).toContain('popularityShift');
     const shift = r.anomalies.find((a) => a.check === 'popularityShift')!;
-    expect(shift.message).toContain('item "i1" 43.5% -> 0.0% of interactions');
+    expect(shift.message).toMatch(
+      /^item popularity shifted from version v1: jensen-shannon 0\.277 > 0\.100 \(threshold 0\.1 \+ 0\.000 for sample size; .*item "i1" 43\.5% -> 0\.0%\)$/,
+    );
     expect(r.metrics['unseenItems.share']).toBeCloseTo(500 / 11_500, 6);
   });
 
@@ -252,6 +261,40 @@ describe('categories and distributions', () => {
     ]);
   });
 
+  test('a break confined to the rows newer than the previous version is judged on those rows alone', () => {
+    const fresh = { 'item-i1': 500, 'item-i2': 300, 'item-i3': 200 };
+    const items = { ...prev.itemCounts, ...fresh };
+    const whole = stats({ daily: steady(15), items, users: prev.userCounts });
+    const newRows = stats({ daily: [1000], firstDay: DAY0 + 14, items: fresh, users: { u1: 1000 } });
+    const diluted = detectAnomalies(whole, { version: 'v1', stats: prev }, cfg());
+    expect(diluted.anomalies.filter((a) => a.severity === 'fail')).toEqual([]);
+    const r = detectAnomalies(whole, { version: 'v1', stats: prev }, cfg(), newRows);
+    expect(checks(r.anomalies)).toEqual(['fail:unseenItems', 'fail:popularityShift']);
+    expect(r.anomalies[0]!.message).toMatch(
+      /^100\.0% of the 1,000 interactions newer than version v1 \(1,000 rows\) have 3 item ids unknown to version v1, above 30\.0%; /,
+    );
+    expect(r.anomalies[0]!.threshold).toBe(0.3);
+    expect(r.anomalies[1]!.message).toMatch(/^item popularity in the 1,000 interactions newer than version v1 shifted/);
+    expect(r.metrics['unseenItems.new.share']).toBe(1);
+    expect(r.metrics['unseenItems.share']).toBeCloseTo(1000 / 12_500, 6);
+  });
+
+  test('benign new rows from the same distribution pass', () => {
+    const newRows = stats({
+      daily: [1150],
+      firstDay: DAY0 + 14,
+      items: { i1: 500, i2: 300, i3: 200, i4: 100, i5: 50 },
+    });
+    const r = detectAnomalies(
+      stats({ daily: steady(15), items: prev.itemCounts, users: prev.userCounts }),
+      { version: 'v1', stats: prev },
+      cfg(),
+      newRows,
+    );
+    expect(r.anomalies).toEqual([]);
+    expect(r.metrics['popularityShift.new.jensenShannon']).toBeLessThan(0.001);
+  });
+
   test('a column that changed type fails the schema check naming file and column', () => {
     const schema = { ...SCHEMA, 'train.parquet': { ...SCHEMA['train.parquet'], rating: 'DOUBLE', extra: 'VARCHAR' } };
     const r = detectAnomalies(
@@ -276,6 +319,16 @@ test('distances: identical distributions are 0 apart, disjoint ones 1 (Jensen-Sh
   expect(half.largest?.key).toBe('a');
   expect(half.jensenShannon).toBeGreaterThan(0);
   expect(half.jensenShannon).toBeLessThan(1);
+});
+
+test('the sampling allowance shrinks with the sample sizes, so small samples do not raise false alarms', () => {
+  const ref = { a: 50, b: 30, c: 20 };
+  const small = samplingAllowance('jensen-shannon', ref, ref, 100, 20);
+  const large = samplingAllowance('jensen-shannon', ref, ref, 100_000, 20_000);
+  expect(small).toBeCloseTo((2 * (1 / 100 + 1 / 20)) / (8 * Math.LN2), 12);
+  expect(large).toBeCloseTo(small / 1000, 12);
+  expect(samplingAllowance('l-infinity', ref, ref, 100, 100)).toBeCloseTo(3 * Math.sqrt(0.5 * 0.5 * 0.02), 12);
+  expect(samplingAllowance('jensen-shannon', ref, ref, 0, 10)).toBe(Infinity);
 });
 
 test('summaries name every failing check once and count warnings', () => {

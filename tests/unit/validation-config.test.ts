@@ -6,7 +6,12 @@ test('an empty config is complete: every check has a severity and its thresholds
   expect(Object.keys(cfg).sort()).toEqual([...CHECK_NAMES].sort());
   for (const name of CHECK_NAMES) expect(['warn', 'fail']).toContain(cfg[name].severity);
   expect(cfg.volumeDrop.maxDrop).toBeGreaterThan(0);
-  expect(cfg.popularityShift).toEqual({ severity: 'fail', metric: 'jensen-shannon', threshold: 0.1 });
+  expect(cfg.popularityShift).toEqual({
+    severity: 'fail',
+    metric: 'jensen-shannon',
+    threshold: 0.1,
+    newRowsThreshold: 0.3,
+  });
   expect(parseValidationConfig(undefined)).toEqual(cfg);
 });
 
@@ -15,7 +20,12 @@ test('a partial override keeps the other defaults of the same check', () => {
     popularityShift: { metric: 'l-infinity', threshold: 0.05 },
     unseenUsers: { severity: 'off' },
   });
-  expect(cfg.popularityShift).toEqual({ severity: 'fail', metric: 'l-infinity', threshold: 0.05 });
+  expect(cfg.popularityShift).toEqual({
+    severity: 'fail',
+    metric: 'l-infinity',
+    threshold: 0.05,
+    newRowsThreshold: 0.3,
+  });
   expect(cfg.unseenUsers).toEqual({ severity: 'off', maxShare: parseValidationConfig().unseenUsers.maxShare });
   expect(cfg.dailyVolumeDip).toEqual(parseValidationConfig().dailyVolumeDip);
 });
