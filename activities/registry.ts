@@ -1,21 +1,25 @@
 /**
- * Registry activity: one MLflow run per training (params, metrics, artefacts, lineage tags) and one registered
- * model version per training, aliased `challenger`, and `champion` when it beats both the popularity baseline and
- * the current champion. Keyed by the training key, so a retried or repeated registration creates nothing twice.
+ * Registry activities: one MLflow run per training (params, metrics, artefacts, lineage tags) and one registered
+ * model version per training, aliased `challenger` and tagged with its gate results and the artefact that ships.
+ * Keyed by the training key, so a retried or repeated registration creates nothing twice. Moving `champion` is a
+ * separate, explicit step (`promote`), taken only when the gates pass.
  */
+import { familyOf } from '../lib/model-family';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { Context } from '@temporalio/activity';
+import { ApplicationFailure, Context } from '@temporalio/activity';
 import { codeVersion, pythonLockSha256 } from '../lib/code-version';
 import { config } from '../lib/config';
 import { withTempDir } from '../lib/files';
 import { MlflowClient, filterValue, tagsOf } from '../lib/mlflow/client';
-import type { MlflowRun } from '../lib/mlflow/schemas';
+import type { MlflowModelVersion, MlflowRun } from '../lib/mlflow/schemas';
+import { Manifest } from '../lib/dataset/manifest';
 import { objectStore } from '../lib/object-store';
 import type { DatasetRef } from './etl';
 import type { EvaluationResult } from './evaluation';
 import type { ExportResult } from './export';
 import type { TrainResult } from './training';
+import type { GateDecision } from '../lib/gates/decide';
 
 export const PRIMARY_METRIC = 'ndcg@10';
 
@@ -29,6 +33,17 @@ export interface RegisterInput {
   training: TrainResult;
   evaluation: EvaluationResult;
   exported: ExportResult;
+  /** The ONNX artefact that serving loads (int8 when quantization passed its gate, else the float export). */
+  serving: ServingArtifact;
+  /** Quantization figures recorded as version tags (`recsys.quantization.<key>`). */
+  quantization?: Record<string, string | number>;
+  gates: GateDecision;
+}
+
+export interface ServingArtifact {
+  onnxUri: string;
+  sha256: string;
+  precision: 'fp32' | 'int8';
 }
 
 export interface RegisterResult {
@@ -36,11 +51,17 @@ export interface RegisterResult {
   version: string;
   mlflowRunId: string;
   aliases: string[];
-  promotedToChampion: boolean;
+  gatesPassed: boolean;
   decision: string;
-  previousChampion?: string;
   modelUrl: string;
   runUrl: string;
+}
+
+/** The current champion, with what evaluation needs to compare a challenger with it on the same test split. */
+export interface ChampionRef {
+  version: string;
+  modelUri: string;
+  dataset: DatasetRef;
 }
 
 /** MLflow metric and tag keys may not contain '@'. */
@@ -76,6 +97,9 @@ async function logRun(mlflow: MlflowClient, run: MlflowRun, input: RegisterInput
   };
   for (const [k, v] of Object.entries(evaluation.model)) metrics[metricKey('', k)] = v;
   for (const [k, v] of Object.entries(evaluation.popularity)) metrics[metricKey('popularity_', k)] = v;
+  metrics[`coverage_at_${evaluation.k}`] = evaluation.coverage.model;
+  const novelty = evaluation.novelty.model;
+  if (novelty !== null && novelty !== undefined) metrics[`novelty_at_${evaluation.k}`] = novelty;
   const params: Record<string, string> = {
     world_size: String(training.worldSize),
     dataset_interactions: String(dataset.counts.interactions),
@@ -91,7 +115,11 @@ async function logRun(mlflow: MlflowClient, run: MlflowRun, input: RegisterInput
   await withTempDir('register', async (dir) => {
     const uploads: [string, string][] = [
       [exported.onnxUri, 'model/model.onnx'],
+      ...(input.serving.precision === 'int8'
+        ? [[input.serving.onnxUri, 'model/model.int8.onnx'] as [string, string]]
+        : []),
       [evaluation.reportUri, 'evaluation/report.json'],
+      [evaluation.tableUri, 'evaluation/report.md'],
       [dataset.manifestUri, 'dataset/manifest.json'],
     ];
     for (const [uri, artifactPath] of uploads) {
@@ -112,12 +140,10 @@ export async function register(input: RegisterInput): Promise<RegisterResult> {
   if (run.info.status !== 'FINISHED') await logRun(mlflow, run, input);
 
   ctx.heartbeat({ stage: 'version' });
-  await mlflow.ensureRegisteredModel(input.model, 'Two-tower retrieval model trained by recsys continuousTraining');
+  await mlflow.ensureRegisteredModel(input.model, 'Retrieval model trained by recsys continuousTraining');
   const existing = await mlflow.searchModelVersions(
     `name = ${filterValue(input.model)} and run_id = ${filterValue(run.info.run_id)}`,
   );
-  const score = input.evaluation.model[PRIMARY_METRIC] ?? NaN;
-  const baseline = input.evaluation.popularity[PRIMARY_METRIC] ?? NaN;
   const version =
     existing[0] ??
     (await mlflow.createModelVersion(input.model, `${run.info.artifact_uri}/model`, run.info.run_id, {
@@ -128,40 +154,41 @@ export async function register(input: RegisterInput): Promise<RegisterResult> {
       'recsys.dataset.version': input.dataset.version,
       'recsys.dataset.uri': input.dataset.uri,
       'recsys.code_version': codeVersion(),
-      'recsys.onnx.uri': input.exported.onnxUri,
-      'recsys.onnx.sha256': input.exported.sha256,
+      'recsys.model.family': familyOf(input.training.config),
+      'recsys.model.uri': input.training.modelUri,
+      // What serving loads and verifies: the shipped artefact (int8 or fp32) and its checksum.
+      'recsys.onnx.uri': input.serving.onnxUri,
+      'recsys.onnx.sha256': input.serving.sha256,
+      'recsys.onnx.precision': input.serving.precision,
       'recsys.onnx.top_k': String(input.exported.topK),
       'recsys.onnx.history_len': String(input.exported.historyLen),
-      'recsys.model.uri': input.training.modelUri,
-      [metricKey('recsys.metric.', PRIMARY_METRIC)]: String(score),
-      [metricKey('recsys.metric.popularity.', PRIMARY_METRIC)]: String(baseline),
+      'recsys.onnx.fp32.uri': input.exported.onnxUri,
+      'recsys.onnx.fp32.sha256': input.exported.sha256,
     }));
 
+  // Figures and gate outcomes are (re)written on every registration: the same version judged again against a new
+  // champion gets the new verdict, and tags are idempotent.
+  const tags: Record<string, string> = {
+    [metricKey('recsys.metric.', PRIMARY_METRIC)]: String(input.evaluation.model[PRIMARY_METRIC] ?? NaN),
+    [metricKey('recsys.metric.popularity.', PRIMARY_METRIC)]: String(
+      input.evaluation.popularity[PRIMARY_METRIC] ?? NaN,
+    ),
+    'recsys.gates': input.gates.passed ? 'passed' : 'failed',
+    'recsys.gates.summary': input.gates.summary.slice(0, 4000),
+    'recsys.promotion_decision': input.gates.passed
+      ? 'passed the promotion gates'
+      : `kept as challenger: ${input.gates.summary}`.slice(0, 4000),
+  };
+  for (const check of input.gates.checks)
+    tags[`recsys.gate.${check.gate.replace(/[^A-Za-z0-9_.-]+/g, '_')}`] = `${check.outcome}: ${check.detail}`.slice(
+      0,
+      4000,
+    );
+  for (const [k, v] of Object.entries(input.quantization ?? {})) tags[`recsys.quantization.${k}`] = String(v);
+  for (const [key, value] of Object.entries(tags))
+    await mlflow.setModelVersionTag(input.model, version.version, key, value);
+
   await mlflow.setAlias(input.model, 'challenger', version.version);
-
-  // Champion: better than popularity and than the current champion on the primary metric.
-  const champion = await mlflow.getVersionByAlias(input.model, 'champion');
-  const championScore = champion ? Number(tagsOf(champion)[metricKey('recsys.metric.', PRIMARY_METRIC)] ?? NaN) : NaN;
-  let promoted = false;
-  let decision: string;
-  if (champion?.version === version.version) {
-    promoted = true;
-    decision = 'already champion';
-  } else if (!(score > baseline)) {
-    decision = `kept as challenger: ${PRIMARY_METRIC} ${score.toFixed(4)} does not beat popularity ${baseline.toFixed(4)}`;
-  } else if (champion && !(score > championScore)) {
-    decision = `kept as challenger: ${PRIMARY_METRIC} ${score.toFixed(4)} does not beat champion v${champion.version} (${championScore.toFixed(4)})`;
-  } else {
-    promoted = true;
-    decision = champion
-      ? `champion: ${PRIMARY_METRIC} ${score.toFixed(4)} beats popularity ${baseline.toFixed(4)} and v${champion.version} (${championScore.toFixed(4)})`
-      : `champion: ${PRIMARY_METRIC} ${score.toFixed(4)} beats popularity ${baseline.toFixed(4)} (no previous champion)`;
-    if (champion)
-      await mlflow.setModelVersionTag(input.model, version.version, 'recsys.previous_champion', champion.version);
-    await mlflow.setAlias(input.model, 'champion', version.version);
-  }
-  await mlflow.setModelVersionTag(input.model, version.version, 'recsys.promotion_decision', decision);
-
   const final = await mlflow.getModelVersion(input.model, version.version);
   const base = config().mlflowUrl;
   return {
@@ -169,10 +196,124 @@ export async function register(input: RegisterInput): Promise<RegisterResult> {
     version: version.version,
     mlflowRunId: run.info.run_id,
     aliases: final.aliases ?? [],
-    promotedToChampion: promoted,
-    decision,
-    previousChampion: champion && champion.version !== version.version ? champion.version : undefined,
+    gatesPassed: input.gates.passed,
+    decision: tags['recsys.promotion_decision']!,
     modelUrl: `${base}/#/models/${encodeURIComponent(input.model)}/versions/${version.version}`,
     runUrl: `${base}/#/experiments/${experimentId}/runs/${run.info.run_id}`,
   };
+}
+
+/** The version behind `champion`, or undefined for a model without one (or not registered yet). */
+export async function currentChampion(input: { model: string }): Promise<ChampionRef | undefined> {
+  const champion = await new MlflowClient().getVersionByAlias(input.model, 'champion');
+  return champion ? lineageOf(input.model, champion) : undefined;
+}
+
+/** A registered version with its lineage: the trained model and the dataset version it was trained on. */
+export async function describeVersion(input: { model: string; version: string }): Promise<ChampionRef> {
+  return lineageOf(input.model, await new MlflowClient().getModelVersion(input.model, input.version));
+}
+
+async function lineageOf(model: string, mv: MlflowModelVersion): Promise<ChampionRef> {
+  const tags = tagsOf(mv);
+  const modelUri = tags['recsys.model.uri'];
+  const datasetUri = tags['recsys.dataset.uri'];
+  if (!modelUri || !datasetUri)
+    throw ApplicationFailure.nonRetryable(
+      `${model} v${mv.version} lacks the tags recsys.model.uri / recsys.dataset.uri`,
+      'RegistryLineageError',
+    );
+  const manifestUri = `${datasetUri}manifest.json`;
+  const manifest = Manifest.parse(await objectStore().getJson(manifestUri));
+  return {
+    version: mv.version,
+    modelUri,
+    dataset: {
+      name: manifest.name,
+      version: manifest.version,
+      uri: manifest.uri,
+      manifestUri,
+      counts: manifest.counts,
+      reused: true,
+    },
+  };
+}
+
+/** Sets tags on a version (rollout outcomes, approvals): the registry's own record of what happened to it. */
+export async function tagVersion(input: {
+  model: string;
+  version: string;
+  tags: Record<string, string>;
+}): Promise<void> {
+  const mlflow = new MlflowClient();
+  for (const [key, value] of Object.entries(input.tags))
+    await mlflow.setModelVersionTag(input.model, input.version, key, value.slice(0, 4000));
+}
+
+export interface PromoteResult {
+  model: string;
+  version: string;
+  previousChampion?: string;
+  /** False when the version already was the champion: nothing was done. */
+  changed: boolean;
+}
+
+/**
+ * Points `champion` at a version and records who/what did it and the previous champion on the version's tags, so
+ * the registry itself says which version served when. Idempotent: promoting the champion again changes nothing.
+ */
+export async function promote(input: {
+  model: string;
+  version: string;
+  reason: string;
+  by: string;
+  /** Only move the alias if it still points here (the rollout's view of the world); undefined = no champion. */
+  expectedChampion?: string | null;
+}): Promise<PromoteResult> {
+  const mlflow = new MlflowClient();
+  const current = await mlflow.getVersionByAlias(input.model, 'champion');
+  if (current?.version === input.version) return { model: input.model, version: input.version, changed: false };
+  if (input.expectedChampion !== undefined && (current?.version ?? null) !== input.expectedChampion)
+    throw ApplicationFailure.nonRetryable(
+      `champion of ${input.model} is ${current ? `v${current.version}` : 'unset'}, expected ` +
+        `${input.expectedChampion === null ? 'unset' : `v${input.expectedChampion}`}: someone else moved it`,
+      'ChampionMovedError',
+    );
+  const at = new Date().toISOString();
+  if (current) await mlflow.setModelVersionTag(input.model, input.version, 'recsys.previous_champion', current.version);
+  await mlflow.setModelVersionTag(
+    input.model,
+    input.version,
+    'recsys.promoted',
+    `${at} by ${input.by}: ${input.reason}`,
+  );
+  await mlflow.setAlias(input.model, 'champion', input.version);
+  if (current)
+    await mlflow.setModelVersionTag(
+      input.model,
+      current.version,
+      'recsys.retired',
+      `${at}: replaced by v${input.version}`,
+    );
+  return { model: input.model, version: input.version, previousChampion: current?.version, changed: true };
+}
+
+/** Compensation of `promote`: puts `champion` back where it was (or removes it) if it still points at `version`. */
+export async function restoreChampion(input: {
+  model: string;
+  version: string;
+  previousChampion?: string;
+}): Promise<{ restored: boolean }> {
+  const mlflow = new MlflowClient();
+  const current = await mlflow.getVersionByAlias(input.model, 'champion');
+  if (current?.version !== input.version) return { restored: false };
+  if (input.previousChampion) await mlflow.setAlias(input.model, 'champion', input.previousChampion);
+  else await mlflow.deleteAlias(input.model, 'champion');
+  await mlflow.setModelVersionTag(
+    input.model,
+    input.version,
+    'recsys.promoted',
+    `reverted ${new Date().toISOString()}`,
+  );
+  return { restored: true };
 }

@@ -23,6 +23,11 @@ export interface TrainInput {
   config: Record<string, unknown>;
   /** Processes per node for torchrun (DDP); 1 runs a single process without torchrun. */
   nprocPerNode: number;
+  /**
+   * Set to force a fresh training of inputs that were trained before (e.g. the workflow id of a forced re-run): it
+   * becomes part of the training key, so every output downstream (evaluation, export, quantization) is new too.
+   */
+  rerun?: string;
 }
 
 export interface TrainResult {
@@ -56,11 +61,12 @@ export interface TrainHeartbeat {
   checkpointUri?: string;
 }
 
-export function trainingKey(input: Pick<TrainInput, 'dataset' | 'config' | 'nprocPerNode'>): string {
+export function trainingKey(input: Pick<TrainInput, 'dataset' | 'config' | 'nprocPerNode' | 'rerun'>): string {
   const canonical = JSON.stringify({
     dataset: `${input.dataset.name}/${input.dataset.version}`,
     config: Object.fromEntries(Object.entries(input.config).sort(([a], [b]) => a.localeCompare(b))),
     nprocPerNode: input.nprocPerNode,
+    ...(input.rerun ? { rerun: input.rerun } : {}),
   });
   return createHash('sha256').update(canonical).digest('hex').slice(0, 16);
 }

@@ -1,6 +1,7 @@
 /** `recsys`: the command line of the platform. */
 import { Command } from 'commander';
 import { registerRecommendCommand } from './commands/recommend';
+import { registerRolloutCommand } from './commands/rollout';
 import { registerServeCommand } from './commands/serve';
 import { registerSimulateCommand } from './commands/simulate';
 import { registerStatusCommand } from './commands/status';
@@ -11,6 +12,7 @@ registerTrainCommand(program);
 registerStatusCommand(program);
 registerServeCommand(program);
 registerRecommendCommand(program);
+registerRolloutCommand(program);
 registerSimulateCommand(program);
 
 program.parseAsync(process.argv).then(

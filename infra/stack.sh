@@ -81,6 +81,8 @@ up() {
 
 down() {
   bash "$INFRA_DIR/proc.sh" stop serving
+  # Serving replicas of the staging/production environments (activities/deploy.ts).
+  for f in "$RUN"/env-*.pid; do [[ -e "$f" ]] && bash "$INFRA_DIR/proc.sh" stop "$(basename "$f" .pid)"; done
   bash "$INFRA_DIR/proc.sh" stop worker
   for name in mlflow temporal versitygw; do
     pid_alive "$name" || { rm -f "$RUN/$name.pid"; continue; }

@@ -1,10 +1,13 @@
 /** `recsys train`: upload raw logs if local, start continuousTraining, optionally follow it to the end. */
+import { familyOf } from '../../lib/model-family';
+import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { WorkflowFailedError } from '@temporalio/client';
 import type { TrainHeartbeat } from '../../activities/training';
 import { config } from '../../lib/config';
 import { sha256File } from '../../lib/files';
+import { parseGateConfig } from '../../lib/gates/config';
 import { objectStore } from '../../lib/object-store';
 import { RecsysModel, RecsysTrigger } from '../../lib/search-attributes';
 import {
@@ -65,43 +68,67 @@ function describeHeartbeat(type: string, details: unknown): string {
 
 export function printResult(r: ContinuousTrainingResult): void {
   const metrics = ['recall@10', 'ndcg@10', 'hr@10', 'mrr'];
+  const family = familyOf(r.training.config);
   console.log('\nOffline evaluation on the test split (full ranking, time split):');
   console.log(
     table(
-      ['model', ...metrics],
+      ['ranker', ...metrics],
       [
-        [`two-tower v${r.registered.version}`, ...metrics.map((m) => r.evaluation.model[m] ?? NaN)],
+        [`${family} v${r.registered.version}`, ...metrics.map((m) => r.evaluation.model[m] ?? NaN)],
         ['popularity', ...metrics.map((m) => r.evaluation.popularity[m] ?? NaN)],
       ],
     ),
   );
   console.log(`\n${r.evaluation.nUsers} test users (${r.evaluation.nColdUsers} without history)`);
+  console.log('\nPromotion gates (95% bootstrap intervals):');
+  console.log(
+    table(
+      ['gate', 'outcome', 'detail'],
+      r.gates.checks.map((c) => [c.gate, c.outcome, c.detail]),
+    ),
+  );
+  const q = r.quantization;
+  console.log(
+    `\nQuantization: ships ${q.ships} — ${q.reason}\n` +
+      `  fp32 NDCG@10 ${q.float.ndcgAt10.toFixed(4)}, p50 ${q.float.p50Ms.toFixed(3)} ms, p99 ${q.float.p99Ms.toFixed(3)} ms\n` +
+      `  int8 NDCG@10 ${q.int8.ndcgAt10.toFixed(4)}, p50 ${q.int8.p50Ms.toFixed(3)} ms, p99 ${q.int8.p99Ms.toFixed(3)} ms`,
+  );
   console.log('\nSteps:');
-  const reused: Record<string, boolean> = {
-    etl: r.dataset.reused,
-    train: r.training.reused,
-    evaluate: r.evaluation.reused,
-    export: r.exported.reused,
-  };
   console.log(
     table(
       ['step', 'seconds', 'outcome'],
-      Object.entries(r.stepSeconds).map(([k, v]) => [
-        k,
-        duration(v),
-        reused[k] ? 'reused (same inputs seen before)' : 'done',
-      ]),
+      Object.entries(r.stepSeconds).map(([k, v]) => [k, duration(v), reusedStep(r, k) ? 'reused' : 'done']),
     ),
   );
   console.log(
     `\nDataset:   ${r.dataset.name}@${r.dataset.version} ${r.dataset.uri}${r.dataset.reused ? ' (reused)' : ''}`,
   );
+  console.log(`Validation: ${r.validation.summary} (${r.validation.reportUri})`);
   console.log(`Model:     ${r.registered.model} v${r.registered.version}  aliases: ${r.registered.aliases.join(', ')}`);
-  console.log(`Decision:  ${r.registered.decision}`);
+  console.log(`Outcome:   ${r.outcome}: ${r.registered.decision}`);
+  if (r.rollout)
+    console.log(
+      `Rollout:   ${r.rollout.workflowId} (recsys rollout status ${r.registered.model} ${r.registered.version})`,
+    );
   console.log(`ONNX:      ${r.exported.onnxUri} (max |diff| vs PyTorch ${r.exported.maxAbsDiff.toExponential(2)})`);
   console.log(`MLflow:    ${r.registered.modelUrl}`);
   console.log(`           ${r.registered.runUrl}`);
 }
+
+function reusedStep(r: ContinuousTrainingResult, step: string): boolean {
+  const outputs: Record<string, { reused: boolean } | undefined> = {
+    etl: r.dataset,
+    validate: r.validation,
+    train: r.training,
+    evaluate: r.evaluation,
+    export: r.exported,
+    quantize: r.quantization,
+  };
+  return outputs[step]?.reused === true;
+}
+
+const readJson = (file: string | undefined): object | undefined =>
+  file === undefined ? undefined : (JSON.parse(fs.readFileSync(file, 'utf8')) as object);
 
 export function registerTrainCommand(program: Command): void {
   program
@@ -121,6 +148,11 @@ export function registerTrainCommand(program: Command): void {
     .option('--nproc <n>', 'torchrun processes per node', (v) => Number(v), 2)
     .option('--trigger <kind>', 'manual | schedule | drift', 'manual')
     .option('--id <workflowId>', 'workflow id (default: train-<model>-<dataset>-<time>)')
+    .option('--force', 'train again even if these inputs were trained before (no step reuse)', false)
+    .option('--gates <file>', 'promotion gate config JSON (lib/gates/config.ts)')
+    .option('--validation <file>', 'data validation config JSON (lib/dataset/validation-config.ts)')
+    .option('--rollout-config <file>', 'rollout config JSON for the rollout started when the gates pass')
+    .option('--no-rollout', 'do not start a rollout when the gates pass')
     .option('--wait', 'follow progress and print the results', false)
     .action(
       async (opts: {
@@ -135,7 +167,14 @@ export function registerTrainCommand(program: Command): void {
         trigger: 'manual' | 'schedule' | 'drift';
         id?: string;
         wait: boolean;
+        force: boolean;
+        gates?: string;
+        validation?: string;
+        rolloutConfig?: string;
+        rollout: boolean;
       }) => {
+        // Bad gate files fail here, naming the file and field, before anything runs.
+        if (opts.gates) parseGateConfig(readJson(opts.gates), opts.gates);
         const sources = await stageSources(opts.dataset, opts.source);
         const trainCfg = parseOverrides(opts.set);
         if (opts.epochs !== undefined) trainCfg.epochs = opts.epochs;
@@ -152,6 +191,11 @@ export function registerTrainCommand(program: Command): void {
           train: trainCfg,
           nprocPerNode: opts.nproc,
           trigger: opts.trigger,
+          force: opts.force,
+          gates: readJson(opts.gates),
+          validation: readJson(opts.validation),
+          autoRollout: opts.rollout,
+          rollout: readJson(opts.rolloutConfig),
         };
         const client = await temporalClient();
         const workflowId = opts.id ?? trainingWorkflowId(opts.model, opts.dataset, new Date());

@@ -1,0 +1,42 @@
+/**
+ * Canary analysis activities: a snapshot of the per-version serving metrics of an environment (every replica
+ * scraped and summed), and the analysis of the window since a snapshot — canary vs baseline on errors, p99 and
+ * click-through (lib/rollout/analysis.ts). A replica that does not answer fails with `ReplicaUnavailable`.
+ */
+import type { AnalysisConfig } from '../lib/rollout/config';
+import { analyseCanary, type AnalysisResult, type VersionWindow } from '../lib/rollout/analysis';
+import { windowStats, type MetricsSnapshot, type WindowStats } from '../serving/version-metrics';
+import { scrapeVersionMetrics } from './deploy';
+import type { EnvName } from '../lib/environments';
+
+export type { MetricsSnapshot };
+
+export interface CanaryAnalysis {
+  result: AnalysisResult;
+  after: MetricsSnapshot;
+}
+
+const toWindow = (w: WindowStats | undefined): VersionWindow => ({
+  requests: w?.requests ?? 0,
+  errors: w?.errors ?? 0,
+  p99Ms: w?.p99Ms ?? 0,
+  clicks: w?.clicks ?? 0,
+  impressions: w?.eligible ?? 0,
+});
+
+export async function snapshotVersionMetrics(input: { env: EnvName }): Promise<MetricsSnapshot> {
+  return scrapeVersionMetrics({ env: input.env });
+}
+
+export async function analyseCanaryWindow(input: {
+  env: EnvName;
+  before: MetricsSnapshot;
+  canary: string;
+  baseline: string;
+  config: AnalysisConfig;
+}): Promise<CanaryAnalysis> {
+  const after = await scrapeVersionMetrics({ env: input.env });
+  const stats = windowStats(input.before, after);
+  const result = analyseCanary(toWindow(stats[input.canary]), toWindow(stats[input.baseline]), input.config);
+  return { result, after };
+}
