@@ -6,6 +6,7 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import {
   validateDataset,
@@ -124,6 +125,11 @@ test('a later day with half the volume fails, naming the day, and is never the p
   expectFailure(result, 'dailyVolumeDip', `daily volume on ${day} is`);
   const report = (await store.getJson(result.reportUri)) as { report: { status: string } };
   expect(report.report.status).toBe('fail');
+  const text = (await store.getBytes(`${v2.uri}validation.txt`))!.toString('utf8');
+  expect(text).toContain(`[fail] dailyVolumeDip: daily volume on ${day} is`);
+  expect(await indexed()).toEqual([v1.version]);
+  // Validating the failed version again returns the stored verdict and still keeps it out of the index.
+  expect(await validate(v2)).toEqual({ ...result, reused: true });
   expect(await indexed()).toEqual([v1.version]);
 });
 
@@ -158,4 +164,17 @@ test('a benign later version (same world, one more week) passes or only warns, c
   expect(result.summary).toMatch(/^(PASS|WARN): /);
   expect(result.previousVersion).toBe(v1.version);
   expect(await indexed()).toEqual([v1.version, v2.version]);
+});
+
+test('an invalid config is a non-retryable ConfigError naming the field and value', async () => {
+  const run = new MockActivityEnvironment().run<[ValidateDatasetInput], ValidationResult, typeof validateDataset>(
+    validateDataset,
+    { dataset: v1, config: { popularityShift: { threshold: 2 } } },
+  );
+  const err = (await run.catch((e: unknown) => e)) as ApplicationFailure;
+  expect(err).toBeInstanceOf(ApplicationFailure);
+  expect(err.type).toBe('ConfigError');
+  expect(err.nonRetryable).toBe(true);
+  expect(err.message).toContain("config field 'validation.popularityShift.threshold'");
+  expect(err.message).toContain('(value: 2)');
 });
