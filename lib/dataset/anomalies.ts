@@ -1,8 +1,10 @@
 /**
  * Anomaly detection for a dataset version (TFX Data Validation style): a pure comparison of the version's statistics
  * with those of the previous validated version (drift comparators: L-infinity / Jensen-Shannon over categorical
- * distributions, unseen categories, volume, schema) plus checks within the version (daily volume dips, timestamp
- * gaps). Without a previous version only the within-version checks apply. No I/O, so every rule is unit-testable.
+ * distributions with a sample-size allowance, unseen categories, volume per version and per day, schema, daily
+ * volume dips of the new days against their neighbours) plus a check within the version alone (timestamp gaps where
+ * data was dense). The first version of a dataset gets only the latter: there is nothing to compare it with.
+ * No I/O, so every rule is unit-testable.
  */
 import { DAY_S, dayLabel, hourLabel, type DatasetStatistics } from './statistics';
 import type { CheckName, DistanceMetric, ValidationConfig } from './validation-config';
