@@ -2,8 +2,8 @@
  * The traffic simulator's engine: replays simulated users as Recommend calls at a target rate, open-loop (calls start
  * on a schedule whether or not earlier ones have answered, as real users do; a closed loop would hide a slow version
  * by slowing its own load), for a bounded time, with at most `concurrency` calls in flight (a call due while the cap is
- * reached is counted as dropped, not queued). After each answer it sends a Feedback `click` (naming the answer's
- * request_id) for every returned item among the user's held-out items, else an `impression` of the first item.
+ * reached is counted as dropped, not queued). After each answer it sends one Feedback naming the answer's request_id:
+ * a `click` on the first returned item that is among the user's held-out items, else an `impression` of the top item.
  * Addresses are loopback only unless `allowRemote`. Stops by itself: a deadline per call, and the run ends when the
  * last call due before `seconds` has answered.
  */

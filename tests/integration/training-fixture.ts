@@ -97,10 +97,11 @@ export async function trainTinyModel(
   temporal: TemporalTestConnections,
   prefix: string,
   train: Record<string, unknown>,
+  shape?: Partial<SyntheticOptions>,
 ): Promise<{ model: string; trained: ContinuousTrainingResult }> {
   const model = uniqueName(prefix);
   const dataset = uniqueName('it-ds');
-  const source = await smallDatasetSource(dataset);
+  const source = await smallDatasetSource(dataset, shape);
   const taskQueue = uniqueName(prefix);
   const worker = await createTrainingWorker({ taskQueue, connection: temporal.native });
   const handle = await temporal.client.workflow.start(continuousTraining, {

@@ -1,0 +1,323 @@
+/**
+ * The rollout workflow against the real stack: real serving replicas (processes) for staging and production, real
+ * simulated traffic and feedback, real MLflow aliases. Tests run in order: the first promotes a candidate, the others
+ * roll candidates back in every way the issue names and check that production and the registry are as before.
+ */
+import { WorkflowFailedError, WorkflowUpdateFailedError } from '@temporalio/client';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import type { Worker } from '@temporalio/worker';
+import { localDataset } from '../../activities/dataset-cache';
+import { environmentState, setFault, stopEnvironment, type FaultInput } from '../../activities/deploy';
+import { promote } from '../../activities/registry';
+import { replicaSlots } from '../../lib/environments';
+import { MlflowClient, tagsOf } from '../../lib/mlflow/client';
+import type { RolloutConfigInput } from '../../lib/rollout/config';
+import { simulate, type SimulationResult } from '../../lib/simulate/run';
+import { loadWorkload, type SimUser } from '../../lib/simulate/workload';
+import { createTrainingWorker } from '../../worker/create-worker';
+import {
+  approveUpdate,
+  rejectUpdate,
+  rollout,
+  rolloutStateQuery,
+  rolloutWorkflowId,
+  type RolloutPhase,
+  type RolloutState,
+} from '../../workflows/rollout';
+import { uniqueName, useTemporal } from './stack';
+import { LEARNABLE_SHAPE, LEARNING_CONFIG, trainTinyModel, waitFor } from './training-fixture';
+
+// A private port range (gRPC 41000-41999, metrics 42000-42999): never `make demo`'s nor the deploy test's.
+const base = 41000 + 20 * Math.floor(Math.random() * 49);
+process.env.RECSYS_ENV_PORT_BASE = String(base);
+process.env.RECSYS_ENV_METRICS_PORT_BASE = String(base + 1000);
+
+// Declared before useTemporal's hooks so that it runs first: the worker must stop before its connection closes.
+afterAll(async () => {
+  worker?.shutdown();
+  await running;
+  await act(stopEnvironment, { env: 'production' });
+  await act(stopEnvironment, { env: 'staging' });
+});
+
+const temporal = useTemporal();
+const mlflow = new MlflowClient();
+
+/** Short bakes and small samples; latency limits loose enough for a 2-core machine running everything at once. */
+const FAST: RolloutConfigInput = {
+  staging: { replicas: 1, loadTest: { qps: 50, seconds: 2 }, maxErrorRate: 0.01, maxP99Ms: 1000 },
+  production: { replicas: 2 },
+  canary: {
+    steps: [
+      { weight: 20, bakeSeconds: 6 },
+      { weight: 50, bakeSeconds: 6 },
+    ],
+    analysis: {
+      minRequests: 40,
+      minFeedback: 40,
+      minClicks: 5,
+      // ~100 simulated users split by a sticky hash: which users land on the canary moves its CTR by up to ~15%
+      // (observed with identical models), so only a larger drop counts. Random recommendations drop it by ~45%.
+      minCtrDrop: 0.3,
+      maxP99Ratio: 3,
+      p99SlackMs: 30,
+      maxP99Ms: 1000,
+      retrySeconds: 3,
+      maxWaitSeconds: 9,
+    },
+  },
+  approval: { timeoutSeconds: 300 },
+};
+const ONE_STEP: RolloutConfigInput = { ...FAST, canary: { ...FAST.canary, steps: [{ weight: 20, bakeSeconds: 6 }] } };
+
+let model: string;
+let users: SimUser[];
+let champion: string;
+let taskQueue: string;
+let worker: Worker;
+let running: Promise<void>;
+let registered: { runId: string; artifact: string; tags: Record<string, string> };
+
+const act = <A, R>(fn: (a: A) => Promise<R>, arg: A): Promise<R> =>
+  new MockActivityEnvironment().run<[A], R, typeof fn>(fn, arg);
+
+/** Another registry version of the same trained model: a candidate that behaves exactly like the champion. */
+async function candidate(): Promise<string> {
+  const mv = await mlflow.createModelVersion(model, registered.artifact, registered.runId, registered.tags);
+  return mv.version;
+}
+
+const liveTraffic = new Set<AbortController>();
+// A test that fails half-way must not leave its traffic running into the next one.
+afterEach(() => {
+  for (const a of liveTraffic) a.abort();
+  liveTraffic.clear();
+});
+
+/** Production traffic for the duration of a test (bounded; aborted when the test is done). */
+function traffic(seconds = 120): { stop: () => Promise<SimulationResult> } {
+  const abort = new AbortController();
+  liveTraffic.add(abort);
+  const done = simulate({
+    addresses: replicaSlots('production')
+      .slice(0, 2)
+      .map((r) => r.address),
+    users,
+    qps: 120,
+    seconds,
+    concurrency: 32,
+    timeoutMs: 2000,
+    signal: abort.signal,
+  });
+  return {
+    stop: async () => {
+      abort.abort();
+      return done;
+    },
+  };
+}
+
+function start(version: string, config: RolloutConfigInput) {
+  return temporal.client.workflow.start(rollout, {
+    taskQueue,
+    workflowId: rolloutWorkflowId(model, version),
+    args: [{ model, version, config, startedBy: 'jest' }],
+  });
+}
+
+async function until(handle: { query: (q: typeof rolloutStateQuery) => Promise<RolloutState> }, phase: RolloutPhase) {
+  return waitFor(`phase ${phase}`, async () => {
+    const s = await handle.query(rolloutStateQuery);
+    if (s.outcome && s.phase !== phase) throw new Error(`rollout ended before ${phase}: ${s.outcome} ${s.reason}`);
+    return s.phase === phase ? s : undefined;
+  });
+}
+
+/** The canary step in force: production replicas hold the candidate with this weight. */
+function untilCanaryAt(handle: { query: (q: typeof rolloutStateQuery) => Promise<RolloutState> }, version: string) {
+  return waitFor(`canary weight on v${version}`, async () => {
+    const s = await handle.query(rolloutStateQuery);
+    if (s.outcome) throw new Error(`rollout ended before its canary: ${s.outcome} ${s.reason}`);
+    return s.phase === 'canary' && s.weights[version] ? s : undefined;
+  });
+}
+
+/** The message of a refused update (the validator's error is the cause of WorkflowUpdateFailedError). */
+async function refusal(update: Promise<unknown>): Promise<string> {
+  const err = await update.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(WorkflowUpdateFailedError);
+  return (err as WorkflowUpdateFailedError).cause?.message ?? '';
+}
+
+/** Production as the champion left it: every replica up, holding only the champion, with all the traffic. */
+async function expectProductionOn(version: string): Promise<void> {
+  const state = await act(environmentState, { env: 'production' });
+  expect(state.replicas).toHaveLength(2);
+  for (const r of state.replicas) {
+    expect(r.up).toBe(true);
+    expect(r.weights).toEqual({ [version]: 100 });
+    expect(r.versions.map((v) => v.version)).toEqual([version]);
+  }
+  expect((await mlflow.getVersionByAlias(model, 'champion'))?.version).toBe(version);
+}
+
+beforeAll(async () => {
+  const tiny = await trainTinyModel(temporal, 'it-rollout', LEARNING_CONFIG, LEARNABLE_SHAPE);
+  model = tiny.model;
+  champion = tiny.trained.registered.version;
+  const mv = await mlflow.getModelVersion(model, champion);
+  const run = await mlflow.getRun(tiny.trained.registered.mlflowRunId);
+  registered = { runId: run.info.run_id, artifact: `${run.info.artifact_uri}/model`, tags: tagsOf(mv) };
+  users = await loadWorkload(await localDataset(tiny.trained.dataset));
+  // The champion an earlier approved rollout would have left.
+  await act(promote, { model, version: champion, reason: 'test setup', by: 'jest' });
+  taskQueue = uniqueName('it-rollout');
+  worker = await createTrainingWorker({ taskQueue, connection: temporal.native });
+  running = worker.run();
+}, 600_000);
+
+test('a good candidate goes through staging and every canary step, waits for approval, and approval promotes it', async () => {
+  const version = await candidate();
+  const previous = champion;
+  const handle = await start(version, FAST);
+  // Production holds the candidate from the first canary step on; traffic from then on.
+  await untilCanaryAt(handle, version);
+  const load = traffic();
+  const waiting = await until(handle, 'awaiting-approval');
+  await load.stop();
+
+  expect(waiting.staging?.errors).toBe(0);
+  expect(waiting.staging?.requests).toBeGreaterThan(50);
+  expect(waiting.analyses.map((a) => [a.weight, a.result.outcome])).toEqual([
+    [20, 'pass'],
+    [50, 'pass'],
+  ]);
+  for (const a of waiting.analyses) {
+    expect(a.result.canary.requests).toBeGreaterThanOrEqual(40);
+    expect(a.result.baseline.clicks).toBeGreaterThanOrEqual(5);
+  }
+  expect(waiting.weights).toEqual({ [previous]: 50, [version]: 50 });
+  expect(waiting.decision).toBeUndefined();
+
+  // A decision needs who and why; an approval outside the approval phase is refused (checked in other tests).
+  expect(await refusal(handle.executeUpdate(approveUpdate, { args: [{ by: '', reason: 'x' }] }))).toMatch(/'by'/);
+  await handle.executeUpdate(approveUpdate, { args: [{ by: 'alice', reason: 'canary looks good' }] });
+  const result = await handle.result();
+  expect(result).toMatchObject({
+    outcome: 'promoted',
+    baseline: previous,
+    decision: { verdict: 'approve', by: 'alice' },
+  });
+
+  await expectProductionOn(version);
+  const tags = tagsOf(await mlflow.getModelVersion(model, version));
+  expect(tags['recsys.previous_champion']).toBe(previous);
+  expect(tags['recsys.promoted']).toMatch(/by alice: rollout .* approved by alice: canary looks good/);
+  expect(tagsOf(await mlflow.getModelVersion(model, previous))['recsys.retired']).toMatch(`replaced by v${version}`);
+  expect((await act(environmentState, { env: 'staging' })).replicas).toHaveLength(0);
+  champion = version;
+});
+
+describe.each<[string, FaultInput, RegExp]>([
+  ['recommends at random', { randomRecommendations: true }, /click-through/],
+  ['answers 300 ms late', { addedLatencyMs: 300 }, /p99-latency/],
+])('a canary that %s', (_what, fault, check) => {
+  test('is rolled back at the first step without asking anyone; production never gave it more than that share', async () => {
+    const version = await candidate();
+    const handle = await start(version, FAST);
+    await untilCanaryAt(handle, version);
+    await act(setFault, { env: 'production', version, fault });
+    const load = traffic();
+    const result = await handle.result();
+    await load.stop();
+
+    expect(result.outcome).toBe('rolled-back');
+    expect(result.reason).toMatch(/^canary analysis at 20% failed: fail: /);
+    expect(result.reason).toMatch(check);
+    expect(result.decision).toBeUndefined(); // nobody was asked
+    expect(result.analyses.map((a) => a.weight)).toEqual(result.analyses.map(() => 20));
+    const last = result.analyses.at(-1)!.result;
+    const share = last.canary.requests / (last.canary.requests + last.baseline.requests);
+    expect(share).toBeLessThan(0.35); // 20% of users, sticky; never the 50% step
+    const events = result.events.map((e) => e.what).join('\n');
+    expect(events).not.toMatch(/50% of production traffic/);
+
+    await expectProductionOn(champion);
+    expect(tagsOf(await mlflow.getModelVersion(model, version))['recsys.rollout']).toMatch(/^rolled back .*: canary/);
+  });
+});
+
+test('a rejection rolls back; an approval outside the approval phase is refused', async () => {
+  const version = await candidate();
+  const handle = await start(version, ONE_STEP);
+  await untilCanaryAt(handle, version);
+  expect(await refusal(handle.executeUpdate(approveUpdate, { args: [{ by: 'eve', reason: 'too early' }] }))).toMatch(
+    /is in phase 'canary', not waiting for a decision; nothing to approve/,
+  );
+  const load = traffic();
+  await until(handle, 'awaiting-approval');
+  await load.stop();
+  await handle.executeUpdate(rejectUpdate, { args: [{ by: 'bob', reason: 'not this week' }] });
+  const result = await handle.result();
+  expect(result).toMatchObject({ outcome: 'rolled-back', reason: 'rejected by bob: not this week' });
+  await expectProductionOn(champion);
+});
+
+test('no decision before the approval timeout rolls back', async () => {
+  const version = await candidate();
+  const handle = await start(version, { ...ONE_STEP, approval: { timeoutSeconds: 3 } });
+  await untilCanaryAt(handle, version);
+  const load = traffic();
+  const result = await handle.result();
+  await load.stop();
+  expect(result).toMatchObject({ outcome: 'rolled-back', reason: 'no approval within 3 s' });
+  await expectProductionOn(champion);
+});
+
+test('a canary without traffic never passes: it waits, then asks a human, and a rejection rolls back', async () => {
+  const version = await candidate();
+  const handle = await start(version, ONE_STEP);
+  const asking = await until(handle, 'awaiting-traffic-decision');
+  expect(asking.analyses.length).toBeGreaterThanOrEqual(2); // re-analysed while waiting for traffic
+  expect(asking.analyses.every((a) => a.result.outcome === 'inconclusive')).toBe(true);
+  expect(asking.latestAnalysis?.summary).toMatch(/^not enough traffic: canary 0 \/ baseline 0 requests/);
+  await handle.executeUpdate(rejectUpdate, { args: [{ by: 'carol', reason: 'no traffic to judge by' }] });
+  const result = await handle.result();
+  expect(result.outcome).toBe('rolled-back');
+  expect(result.events.some((e) => /awaiting-approval|approved/.test(e.what))).toBe(false);
+  await expectProductionOn(champion);
+});
+
+test('a production replica killed during the canary leads to a rollback, not to a split left behind', async () => {
+  const version = await candidate();
+  const handle = await start(version, FAST);
+  const canary = await untilCanaryAt(handle, version);
+  expect(canary.weights).toEqual({ [champion]: 80, [version]: 20 });
+  const load = traffic();
+  const victim = (await act(environmentState, { env: 'production' })).replicas[1]!;
+  process.kill(-victim.pid!, 'SIGKILL');
+  const result = await handle.result();
+  await load.stop();
+  expect(result.outcome).toBe('rolled-back');
+  expect(result.reason).toMatch(/serving replica unavailable: replica production#1/);
+  // The undo restarted the lost replica on the champion: nothing split, nothing missing.
+  await expectProductionOn(champion);
+});
+
+test('cancelling the workflow restores the previous state', async () => {
+  const version = await candidate();
+  const handle = await start(version, FAST);
+  await untilCanaryAt(handle, version);
+  await handle.cancel();
+  const err = await handle.result().then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(WorkflowFailedError);
+  expect((await handle.describe()).status.name).toBe('CANCELLED');
+  await expectProductionOn(champion);
+  expect((await act(environmentState, { env: 'staging' })).replicas).toHaveLength(0);
+});
