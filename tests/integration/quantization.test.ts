@@ -3,13 +3,19 @@
  * model trained and exported by the real `train` and `exportOnnx` activities, then int8 quantization, evaluation,
  * timing and the gate. The int8 graph is read back from the store and checked against the recorded sha256; a second
  * call reuses the summary; another tolerance is another key; a float graph that does not match its recorded sha256
- * is refused.
+ * is refused; a cancelled run stores nothing.
  */
 import { createHash } from 'node:crypto';
+import { CancelledFailure } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { etl, type DatasetRef, type EtlInput } from '../../activities/etl';
 import { exportOnnx, type ExportResult } from '../../activities/export';
-import { quantize, type QuantizationInput, type QuantizationResult } from '../../activities/quantization';
+import {
+  quantizationKey,
+  quantize,
+  type QuantizationInput,
+  type QuantizationResult,
+} from '../../activities/quantization';
 import { train, type TrainResult } from '../../activities/training';
 import { objectStore } from '../../lib/object-store';
 import { smallDatasetSource } from './training-fixture';
@@ -89,4 +95,21 @@ test('refuses a float graph whose bytes do not match the export record', async (
     type: 'ArtifactIntegrityError',
     nonRetryable: true,
   });
+});
+
+test('cancellation stops the Python step and stores nothing', async () => {
+  const input: QuantizationInput = { dataset, training, exported, tolerance: 0.02 };
+  const cancellable = env();
+  const stages: unknown[] = [];
+  // Cancel once models.quantize reports it is quantizing: the Python process is running then.
+  cancellable.on('heartbeat', (detail: { stage?: unknown } | undefined) => {
+    stages.push(detail?.stage);
+    if (detail?.stage === 'quantize') cancellable.cancel();
+  });
+  await expect(cancellable.run(quantize, input)).rejects.toBeInstanceOf(CancelledFailure);
+  expect(stages).toContain('quantize');
+  expect(stages).not.toContain('upload');
+  const int8Uri = `${exported.onnxUri.replace(/\.onnx$/, '')}-int8-${quantizationKey(exported.sha256, 0.02)}.onnx`;
+  expect(await store.exists(`${int8Uri}.json`)).toBe(false);
+  expect(await store.exists(int8Uri)).toBe(false);
 });
