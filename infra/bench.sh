@@ -7,6 +7,9 @@ inter=$(bash infra/fetch-movielens.sh)
 node_modules/.bin/tsx bench/etl.ts 3
 node_modules/.bin/tsx bench/training.ts 3
 node_modules/.bin/tsx bench/pipeline.ts "$inter"
+# Quality first: it caches the trained models (~/.cache/recsys/bench/quality) that quantization reuses.
+node_modules/.bin/tsx bench/quality.ts "$inter"
+node_modules/.bin/tsx bench/quantization.ts "$inter"
 # Serving: needs no stack (local ONNX graphs, loopback only); the Python peer runs from its own venv.
 bash infra/install-bench.sh
 node_modules/.bin/tsx bench/serving.ts 5

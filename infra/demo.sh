@@ -1,32 +1,100 @@
 #!/usr/bin/env bash
-# `make demo` after the stack is up: real MovieLens-100K through continuousTraining, end to end.
+# `make demo` after the stack is up: the real MovieLens-100K through continuous training and staged rollouts.
+#   v1: the first 90% of the log (by time) → continuousTraining (validate, train, evaluate, quantize, gates) → rollout:
+#       staging load test → no champion yet, so no canary → approval → champion; production serves it
+#   v2: the whole log, as when new data arrives → validated against v1's data, gated against v1 → rollout: staging →
+#       canary 5% → 25% → 50% under simulated traffic with automated analysis → approval → champion
+# Approval is a human decision: with a terminal the demo asks; without one (CI, scripts) it says so and approves.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 cd "$REPO_DIR"
+MODEL=two-tower-ml-100k
+RECSYS=cli/bin/recsys
+WORK="$RECSYS_STACK_DIR/demo"
+mkdir -p "$WORK"
 
 t0=$SECONDS
 log "data: MovieLens-100K from the RecBole package"
 inter=$(bash infra/fetch-movielens.sh)
-log "worker: starting the training worker"
+early="${inter%.inter}.first90.inter"
+if [[ ! -s "$early" ]]; then
+  # The first 90% of the interactions by time (ties broken by user and item, so the file is the same every time).
+  rows=$(($(wc -l <"$inter") - 1))
+  { head -n 1 "$inter"; tail -n +2 "$inter" | sort -t$'\t' -k4,4n -k1,1 -k2,2 | head -n $((rows * 9 / 10)); } \
+    >"$early.partial"
+  mv "$early.partial" "$early"
+fi
+
+# The demo's serving used to be one `recsys serve` on :50051; production replicas use that port now.
+bash infra/proc.sh stop serving
+log "worker: starting the worker"
 bash infra/proc.sh start worker "polling task queue" -- node_modules/.bin/tsx worker/training-worker.ts
 t1=$SECONDS
 
-log "training: recsys train (watch it in the Web UI: http://127.0.0.1:$TEMPORAL_UI_PORT)"
-cli/bin/recsys train --model two-tower-ml-100k --dataset ml-100k --source "$inter" --format recbole \
-  --etl '{"ratingRange":[1,5]}' --nproc 2 --wait
+# Trains one dataset version; prints the model version whose rollout it started (nothing when none was started).
+train() {
+  local source=$1 out="$WORK/train-$2.log"
+  log "training $2: recsys train (watch it in the Web UI: http://127.0.0.1:$TEMPORAL_UI_PORT)" >&2
+  $RECSYS train --model "$MODEL" --dataset ml-100k --source "$source" --format recbole --etl '{"ratingRange":[1,5]}' \
+    --nproc 2 --gates infra/demo/gates.json --rollout-config infra/demo/rollout.json --wait | tee "$out" >&2
+  grep -oE "^Rollout: +rollout-$MODEL-v[0-9]+" "$out" | sed -E 's/.*-v([0-9]+)$/\1/' || true
+}
+
+# Follows a rollout to its human decision, takes it (or lets the person at the terminal take it), follows it to the end.
+steer() {
+  local version=$1 said
+  said=$($RECSYS rollout watch "$MODEL" "$version" --until decision | tee /dev/stderr | tail -n 1)
+  if [[ "$said" == waiting:* ]]; then
+    cat >&2 <<MSG
+
+Rollout of $MODEL v$version is waiting for a decision. Decide in the Temporal Web UI
+(http://127.0.0.1:$TEMPORAL_UI_PORT, workflow rollout-$MODEL-v$version, "Send an Update": approve or reject with
+{"by": "...", "reason": "..."}) or with the CLI:
+  $RECSYS rollout approve $MODEL $version --reason "..."     $RECSYS rollout reject $MODEL $version --reason "..."
+MSG
+    if [[ -t 0 ]]; then
+      local answer=""
+      read -r -p "Approve v$version from here? [y/N] (or decide in the Web UI; this waits) " answer || true
+      if [[ "$answer" =~ ^[Yy] ]]; then
+        $RECSYS rollout approve "$MODEL" "$version" --reason "approved at the make demo prompt" || true
+      elif [[ -n "$answer" ]]; then
+        $RECSYS rollout reject "$MODEL" "$version" --reason "rejected at the make demo prompt" || true
+      fi
+    else
+      log "no terminal: approving v$version automatically, as the person running the demo would"
+      $RECSYS rollout approve "$MODEL" "$version" --by "make demo (no terminal)" \
+        --reason "demo run without a terminal: automatic approval" || true
+    fi
+    $RECSYS rollout watch "$MODEL" "$version" --until done
+  fi
+}
+
+v1=$(train "$early" v1-first90)
+[[ -n "$v1" ]] && steer "$v1"
 t2=$SECONDS
 
-log "serving: the champion over gRPC on 127.0.0.1:50051"
-bash infra/proc.sh start serving "^Serving " -- cli/bin/recsys serve --model two-tower-ml-100k --alias champion --port 50051
-cli/bin/recsys recommend --user 196 --k 10 --address 127.0.0.1:50051
+# Production traffic for the second rollout's canary: held-out users replayed as 2,000 pseudonymous users.
+if (exec 3<>/dev/tcp/127.0.0.1/50051) 2>/dev/null; then
+  bash infra/proc.sh start simulate "^Replaying" -- $RECSYS simulate --env production --model "$MODEL" --qps 100 \
+    --seconds 900 --population 2000
+fi
+v2=$(train "$inter" v2-full)
+[[ -n "$v2" ]] && steer "$v2"
+bash infra/proc.sh stop simulate
 t3=$SECONDS
+
+log "serving: production answers with the champion"
+$RECSYS recommend --user 196 --k 10 --address 127.0.0.1:50051
+echo
+$RECSYS rollout history "$MODEL"
 
 cat <<MSG
 
-Demo finished: data + worker $((t1 - t0)) s, continuousTraining $((t2 - t1)) s, serving $((t3 - t2)) s.
-  Temporal Web UI  http://127.0.0.1:$TEMPORAL_UI_PORT  (filter: RecsysModel="two-tower-ml-100k")
-  MLflow           $MLFLOW_TRACKING_URI  (Models → two-tower-ml-100k)
-  Object store     $RECSYS_S3_ENDPOINT  (bucket recsys: datasets/, training/)
-  Recommend        cli/bin/recsys recommend --user 196 --history 50,172 --k 10   (gRPC 127.0.0.1:50051)
-The stack, the worker and the server keep running; stop them all with: make stack-down
+Demo finished: data + worker $((t1 - t0)) s, v1 training + rollout $((t2 - t1)) s, v2 training + rollout $((t3 - t2)) s.
+  Temporal Web UI  http://127.0.0.1:$TEMPORAL_UI_PORT  (filter: RecsysModel="$MODEL")
+  MLflow           $MLFLOW_TRACKING_URI  (Models → $MODEL: aliases champion / challenger, gate and rollout tags)
+  Object store     $RECSYS_S3_ENDPOINT  (bucket recsys: datasets/, training/, serving-logs/)
+  Recommend        $RECSYS recommend --user 196 --history 50,172 --k 10   (production, gRPC 127.0.0.1:50051)
+  Rollouts         $RECSYS rollout history $MODEL
+The stack, the worker and the production replicas keep running; stop them all with: make stack-down
 MSG

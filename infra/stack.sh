@@ -80,6 +80,7 @@ up() {
 }
 
 down() {
+  bash "$INFRA_DIR/proc.sh" stop simulate
   bash "$INFRA_DIR/proc.sh" stop serving
   # Serving replicas of the staging/production environments (activities/deploy.ts).
   for f in "$RUN"/env-*.pid; do [[ -e "$f" ]] && bash "$INFRA_DIR/proc.sh" stop "$(basename "$f" .pid)"; done

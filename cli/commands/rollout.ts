@@ -196,6 +196,41 @@ export function registerRolloutCommand(program: Command): void {
     );
 
   cmd
+    .command('watch')
+    .description('follow a rollout, printing its events, until it waits for a human or ends')
+    .argument('<model>')
+    .argument('<version>')
+    .option('--until <when>', 'decision (waiting for approve/reject) | done', 'decision')
+    .option('--timeout <seconds>', 'give up after this long', (v) => Number(v), 1800)
+    .action(async (model: string, version: string, opts: { until: 'decision' | 'done'; timeout: number }) => {
+      const client = await temporalClient();
+      const id = rolloutWorkflowId(model, version);
+      const handle = client.workflow.getHandle(id);
+      const deadline = Date.now() + opts.timeout * 1000;
+      let seen = 0;
+      for (;;) {
+        let state: RolloutState | undefined;
+        try {
+          state = await handle.query(rolloutStateQuery);
+        } catch {
+          // not started yet, or between workflow tasks: ask again
+        }
+        if (state) {
+          for (const e of state.events.slice(seen)) console.log(`${e.at.slice(11, 19)}  ${e.what}`);
+          seen = state.events.length;
+          const waiting = state.phase === 'awaiting-approval' || state.phase === 'awaiting-traffic-decision';
+          if (state.outcome || (opts.until === 'decision' && waiting)) {
+            console.log(state.outcome ? `${state.outcome}: ${state.reason ?? ''}` : `waiting: ${state.phase}`);
+            return;
+          }
+        }
+        if (Date.now() > deadline)
+          throw new Error(`${id}: still ${state?.phase ?? 'not started'} after ${opts.timeout} s`);
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    });
+
+  cmd
     .command('history')
     .description('every rollout of a model: when, which version, outcome, who decided and why')
     .argument('<model>')

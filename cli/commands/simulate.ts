@@ -16,7 +16,7 @@ import {
   setServerFault,
   type DatasetTarget,
 } from '../../lib/simulate/target';
-import { loadWorkload } from '../../lib/simulate/workload';
+import { expandPopulation, loadWorkload } from '../../lib/simulate/workload';
 import { faultOf, isEmptyFault, type FaultMessage } from '../../serving/faults';
 import { table } from '../format';
 
@@ -28,6 +28,7 @@ interface SimulateOptions {
   qps: number;
   seconds: number;
   users?: number;
+  population?: number;
   k: number;
   concurrency: number;
   historyLen: number;
@@ -67,6 +68,11 @@ export function registerSimulateCommand(program: Command): void {
     .option('--qps <n>', 'target calls per second (open loop)', num('--qps'), 50)
     .option('--seconds <n>', 'how long to send calls', num('--seconds'), 30)
     .option('--users <n>', 'replay only the first N test users', num('--users'))
+    .option(
+      '--population <n>',
+      'replay the users as N pseudonymous ids (<id>~<k>) spread over sticky assignments',
+      num('--population'),
+    )
     .option('--k <n>', 'items per call (clicks are judged on these)', num('--k'), 10)
     .option('--concurrency <n>', 'cap on calls in flight (calls due beyond it are dropped)', num('--concurrency'), 64)
     .option('--history-len <n>', 'items of history sent per call', num('--history-len'), 50)
@@ -92,7 +98,8 @@ export function registerSimulateCommand(program: Command): void {
         ? datasetFromUri(opts.datasetUri)
         : await servedDataset(addresses[0]!, opts.model);
       const dir = await localDataset(dataset);
-      const users = await loadWorkload(dir, { historyLen: opts.historyLen, maxUsers: opts.users });
+      const loaded = await loadWorkload(dir, { historyLen: opts.historyLen, maxUsers: opts.users });
+      const users = opts.population ? expandPopulation(loaded, opts.population) : loaded;
       const log = (s: string) => {
         if (!opts.json) console.log(s);
       };

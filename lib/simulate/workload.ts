@@ -73,3 +73,18 @@ export async function loadWorkload(dir: string, opts: WorkloadOptions = {}): Pro
     instance.closeSync();
   }
 }
+
+/**
+ * The held-out users replayed as a population of `size` pseudonymous users (`<id>~<k>`), each a copy of one real
+ * user. Sticky assignment hashes the user id, so with a small test set (ML-100K has ~90 users with held-out items)
+ * which few users land on a 5% canary would decide its click-through; spread over many ids, every version sees the
+ * same mix of users and differences come from the model.
+ */
+export function expandPopulation(users: readonly SimUser[], size: number): SimUser[] {
+  if (!Number.isInteger(size) || size < 1) throw new Error(`population must be a positive integer, got ${size}`);
+  if (size <= users.length) return users.slice(0, size);
+  return Array.from({ length: size }, (_, k) => {
+    const u = users[k % users.length]!;
+    return { ...u, userId: `${u.userId}~${Math.floor(k / users.length)}` };
+  });
+}

@@ -15,7 +15,7 @@ import { addScrape, parsePrometheus } from '../../serving/version-metrics';
 import { simulate } from '../../lib/simulate/run';
 import { quantile } from '../../lib/simulate/stats';
 import { datasetFromUri, parseFaultSpec } from '../../lib/simulate/target';
-import type { SimUser } from '../../lib/simulate/workload';
+import { expandPopulation, type SimUser } from '../../lib/simulate/workload';
 import { FakeRanker, fakeCatalog, fakeServable } from './serving-fakes';
 
 class FakeLoader implements ModelLoader {
@@ -128,4 +128,15 @@ test('fault specs and dataset URIs from the command line', () => {
   });
   expect(quantile([5, 1, 3, 2, 4], 0.5)).toBe(3);
   expect(quantile([], 0.99)).toBeNull();
+});
+
+describe('expandPopulation', () => {
+  it('copies the held-out users under pseudonymous ids, each real user equally often', () => {
+    const users = ['a', 'b', 'c'].map((userId) => ({ userId, history: [userId], heldOut: new Set([userId]) }));
+    const pop = expandPopulation(users, 7);
+    expect(pop.map((u) => u.userId)).toEqual(['a~0', 'b~0', 'c~0', 'a~1', 'b~1', 'c~1', 'a~2']);
+    expect(pop[4]!.history).toEqual(['b']);
+    expect(expandPopulation(users, 2).map((u) => u.userId)).toEqual(['a', 'b']);
+    expect(() => expandPopulation(users, 0)).toThrow(/population must be a positive integer, got 0/);
+  });
 });
