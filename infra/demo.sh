@@ -20,8 +20,10 @@ early="${inter%.inter}.first90.inter"
 if [[ ! -s "$early" ]]; then
   # The first 90% of the interactions by time (ties broken by user and item, so the file is the same every time).
   rows=$(($(wc -l <"$inter") - 1))
-  { head -n 1 "$inter"; tail -n +2 "$inter" | sort -t$'\t' -k4,4n -k1,1 -k2,2 | head -n $((rows * 9 / 10)); } \
-    >"$early.partial"
+  head -n 1 "$inter" >"$early.partial"
+  tail -n +2 "$inter" | sort -t$'\t' -k4,4n -k1,1 -k2,2 >"$early.sorted"
+  head -n $((rows * 9 / 10)) "$early.sorted" >>"$early.partial"
+  rm -f "$early.sorted"
   mv "$early.partial" "$early"
 fi
 
@@ -40,14 +42,17 @@ train() {
   grep -oE "^Rollout: +rollout-$MODEL-v[0-9]+" "$out" | sed -E 's/.*-v([0-9]+)$/\1/' || true
 }
 
-# Follows a rollout to its human decision, takes it (or lets the person at the terminal take it), follows it to the end.
+# Follows a rollout, taking each decision it asks for (or letting the person at the terminal take it), to its end.
 steer() {
-  local version=$1 said
-  said=$($RECSYS rollout watch "$MODEL" "$version" --until decision | tee /dev/stderr | tail -n 1)
-  if [[ "$said" == waiting:* ]]; then
+  local version=$1 shown=0 said
+  for (( ; ; )); do
+    $RECSYS rollout watch "$MODEL" "$version" --until decision --skip "$shown" | tee "$WORK/watch.log" >&2
+    shown=$((shown + $(wc -l <"$WORK/watch.log") - 1))
+    said=$(tail -n 1 "$WORK/watch.log")
+    [[ "$said" == waiting:* ]] || return 0
     cat >&2 <<MSG
 
-Rollout of $MODEL v$version is waiting for a decision. Decide in the Temporal Web UI
+Rollout of $MODEL v$version is waiting for a decision (${said#waiting: }). Decide in the Temporal Web UI
 (http://127.0.0.1:$TEMPORAL_UI_PORT, workflow rollout-$MODEL-v$version, "Send an Update": approve or reject with
 {"by": "...", "reason": "..."}) or with the CLI:
   $RECSYS rollout approve $MODEL $version --reason "..."     $RECSYS rollout reject $MODEL $version --reason "..."
@@ -65,19 +70,34 @@ MSG
       $RECSYS rollout approve "$MODEL" "$version" --by "make demo (no terminal)" \
         --reason "demo run without a terminal: automatic approval" || true
     fi
-    $RECSYS rollout watch "$MODEL" "$version" --until done
-  fi
+    # Wait for the decision to be taken (in the Web UI, at the prompt or above) before watching on.
+    until ! $RECSYS rollout status "$MODEL" "$version" 2>/dev/null | grep -q "^$MODEL v$version.*: ${said#waiting: }\$"; do
+      sleep 1
+    done
+  done
 }
 
-v1=$(train "$early" v1-first90)
-[[ -n "$v1" ]] && steer "$v1"
-t2=$SECONDS
-
-# Production traffic for the second rollout's canary: held-out users replayed as 2,000 pseudonymous users.
-if (exec 3<>/dev/tcp/127.0.0.1/50051) 2>/dev/null; then
+# Production traffic for canaries: held-out users replayed as 2,000 pseudonymous users (needs production up).
+traffic() {
+  (exec 3<>/dev/tcp/127.0.0.1/50051) 2>/dev/null || return 0
   bash infra/proc.sh start simulate "^Replaying" -- $RECSYS simulate --env production --model "$MODEL" --qps 100 \
     --seconds 900 --population 2000
+}
+
+# v1 bootstraps a champion; once the model has one (a second `make demo`), only the newer data is rolled out.
+has_champion() {
+  curl -fsS "$MLFLOW_TRACKING_URI/api/2.0/mlflow/registered-models/alias?name=$MODEL&alias=champion" >/dev/null 2>&1
+}
+
+if has_champion; then
+  log "v1: $MODEL already has a champion (an earlier demo); rolling out the newer data only"
+else
+  v1=$(train "$early" v1-first90)
+  [[ -n "$v1" ]] && steer "$v1"
 fi
+t2=$SECONDS
+
+traffic
 v2=$(train "$inter" v2-full)
 [[ -n "$v2" ]] && steer "$v2"
 bash infra/proc.sh stop simulate

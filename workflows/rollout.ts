@@ -312,15 +312,17 @@ export async function rollout(input: RolloutInput): Promise<RolloutResult> {
       if (baseline) {
         undo.push({
           what: `production traffic back to v${baseline}, v${input.version} unloaded`,
-          run: () =>
-            deploy.ensureEnvironment({
+          run: async () => {
+            await deploy.ensureEnvironment({
               env: 'production',
               replicas: cfg.production.replicas,
               model: input.model,
               versions: [baseline],
               weights: { [baseline]: 100 },
               salt,
-            }),
+            });
+            state.weights = { [baseline]: 100 };
+          },
         });
         const steps = cfg.canary.steps;
         for (const [i, step] of steps.entries()) {

@@ -75,7 +75,7 @@ async function decide(
   const decision: Decision = { by: opts.by ?? who(), reason: opts.reason };
   try {
     const state = await client.workflow.getHandle(id).executeUpdate(update, { args: [decision] });
-    console.log(`${update.name} recorded on ${id} (by ${decision.by}): now ${state.phase}`);
+    console.log(`${update.name} recorded on ${id} by ${decision.by} (phase was ${state.phase})`);
   } catch (err) {
     if (err instanceof WorkflowUpdateFailedError) {
       console.error(`recsys: ${update.name} refused by ${id}: ${err.cause?.message ?? err.message}`);
@@ -202,33 +202,37 @@ export function registerRolloutCommand(program: Command): void {
     .argument('<version>')
     .option('--until <when>', 'decision (waiting for approve/reject) | done', 'decision')
     .option('--timeout <seconds>', 'give up after this long', (v) => Number(v), 1800)
-    .action(async (model: string, version: string, opts: { until: 'decision' | 'done'; timeout: number }) => {
-      const client = await temporalClient();
-      const id = rolloutWorkflowId(model, version);
-      const handle = client.workflow.getHandle(id);
-      const deadline = Date.now() + opts.timeout * 1000;
-      let seen = 0;
-      for (;;) {
-        let state: RolloutState | undefined;
-        try {
-          state = await handle.query(rolloutStateQuery);
-        } catch {
-          // not started yet, or between workflow tasks: ask again
-        }
-        if (state) {
-          for (const e of state.events.slice(seen)) console.log(`${e.at.slice(11, 19)}  ${e.what}`);
-          seen = state.events.length;
-          const waiting = state.phase === 'awaiting-approval' || state.phase === 'awaiting-traffic-decision';
-          if (state.outcome || (opts.until === 'decision' && waiting)) {
-            console.log(state.outcome ? `${state.outcome}: ${state.reason ?? ''}` : `waiting: ${state.phase}`);
-            return;
+    .option('--skip <n>', 'do not print the first n events (already shown)', (v) => Number(v), 0)
+    .action(
+      async (model: string, version: string, opts: { until: 'decision' | 'done'; timeout: number; skip: number }) => {
+        const client = await temporalClient();
+        const id = rolloutWorkflowId(model, version);
+        const handle = client.workflow.getHandle(id);
+        const deadline = Date.now() + opts.timeout * 1000;
+        let seen = -1;
+        for (;;) {
+          let state: RolloutState | undefined;
+          try {
+            state = await handle.query(rolloutStateQuery);
+          } catch {
+            // not started yet, or between workflow tasks: ask again
           }
+          if (state) {
+            if (seen < 0) seen = opts.skip;
+            for (const e of state.events.slice(seen)) console.log(`${e.at.slice(11, 19)}  ${e.what}`);
+            seen = state.events.length;
+            const waiting = state.phase === 'awaiting-approval' || state.phase === 'awaiting-traffic-decision';
+            if (state.outcome || (opts.until === 'decision' && waiting)) {
+              console.log(state.outcome ? `${state.outcome}: ${state.reason ?? ''}` : `waiting: ${state.phase}`);
+              return;
+            }
+          }
+          if (Date.now() > deadline)
+            throw new Error(`${id}: still ${state?.phase ?? 'not started'} after ${opts.timeout} s`);
+          await new Promise((r) => setTimeout(r, 1000));
         }
-        if (Date.now() > deadline)
-          throw new Error(`${id}: still ${state?.phase ?? 'not started'} after ${opts.timeout} s`);
-        await new Promise((r) => setTimeout(r, 1000));
-      }
-    });
+      },
+    );
 
   cmd
     .command('history')
