@@ -215,3 +215,20 @@ test('a dataset version with a broken item-id mapping is stopped before training
     .filter(Boolean);
   expect(scheduled).toEqual(['etl', 'validateDataset']);
 });
+
+test('the sequential family goes through the same pipeline: evaluation, export, quantization, gates, registration', async () => {
+  const { result, progress } = await runToEnd(
+    trainingInput(model, dataset, source, { ...LEARNING_CONFIG, model: 'sequential', epochs: 1, n_layers: 1 }),
+  );
+  expect(statuses(progress)).toMatchObject({ train: 'done', evaluate: 'done', export: 'done', quantize: 'done' });
+  expect(result.training.config).toMatchObject({ model: 'sequential', n_layers: 1 });
+  expect(result.evaluation.model['ndcg@10']).toBeGreaterThan(0);
+  expect(result.exported.maxAbsDiff).toBeLessThanOrEqual(result.exported.tolerance);
+  expect(result.quantization.int8.ndcgAt10).toBeGreaterThan(0);
+  expect(['int8', 'float']).toContain(result.quantization.ships);
+  // Judged by the same gates as any family, against the same champion.
+  expect(result.gates.checks.some((c) => c.gate.startsWith('vs champion'))).toBe(true);
+  const tags = tagsOf(await mlflow.getModelVersion(model, result.registered.version));
+  expect(tags['recsys.model.family']).toBe('sequential');
+  expect(tags['recsys.gates']).toBe(result.gates.passed ? 'passed' : 'failed');
+});
