@@ -54,7 +54,8 @@ test('a worker killed mid-training is replaced and training resumes from the las
   const model = uniqueName('it-resume');
   const dataset = uniqueName('it-ds');
   // Large enough that an epoch takes a second or two, so the kill lands mid-training.
-  const source = await smallDatasetSource(dataset, { users: 2000, items: 500, interactions: 100_000 });
+  // A dense log (120 days): data validation rightly fails sparse synthetic logs with long silent gaps.
+  const source = await smallDatasetSource(dataset, { users: 2000, items: 500, interactions: 100_000, spanDays: 120 });
   const taskQueue = uniqueName('it-resume');
 
   // The first worker is a separate process, so it can be killed like a crashed machine.
@@ -81,8 +82,17 @@ test('a worker killed mid-training is replaced and training resumes from the las
       'a checkpoint',
       async () => {
         const h = await trainHeartbeat(handle);
-        if (!h && (await handle.describe()).status.name !== 'RUNNING')
-          throw new Error('workflow ended before the kill');
+        if (!h && (await handle.describe()).status.name !== 'RUNNING') {
+          const why = await handle.result().then(
+            () => 'it completed',
+            (e: unknown) => {
+              let root = e as Error;
+              while (root.cause instanceof Error) root = root.cause;
+              return root.message;
+            },
+          );
+          throw new Error(`workflow ended before the kill: ${why}`);
+        }
         return h?.checkpointEpoch !== undefined && h.checkpointEpoch >= 1 && h.pid ? h : undefined;
       },
       180_000,
