@@ -3,10 +3,12 @@
  * and items int64 [batch, K] (1-based indices), as models/export.py writes it. Checked before it serves: names,
  * types and shapes against the registry tags, then warm-up inferences whose outputs must make sense.
  */
+import { readFile } from 'node:fs/promises';
 import * as ort from 'onnxruntime-node';
 import type { Catalog } from './catalog';
 import { ModelLoadError, messageOf } from './errors';
 import { encodeHistory } from './history';
+import { MicroBatcher } from './micro-batcher';
 
 export const INPUT = 'history';
 export const OUTPUT_SCORES = 'scores';
@@ -28,13 +30,19 @@ export interface Ranker {
   dispose(): Promise<void>;
 }
 
-interface InputSlot {
-  row: BigInt64Array;
-  feeds: Record<string, ort.Tensor>;
-}
+/** Requests that queue while the graph is busy run together, up to this many per inference. */
+const MAX_BATCH = 64;
+/** Graphs that cannot batch run this many single-request inferences at once (onnxruntime's thread pool). */
+const UNBATCHED_IN_FLIGHT = 4;
 
-/** Pooled input tensors kept for reuse; more than this many concurrent requests allocate (and drop) extras. */
-const MAX_POOLED_INPUTS = 256;
+/**
+ * Whether requests may share an inference. A graph that quantizes its activations dynamically (int8 export,
+ * DynamicQuantizeLinear) computes one scale per input tensor: in a batch, a request's scores would depend on the
+ * requests beside it. Those graphs run one request per inference, so an answer never depends on the load.
+ */
+export function batchable(onnxBytes: Uint8Array): boolean {
+  return !Buffer.from(onnxBytes.buffer, onnxBytes.byteOffset, onnxBytes.byteLength).includes('DynamicQuantizeLinear');
+}
 
 function describe(meta: ort.InferenceSession.ValueMetadata | undefined): string {
   if (!meta) return 'nothing';
@@ -46,13 +54,19 @@ function describe(meta: ort.InferenceSession.ValueMetadata | undefined): string 
 const dimIs = (dim: number | string | undefined, size: number) => typeof dim === 'string' || dim === size;
 
 export class OnnxRanker implements Ranker {
-  private readonly pool: InputSlot[] = [];
+  private readonly batcher: MicroBatcher<BigInt64Array, TopK>;
 
   private constructor(
     private readonly session: ort.InferenceSession,
     readonly historyLen: number,
     readonly topK: number,
-  ) {}
+    readonly batches: boolean,
+  ) {
+    // Batching: one inference at a time (one intra-op thread), concurrent requests batch behind it.
+    this.batcher = batches
+      ? new MicroBatcher((rows) => this.runBatch(rows), MAX_BATCH, 1)
+      : new MicroBatcher((rows) => this.runBatch(rows), 1, UNBATCHED_IN_FLIGHT);
+  }
 
   /** Opens the graph and checks its signature against the registry's history_len (L) and top_k (K). */
   static async open(model: string, file: string, expected: { historyLen: number; topK: number }): Promise<OnnxRanker> {
@@ -70,7 +84,7 @@ export class OnnxRanker implements Ranker {
       await session.release();
       throw new ModelLoadError(model, 'signature', problem);
     }
-    return new OnnxRanker(session, expected.historyLen, expected.topK);
+    return new OnnxRanker(session, expected.historyLen, expected.topK, batchable(await readFile(file)));
   }
 
   private static signatureProblem(
@@ -117,22 +131,30 @@ export class OnnxRanker implements Ranker {
     }
   }
 
-  async rank(indices: ArrayLike<number>, n: number): Promise<TopK> {
-    // onnxruntime-node reads the input when the run actually starts (on a later turn of the event loop), so each
-    // in-flight request needs its own input buffer: they come from a pool instead of being allocated per request.
-    const slot = this.pool.pop() ?? this.newSlot();
-    try {
-      encodeHistory(indices, n, slot.row);
-      const out = await this.session.run(slot.feeds);
-      return { scores: out[OUTPUT_SCORES]!.data as Float32Array, items: out[OUTPUT_ITEMS]!.data as BigInt64Array };
-    } finally {
-      if (this.pool.length < MAX_POOLED_INPUTS) this.pool.push(slot);
-    }
+  rank(indices: ArrayLike<number>, n: number): Promise<TopK> {
+    // Encoded now: the caller's buffer is free again as soon as rank returns.
+    const row = new BigInt64Array(this.historyLen);
+    encodeHistory(indices, n, row);
+    return this.batcher.submit(row);
   }
 
-  private newSlot(): InputSlot {
-    const row = new BigInt64Array(this.historyLen);
-    return { row, feeds: { [INPUT]: new ort.Tensor('int64', row, [1, this.historyLen]) } };
+  /** One inference over a batch of encoded histories; each request gets views of its own output rows. */
+  private async runBatch(rows: BigInt64Array[]): Promise<TopK[]> {
+    const L = this.historyLen;
+    let input: BigInt64Array;
+    if (rows.length === 1) input = rows[0]!;
+    else {
+      input = new BigInt64Array(rows.length * L);
+      rows.forEach((row, i) => input.set(row, i * L));
+    }
+    const out = await this.session.run({ [INPUT]: new ort.Tensor('int64', input, [rows.length, L]) });
+    const scores = out[OUTPUT_SCORES]!.data as Float32Array;
+    const items = out[OUTPUT_ITEMS]!.data as BigInt64Array;
+    const K = this.topK;
+    return rows.map((_, i) => ({
+      scores: scores.subarray(i * K, (i + 1) * K),
+      items: items.subarray(i * K, (i + 1) * K),
+    }));
   }
 
   async dispose(): Promise<void> {
