@@ -106,9 +106,10 @@ test('a worker killed mid-training is replaced and training resumes from the las
 
   const worker = await createTrainingWorker({ taskQueue, connection: temporal.native });
   const result = await worker.runUntil(handle.result());
-  // The second attempt started from a checkpoint of the first and still had epochs left to train.
+  // The kill landed mid-training, and the attempt that finished started from a checkpoint at least that far (a later
+  // attempt, if the resumed one also died, starts from a later checkpoint still).
+  expect(hb.checkpointEpoch!).toBeLessThan(EPOCHS);
   expect(result.training.resumedFromEpoch).toBeGreaterThanOrEqual(hb.checkpointEpoch!);
-  expect(result.training.resumedFromEpoch).toBeLessThan(EPOCHS);
   expect(result.training.samplesPerSec).toBeGreaterThan(0);
   expect(result.training.epochs).toBe(EPOCHS);
   expect(result.registered.version).toBe('1');
