@@ -155,6 +155,22 @@ export async function rollout(input: RolloutInput): Promise<RolloutResult> {
     events: [],
   };
   const salt = cfg.salt ?? info.workflowId;
+  /**
+   * Production holds exactly these versions with these weights (the first is what a restarted replica starts with),
+   * and the state shows it once applied.
+   */
+  const setProduction = async (...split: [version: string, weight: number][]) => {
+    const weights = Object.fromEntries(split);
+    await deploy.ensureEnvironment({
+      env: 'production',
+      replicas: cfg.production.replicas,
+      model: input.model,
+      versions: split.map(([v]) => v),
+      weights,
+      salt,
+    });
+    state.weights = weights;
+  };
   const note = (what: string) => {
     state.events.push({ at: new Date().toISOString(), what });
     log.info(what);
@@ -312,32 +328,13 @@ export async function rollout(input: RolloutInput): Promise<RolloutResult> {
       if (baseline) {
         undo.push({
           what: `production traffic back to v${baseline}, v${input.version} unloaded`,
-          run: async () => {
-            await deploy.ensureEnvironment({
-              env: 'production',
-              replicas: cfg.production.replicas,
-              model: input.model,
-              versions: [baseline],
-              weights: { [baseline]: 100 },
-              salt,
-            });
-            state.weights = { [baseline]: 100 };
-          },
+          run: () => setProduction([baseline, 100]),
         });
         const steps = cfg.canary.steps;
         for (const [i, step] of steps.entries()) {
           enter('canary', `canary-${step.weight}`);
           state.step = { index: i + 1, of: steps.length, weight: step.weight };
-          const weights = { [baseline]: 100 - step.weight, [input.version]: step.weight };
-          await deploy.ensureEnvironment({
-            env: 'production',
-            replicas: cfg.production.replicas,
-            model: input.model,
-            versions: [baseline, input.version],
-            weights,
-            salt,
-          });
-          state.weights = weights;
+          await setProduction([baseline, 100 - step.weight], [input.version, step.weight]);
           note(`canary step ${i + 1}/${steps.length}: ${step.weight}% of production traffic to v${input.version}`);
           await analyseStep(i + 1, step.weight, step.bakeSeconds, baseline);
         }
@@ -369,15 +366,7 @@ export async function rollout(input: RolloutInput): Promise<RolloutResult> {
         run: () => registry.restoreChampion({ model: input.model, version: input.version, previousChampion: baseline }),
       });
       note(`champion → v${input.version}` + (promoted.previousChampion ? ` (was v${promoted.previousChampion})` : ''));
-      await deploy.ensureEnvironment({
-        env: 'production',
-        replicas: cfg.production.replicas,
-        model: input.model,
-        versions: [input.version],
-        weights: { [input.version]: 100 },
-        salt,
-      });
-      state.weights = { [input.version]: 100 };
+      await setProduction([input.version, 100]);
       note(
         `all production traffic on v${input.version}` +
           (baseline ? `; v${baseline} retired (unloaded, tagged recsys.retired)` : ''),
