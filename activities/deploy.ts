@@ -22,6 +22,7 @@ import type { SetFaultResponse__Output } from '../proto/generated/recsys/v1/SetF
 import type { SetTrafficPolicyResponse__Output } from '../proto/generated/recsys/v1/SetTrafficPolicyResponse';
 import {
   addScrape,
+  emptyCounters,
   parsePrometheus,
   windowStats,
   type MetricsSnapshot,
@@ -399,15 +400,7 @@ export async function scrapeVersionMetrics(input: {
   const versions: Record<string, VersionCounters> = {};
   for (const r of replicas)
     addScrape(versions, parsePrometheus(await onReplica(r, 'GET /metrics', () => scrape(r))), wanted);
-  for (const v of wanted ?? [])
-    versions[v] ??= {
-      requests: 0,
-      errors: 0,
-      fallbacks: 0,
-      eligible: 0,
-      feedback: {},
-      latency: { bounds: [], cumulative: [] },
-    };
+  for (const v of wanted ?? []) versions[v] ??= emptyCounters();
   return { env, replicas: replicas.length, at: new Date().toISOString(), versions };
 }
 

@@ -16,4 +16,4 @@ export {
   scrapeVersionMetrics,
   runLoadTest,
 } from './deploy';
-export { snapshotVersionMetrics, analyseCanaryWindow } from './rollout-analysis';
+export { analyseCanaryWindow } from './rollout-analysis';

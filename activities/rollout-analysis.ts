@@ -1,6 +1,6 @@
 /**
- * Canary analysis activities: a snapshot of the per-version serving metrics of an environment (every replica
- * scraped and summed), and the analysis of the window since a snapshot — canary vs baseline on errors, p99 and
+ * Canary analysis activity: the analysis of the window since a snapshot of the per-version serving metrics
+ * (`scrapeVersionMetrics`: every replica scraped and summed) — canary vs baseline on errors, p99 and
  * click-through (lib/rollout/analysis.ts). A replica that does not answer fails with `ReplicaUnavailable`.
  */
 import type { AnalysisConfig } from '../lib/rollout/config';
@@ -23,10 +23,6 @@ const toWindow = (w: WindowStats | undefined): VersionWindow => ({
   clicks: w?.clicks ?? 0,
   impressions: w?.eligible ?? 0,
 });
-
-export async function snapshotVersionMetrics(input: { env: EnvName }): Promise<MetricsSnapshot> {
-  return scrapeVersionMetrics({ env: input.env });
-}
 
 export async function analyseCanaryWindow(input: {
   env: EnvName;

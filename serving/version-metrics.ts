@@ -78,7 +78,8 @@ export function parsePrometheus(text: string, prefix = 'recsys_'): Sample[] {
   return out;
 }
 
-const empty = (): VersionCounters => ({
+/** A version's counters before anything was counted. */
+export const emptyCounters = (): VersionCounters => ({
   requests: 0,
   errors: 0,
   fallbacks: 0,
@@ -99,7 +100,7 @@ export function addScrape(
   const wanted = versions && new Set(versions);
   const of = (version: string | undefined): VersionCounters | undefined => {
     if (version === undefined || version === '' || (wanted && !wanted.has(version))) return undefined;
-    return (into[version] ??= empty());
+    return (into[version] ??= emptyCounters());
   };
   const buckets = new Map<string, Map<number, number>>();
   for (const s of samples) {
@@ -184,7 +185,7 @@ export function histogramQuantile(q: number, bounds: readonly number[], cumulati
 
 /** after - before per version, never negative (a replica that restarted starts its counters again from 0). */
 function delta(before: VersionCounters | undefined, after: VersionCounters): VersionCounters {
-  const b = before ?? empty();
+  const b = before ?? emptyCounters();
   const d = (x: number, y: number) => Math.max(0, x - y);
   const feedback: Record<string, number> = {};
   for (const [e, n] of Object.entries(after.feedback)) feedback[e] = d(n, b.feedback[e] ?? 0);

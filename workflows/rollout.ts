@@ -402,7 +402,7 @@ export async function rollout(input: RolloutInput): Promise<RolloutResult> {
 
   /** Bake, then analyse the window until it is conclusive; too little traffic for too long asks a human. */
   async function analyseStep(step: number, weight: number, bakeSeconds: number, baseline: string): Promise<void> {
-    const before: MetricsSnapshot = await analysis.snapshotVersionMetrics({ env: 'production' });
+    const before: MetricsSnapshot = await analysis.scrapeVersionMetrics({ env: 'production' });
     await sleep(bakeSeconds * 1000);
     let waited = 0;
     for (;;) {

@@ -4,9 +4,10 @@
  * recsys.v1.Admin from the registry (checksum, signature, warm-up). A 50/50 policy splits users stickily, a retried
  * LoadVersion does nothing, and a version that still takes traffic cannot be unloaded.
  */
-import { status, type ServiceError } from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
 import { MlflowClient, tagsOf } from '../../lib/mlflow/client';
 import { adminClient, recommend, recommenderClient } from '../../serving/client';
+import { call, failure } from '../grpc-calls';
 import { registryLoader } from '../../serving/model-loader';
 import { ModelPool } from '../../serving/model-pool';
 import type { AdminClient, RecommendRequest, RecommenderClient } from '../../serving/proto';
@@ -26,16 +27,6 @@ let pool: ModelPool;
 let running: RunningServer;
 let admin: AdminClient;
 let client: RecommenderClient;
-
-const call = <Req, Res>(
-  fn: (r: Req, cb: (err: ServiceError | null, res?: Res) => void) => unknown,
-  r: Req,
-): Promise<Res> => new Promise((resolve, reject) => fn(r, (err, res) => (err ? reject(err) : resolve(res!))));
-const failure = (p: Promise<unknown>) =>
-  p.then(
-    () => ({ code: -1, details: 'succeeded' }),
-    (e: ServiceError) => e,
-  );
 
 beforeAll(async () => {
   ({ model, trained } = await trainTinyModel(temporal, 'it-admin', { epochs: 1 }));

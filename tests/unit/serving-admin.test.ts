@@ -15,6 +15,7 @@ import type { AdminClient, RecommendRequest, RecommenderClient } from '../../ser
 import { startServer, type RunningServer } from '../../serving/server';
 import { PolicyError } from '../../serving/traffic-policy';
 import { FakeRanker, fakeCatalog, fakeServable } from './serving-fakes';
+import { call } from '../grpc-calls';
 
 const servable = (name: string, version: string) => fakeServable(name, version, version === '1' ? ['champion'] : []);
 
@@ -42,10 +43,6 @@ const req = (user_id: string): RecommendRequest => ({
   exclude_item_ids: [],
 });
 const ranker = (m: LoadedModel | undefined) => m!.ranker as FakeRanker;
-const call = <Req, Res>(
-  fn: (r: Req, cb: (err: ServiceError | null, res?: Res) => void) => unknown,
-  r: Req,
-): Promise<Res> => new Promise((resolve, reject) => fn(r, (err, res) => (err ? reject(err) : resolve(res!))));
 
 describe('ModelPool', () => {
   let loader: FakeLoader;

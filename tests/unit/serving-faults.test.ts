@@ -16,6 +16,7 @@ import type { AdminClient, RecommendRequest, RecommendResponse__Output, Recommen
 import { RecentRequests } from '../../serving/recent-requests';
 import { startServer, type RunningServer } from '../../serving/server';
 import { FakeRanker, fakeCatalog, fakeServable } from './serving-fakes';
+import { call, failure } from '../grpc-calls';
 
 class FakeLoader implements ModelLoader {
   resolve(ref: ModelRef) {
@@ -26,15 +27,6 @@ class FakeLoader implements ModelLoader {
   }
 }
 
-const call = <Req, Res>(
-  fn: (r: Req, cb: (err: ServiceError | null, res?: Res) => void) => unknown,
-  r: Req,
-): Promise<Res> => new Promise((resolve, reject) => fn(r, (err, res) => (err ? reject(err) : resolve(res!))));
-const failure = (p: Promise<unknown>) =>
-  p.then(
-    () => ({ code: -1, details: 'succeeded' }),
-    (e: ServiceError) => e,
-  );
 const req = (user_id: string): RecommendRequest => ({
   user_id,
   history: [{ item_id: 'f', timestamp_ms: 1 }],
