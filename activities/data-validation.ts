@@ -28,12 +28,19 @@ import {
   type ValidationConfigInput,
 } from '../lib/dataset/validation-config';
 import { objectStore } from '../lib/object-store';
-import { localDataset } from './dataset-cache';
-import type { DatasetRef } from './etl';
+import { localDataset } from '../lib/dataset/cache';
+import {
+  datasetNameUri,
+  datasetFileUri,
+  datasetRef,
+  manifestUri,
+  type DatasetRef,
+  type DatasetVersion,
+} from '../lib/dataset/ref';
 import { activityHeartbeat, throwIfCancelled } from './heartbeat';
 
 export interface ValidateDatasetInput {
-  dataset: Pick<DatasetRef, 'name' | 'version' | 'uri' | 'manifestUri'>;
+  dataset: Pick<DatasetVersion, 'name' | 'version' | 'uri' | 'manifestUri'>;
   config?: ValidationConfigInput;
 }
 
@@ -84,7 +91,7 @@ const ValidatedIndex = z.object({
 });
 type ValidatedIndex = z.infer<typeof ValidatedIndex>;
 
-export const validatedIndexUri = (name: string) => `s3://${config().bucket}/datasets/${name}/_validated.json`;
+export const validatedIndexUri = (name: string) => `${datasetNameUri(config().bucket, name)}_validated.json`;
 
 const configHash = (cfg: ValidationConfig) =>
   createHash('sha256').update(JSON.stringify(cfg)).digest('hex').slice(0, 16);
@@ -121,28 +128,24 @@ function previousOf(index: ValidatedIndex, version: string): string | undefined 
 }
 
 /** The statistics of a version: stored ones, or computed from its files and stored. */
-export async function versionStatistics(ref: {
-  name: string;
-  version: string;
-  uri: string;
-  manifestUri: string;
-}): Promise<{ stats: DatasetStatistics; uri: string }> {
+export async function versionStatistics(ref: DatasetRef): Promise<{ stats: DatasetStatistics; uri: string }> {
   const store = objectStore();
-  const uri = `${ref.uri}statistics.json`;
+  const uri = datasetFileUri(ref.uri, 'statistics.json');
+  const manifestAt = manifestUri(ref.uri);
   const stored = await store.getJson(uri);
   if (stored !== undefined) {
     const parsed = DatasetStatistics.safeParse(stored);
     if (parsed.success) return { stats: parsed.data, uri };
   }
-  const rawManifest = await store.getJson(ref.manifestUri);
+  const rawManifest = await store.getJson(manifestAt);
   if (rawManifest === undefined)
     throw ApplicationFailure.nonRetryable(
-      `dataset ${ref.name}@${ref.version} has no manifest at ${ref.manifestUri}`,
+      `dataset ${ref.name}@${ref.version} has no manifest at ${manifestAt}`,
       'DatasetNotFound',
     );
   const manifest = Manifest.parse(rawManifest);
   progress({ step: 'download', version: ref.version });
-  const dir = await localDataset(ref);
+  const dir = await localDataset(manifestAt);
   progress({ step: 'statistics', version: ref.version });
   const stats = await computeStatistics(dir, manifest);
   await store.putJson(uri, stats);
@@ -170,8 +173,8 @@ export async function validateDataset(input: ValidateDatasetInput): Promise<Vali
   const { dataset } = input;
   const store = objectStore();
   const hash = configHash(cfg);
-  const reportUri = `${dataset.uri}validation.json`;
-  const textUri = `${dataset.uri}validation.txt`;
+  const reportUri = datasetFileUri(dataset.uri, 'validation.json');
+  const textUri = datasetFileUri(dataset.uri, 'validation.txt');
 
   const existing = await store.getJson(reportUri);
   if (existing !== undefined) {
@@ -190,13 +193,7 @@ export async function validateDataset(input: ValidateDatasetInput): Promise<Vali
   let previous: { version: string; stats: DatasetStatistics } | undefined;
   if (previousVersion !== undefined) {
     progress({ step: 'statistics', version: previousVersion, previous: true });
-    const prefix = `s3://${config().bucket}/datasets/${dataset.name}/${previousVersion}/`;
-    const { stats } = await versionStatistics({
-      name: dataset.name,
-      version: previousVersion,
-      uri: prefix,
-      manifestUri: `${prefix}manifest.json`,
-    });
+    const { stats } = await versionStatistics(datasetRef(config().bucket, dataset.name, previousVersion));
     previous = { version: previousVersion, stats };
   }
 
@@ -205,7 +202,7 @@ export async function validateDataset(input: ValidateDatasetInput): Promise<Vali
   if (previous && current.stats.timestamp.max > previous.stats.timestamp.max) {
     progress({ step: 'statistics', version: dataset.version, newerThan: previous.stats.timestamp.max });
     const manifest = Manifest.parse(await store.getJson(dataset.manifestUri));
-    newRows = await computeStatistics(await localDataset(dataset), manifest, {
+    newRows = await computeStatistics(await localDataset(dataset.manifestUri), manifest, {
       newerThan: previous.stats.timestamp.max,
     });
   }

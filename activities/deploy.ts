@@ -9,10 +9,10 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import type { ServiceError } from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
-import { checkEnv, checkReplicas, replica, replicaSlots, type EnvName, type Replica } from '../lib/environments';
-import { alive, hasPidFile, readPid, spawnReplica, stopReplica, waitServing } from '../lib/replicas';
-import { simulate, type SimulationResult } from '../lib/simulate/run';
-import { loadWorkload } from '../lib/simulate/workload';
+import { checkEnv, checkReplicas, replica, replicaSlots, type EnvName, type Replica } from '../fleet/environments';
+import { alive, hasPidFile, readPid, spawnReplica, stopReplica, waitServing } from '../fleet/replicas';
+import { simulate, type SimulationResult } from '../fleet/simulate/run';
+import { loadWorkload } from '../fleet/simulate/workload';
 import { adminClient, healthStatus } from '../serving/client';
 import { messageOf } from '../serving/errors';
 import type { FaultMessage } from '../serving/faults';
@@ -28,9 +28,9 @@ import {
   type MetricsSnapshot,
   type VersionCounters,
   type WindowStats,
-} from '../serving/version-metrics';
-import { localDataset } from './dataset-cache';
-import type { DatasetRef } from './etl';
+} from '../fleet/version-metrics';
+import { localDataset } from '../lib/dataset/cache';
+import type { DatasetVersion } from '../lib/dataset/ref';
 import { activityHeartbeat } from './heartbeat';
 
 export { windowStats, type MetricsSnapshot, type VersionCounters, type WindowStats };
@@ -409,7 +409,7 @@ export interface LoadTestInput {
   /** The registered model the environment serves (checked against what it holds). */
   model: string;
   /** The dataset version whose held-out interactions are replayed. */
-  dataset: Pick<DatasetRef, 'name' | 'version' | 'manifestUri'>;
+  dataset: Pick<DatasetVersion, 'name' | 'version' | 'manifestUri'>;
   qps: number;
   seconds: number;
   /** Replay only the first N test users. */
@@ -442,7 +442,7 @@ export async function runLoadTest(input: LoadTestInput): Promise<LoadTestResult>
     if (held !== input.model) throw configError(`${env}#${r.index} serves ${held ?? 'nothing'}, not ${input.model}`);
   }
   activityHeartbeat('loading the dataset');
-  const users = await loadWorkload(await localDataset(input.dataset), { maxUsers: input.users });
+  const users = await loadWorkload(await localDataset(input.dataset.manifestUri), { maxUsers: input.users });
   const r = await simulate({
     addresses: replicas.map((x) => x.address),
     users,

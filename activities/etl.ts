@@ -13,7 +13,14 @@ import { sha256File, withTempDir } from '../lib/files';
 import { objectStore, parseS3Uri } from '../lib/object-store';
 import { buildDataset, dedupe, type BuiltDataset, type SourcedInteraction } from '../lib/dataset/build';
 import { EtlConfig, type EtlConfigInput } from '../lib/dataset/etl-config';
-import { DATASET_NAME, datasetPrefix, Manifest } from '../lib/dataset/manifest';
+import { Manifest } from '../lib/dataset/manifest';
+import {
+  datasetFileUri,
+  datasetUri,
+  DATASET_NAME,
+  manifestUri as manifestUriOf,
+  type DatasetVersion,
+} from '../lib/dataset/ref';
 import { isProblem, readRaw } from '../lib/dataset/raw-formats';
 import { SPLIT_NAMES } from '../lib/dataset/split';
 import { validateRecord } from '../lib/dataset/validate';
@@ -26,17 +33,6 @@ export interface EtlInput {
   /** Raw log files in the object store. */
   sources: string[];
   config: EtlConfigInput;
-}
-
-export interface DatasetRef {
-  name: string;
-  version: string;
-  /** s3:// prefix of the version. */
-  uri: string;
-  manifestUri: string;
-  counts: Manifest['counts'];
-  /** True when this exact version already existed and was reused. */
-  reused: boolean;
 }
 
 interface SourceInfo {
@@ -130,7 +126,7 @@ function manifestOf(
 export async function buildDatasetVersion(
   input: EtlInput,
   progress: (detail: object) => void = () => undefined,
-): Promise<DatasetRef> {
+): Promise<DatasetVersion> {
   if (!DATASET_NAME.test(input.name))
     throw ApplicationFailure.nonRetryable(
       `dataset name ${JSON.stringify(input.name)} must match ${String(DATASET_NAME)}`,
@@ -180,8 +176,8 @@ export async function buildDatasetVersion(
     } catch (err) {
       throw ApplicationFailure.nonRetryable((err as Error).message, 'DataValidationError');
     }
-    const prefix = datasetPrefix(bucket, input.name, ds.version);
-    const manifestUri = `${prefix}manifest.json`;
+    const prefix = datasetUri(bucket, input.name, ds.version);
+    const manifestUri = manifestUriOf(prefix);
     const existing = await store.getJson(manifestUri);
     if (existing !== undefined) {
       const m = Manifest.parse(existing);
@@ -196,7 +192,7 @@ export async function buildDatasetVersion(
     // Data files first, manifest last: readers treat a version without a manifest as nonexistent.
     for (const [file, rows] of Object.entries(rowsByFile)) {
       const local = path.join(out, file);
-      const uri = `${prefix}${file}`;
+      const uri = datasetFileUri(prefix, file);
       await store.putFile(uri, local);
       manifestFiles[file] = { uri, rows, sha256: await sha256File(local) };
     }
@@ -207,7 +203,7 @@ export async function buildDatasetVersion(
 }
 
 /** Temporal activity. */
-export async function etl(input: EtlInput): Promise<DatasetRef> {
+export async function etl(input: EtlInput): Promise<DatasetVersion> {
   return buildDatasetVersion(input, (detail) => {
     throwIfCancelled();
     activityHeartbeat(detail);

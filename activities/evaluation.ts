@@ -12,8 +12,8 @@ import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activ
 import { z } from 'zod';
 import { withTempDir } from '../lib/files';
 import { objectStore } from '../lib/object-store';
-import type { DatasetRef } from './etl';
-import { localDataset } from './dataset-cache';
+import type { DatasetVersion } from '../lib/dataset/ref';
+import { localDataset } from '../lib/dataset/cache';
 import { PythonStepError, runPython } from './python-process';
 import { localModel, type TrainResult } from './training';
 
@@ -93,11 +93,11 @@ export type EvaluationResult = z.infer<typeof EvaluationResult>;
 export interface EvaluationBaseline {
   modelVersion: string;
   modelUri: string;
-  dataset: DatasetRef;
+  dataset: DatasetVersion;
 }
 
 export interface EvaluateInput {
-  dataset: DatasetRef;
+  dataset: DatasetVersion;
   training: TrainResult;
   k?: number;
   baseline?: EvaluationBaseline | null;
@@ -271,7 +271,7 @@ export async function evaluate(input: EvaluateInput): Promise<EvaluationResult> 
 
   const ticker = setInterval(() => ctx.heartbeat({ stage: 'evaluate' }), 5000);
   try {
-    const dataDir = await localDataset(input.dataset);
+    const dataDir = await localDataset(input.dataset.manifestUri);
     return await withTempDir('eval', async (work) => {
       const modelPath = await localModel(input.training.modelUri, work);
       const out = path.join(work, 'report.json');
@@ -279,7 +279,7 @@ export async function evaluate(input: EvaluateInput): Promise<EvaluationResult> 
       const args = ['--data-dir', dataDir, '--model', modelPath, '--out', out, '--table-out', table];
       args.push('--k', String(k));
       if (baseline) {
-        const baselineData = await localDataset(baseline.dataset);
+        const baselineData = await localDataset(baseline.dataset.manifestUri);
         const baselineModel = await localModel(baseline.modelUri, path.join(work, 'baseline'));
         args.push('--baseline-model', baselineModel, '--baseline-data-dir', baselineData);
       }

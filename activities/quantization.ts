@@ -11,8 +11,8 @@ import path from 'node:path';
 import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
 import { sha256File, withTempDir } from '../lib/files';
 import { objectStore } from '../lib/object-store';
-import type { DatasetRef } from './etl';
-import { localDataset } from './dataset-cache';
+import type { DatasetVersion } from '../lib/dataset/ref';
+import { localDataset } from '../lib/dataset/cache';
 import type { ExportResult } from './export';
 import { PythonStepError, runPython, type PythonEvent } from './python-process';
 import type { TrainResult } from './training';
@@ -48,7 +48,7 @@ export interface QuantizationResult {
 }
 
 export interface QuantizationInput {
-  dataset: DatasetRef;
+  dataset: DatasetVersion;
   training: TrainResult;
   exported: ExportResult;
   /** Max relative NDCG@10 loss of the int8 graph; 0.01 (1%) by default. */
@@ -100,7 +100,7 @@ export async function quantize(input: QuantizationInput): Promise<QuantizationRe
   let beat: Record<string, unknown> = { stage: 'prepare' };
   const ticker = setInterval(() => ctx.heartbeat(beat), 5000);
   try {
-    const dataDir = await localDataset(input.dataset);
+    const dataDir = await localDataset(input.dataset.manifestUri);
     return await withTempDir('quantize', async (work) => {
       const floatPath = path.join(work, 'model.onnx');
       await store.downloadFile(input.exported.onnxUri, floatPath);

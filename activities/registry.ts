@@ -13,9 +13,10 @@ import { config } from '../lib/config';
 import { withTempDir } from '../lib/files';
 import { MlflowClient, filterValue, tagsOf } from '../lib/mlflow/client';
 import type { MlflowModelVersion, MlflowRun } from '../lib/mlflow/schemas';
+import { ALIASES, gateTag, metricKey, metricTag, popularityMetricTag, quantizationTag, TAGS } from '../lib/mlflow/tags';
 import { Manifest } from '../lib/dataset/manifest';
 import { objectStore } from '../lib/object-store';
-import type { DatasetRef } from './etl';
+import { manifestUri, parseDatasetUri, type DatasetVersion } from '../lib/dataset/ref';
 import type { EvaluationResult } from './evaluation';
 import type { ExportResult } from './export';
 import type { TrainResult } from './training';
@@ -28,7 +29,7 @@ export interface RegisterInput {
   workflowId: string;
   workflowRunId: string;
   trigger: string;
-  dataset: DatasetRef;
+  dataset: DatasetVersion;
   trainConfig: Record<string, unknown>;
   training: TrainResult;
   evaluation: EvaluationResult;
@@ -61,26 +62,23 @@ export interface RegisterResult {
 export interface ChampionRef {
   version: string;
   modelUri: string;
-  dataset: DatasetRef;
+  dataset: DatasetVersion;
 }
-
-/** MLflow metric and tag keys may not contain '@'. */
-const metricKey = (prefix: string, name: string) => `${prefix}${name.replace('@', '_at_')}`;
 
 async function findOrCreateRun(mlflow: MlflowClient, experimentId: string, input: RegisterInput): Promise<MlflowRun> {
   const key = input.training.trainingKey;
-  const found = await mlflow.searchRuns([experimentId], `tags.\`recsys.training_key\` = ${filterValue(key)}`, 1);
+  const found = await mlflow.searchRuns([experimentId], `tags.\`${TAGS.trainingKey}\` = ${filterValue(key)}`, 1);
   if (found[0]) return found[0];
   return mlflow.createRun(experimentId, `${input.model}-${input.dataset.version}-${key.slice(0, 8)}`, {
-    'recsys.training_key': key,
-    'recsys.temporal.workflow_id': input.workflowId,
-    'recsys.temporal.run_id': input.workflowRunId,
-    'recsys.trigger': input.trigger,
-    'recsys.dataset.name': input.dataset.name,
-    'recsys.dataset.version': input.dataset.version,
-    'recsys.dataset.uri': input.dataset.uri,
-    'recsys.code_version': codeVersion(),
-    'recsys.python_lock_sha256': pythonLockSha256(),
+    [TAGS.trainingKey]: key,
+    [TAGS.workflowId]: input.workflowId,
+    [TAGS.workflowRunId]: input.workflowRunId,
+    [TAGS.trigger]: input.trigger,
+    [TAGS.datasetName]: input.dataset.name,
+    [TAGS.datasetVersion]: input.dataset.version,
+    [TAGS.datasetUri]: input.dataset.uri,
+    [TAGS.codeVersion]: codeVersion(),
+    [TAGS.pythonLockSha256]: pythonLockSha256(),
     'mlflow.source.name': 'recsys continuousTraining',
   });
 }
@@ -147,48 +145,43 @@ export async function register(input: RegisterInput): Promise<RegisterResult> {
   const version =
     existing[0] ??
     (await mlflow.createModelVersion(input.model, `${run.info.artifact_uri}/model`, run.info.run_id, {
-      'recsys.training_key': input.training.trainingKey,
-      'recsys.temporal.workflow_id': input.workflowId,
-      'recsys.temporal.run_id': input.workflowRunId,
-      'recsys.dataset.name': input.dataset.name,
-      'recsys.dataset.version': input.dataset.version,
-      'recsys.dataset.uri': input.dataset.uri,
-      'recsys.code_version': codeVersion(),
-      'recsys.model.family': familyOf(input.training.config),
-      'recsys.model.uri': input.training.modelUri,
+      [TAGS.trainingKey]: input.training.trainingKey,
+      [TAGS.workflowId]: input.workflowId,
+      [TAGS.workflowRunId]: input.workflowRunId,
+      [TAGS.datasetName]: input.dataset.name,
+      [TAGS.datasetVersion]: input.dataset.version,
+      [TAGS.datasetUri]: input.dataset.uri,
+      [TAGS.codeVersion]: codeVersion(),
+      [TAGS.modelFamily]: familyOf(input.training.config),
+      [TAGS.modelUri]: input.training.modelUri,
       // What serving loads and verifies: the shipped artefact (int8 or fp32) and its checksum.
-      'recsys.onnx.uri': input.serving.onnxUri,
-      'recsys.onnx.sha256': input.serving.sha256,
-      'recsys.onnx.precision': input.serving.precision,
-      'recsys.onnx.top_k': String(input.exported.topK),
-      'recsys.onnx.history_len': String(input.exported.historyLen),
-      'recsys.onnx.fp32.uri': input.exported.onnxUri,
-      'recsys.onnx.fp32.sha256': input.exported.sha256,
+      [TAGS.onnxUri]: input.serving.onnxUri,
+      [TAGS.onnxSha256]: input.serving.sha256,
+      [TAGS.onnxPrecision]: input.serving.precision,
+      [TAGS.topK]: String(input.exported.topK),
+      [TAGS.historyLen]: String(input.exported.historyLen),
+      [TAGS.fp32OnnxUri]: input.exported.onnxUri,
+      [TAGS.fp32OnnxSha256]: input.exported.sha256,
     }));
 
   // Figures and gate outcomes are (re)written on every registration: the same version judged again against a new
   // champion gets the new verdict, and tags are idempotent.
   const tags: Record<string, string> = {
-    [metricKey('recsys.metric.', PRIMARY_METRIC)]: String(input.evaluation.model[PRIMARY_METRIC] ?? NaN),
-    [metricKey('recsys.metric.popularity.', PRIMARY_METRIC)]: String(
-      input.evaluation.popularity[PRIMARY_METRIC] ?? NaN,
-    ),
-    'recsys.gates': input.gates.passed ? 'passed' : 'failed',
-    'recsys.gates.summary': input.gates.summary.slice(0, 4000),
-    'recsys.promotion_decision': input.gates.passed
+    [metricTag(PRIMARY_METRIC)]: String(input.evaluation.model[PRIMARY_METRIC] ?? NaN),
+    [popularityMetricTag(PRIMARY_METRIC)]: String(input.evaluation.popularity[PRIMARY_METRIC] ?? NaN),
+    [TAGS.gates]: input.gates.passed ? 'passed' : 'failed',
+    [TAGS.gatesSummary]: input.gates.summary.slice(0, 4000),
+    [TAGS.promotionDecision]: input.gates.passed
       ? 'passed the promotion gates'
       : `kept as challenger: ${input.gates.summary}`.slice(0, 4000),
   };
   for (const check of input.gates.checks)
-    tags[`recsys.gate.${check.gate.replace(/[^A-Za-z0-9_.-]+/g, '_')}`] = `${check.outcome}: ${check.detail}`.slice(
-      0,
-      4000,
-    );
-  for (const [k, v] of Object.entries(input.quantization ?? {})) tags[`recsys.quantization.${k}`] = String(v);
+    tags[gateTag(check.gate)] = `${check.outcome}: ${check.detail}`.slice(0, 4000);
+  for (const [k, v] of Object.entries(input.quantization ?? {})) tags[quantizationTag(k)] = String(v);
   for (const [key, value] of Object.entries(tags))
     await mlflow.setModelVersionTag(input.model, version.version, key, value);
 
-  await mlflow.setAlias(input.model, 'challenger', version.version);
+  await mlflow.setAlias(input.model, ALIASES.challenger, version.version);
   const final = await mlflow.getModelVersion(input.model, version.version);
   const base = config().mlflowUrl;
   return {
@@ -197,7 +190,7 @@ export async function register(input: RegisterInput): Promise<RegisterResult> {
     mlflowRunId: run.info.run_id,
     aliases: final.aliases ?? [],
     gatesPassed: input.gates.passed,
-    decision: tags['recsys.promotion_decision']!,
+    decision: tags[TAGS.promotionDecision]!,
     modelUrl: `${base}/#/models/${encodeURIComponent(input.model)}/versions/${version.version}`,
     runUrl: `${base}/#/experiments/${experimentId}/runs/${run.info.run_id}`,
   };
@@ -205,7 +198,7 @@ export async function register(input: RegisterInput): Promise<RegisterResult> {
 
 /** The version behind `champion`, or undefined for a model without one (or not registered yet). */
 export async function currentChampion(input: { model: string }): Promise<ChampionRef | undefined> {
-  const champion = await new MlflowClient().getVersionByAlias(input.model, 'champion');
+  const champion = await new MlflowClient().getVersionByAlias(input.model, ALIASES.champion);
   return champion ? lineageOf(input.model, champion) : undefined;
 }
 
@@ -216,15 +209,15 @@ export async function describeVersion(input: { model: string; version: string })
 
 async function lineageOf(model: string, mv: MlflowModelVersion): Promise<ChampionRef> {
   const tags = tagsOf(mv);
-  const modelUri = tags['recsys.model.uri'];
-  const datasetUri = tags['recsys.dataset.uri'];
+  const modelUri = tags[TAGS.modelUri];
+  const datasetUri = tags[TAGS.datasetUri];
   if (!modelUri || !datasetUri)
     throw ApplicationFailure.nonRetryable(
-      `${model} v${mv.version} lacks the tags recsys.model.uri / recsys.dataset.uri`,
+      `${model} v${mv.version} lacks the tags ${TAGS.modelUri} / ${TAGS.datasetUri}`,
       'RegistryLineageError',
     );
-  const manifestUri = `${datasetUri}manifest.json`;
-  const manifest = Manifest.parse(await objectStore().getJson(manifestUri));
+  const manifestAt = manifestUri(parseDatasetUri(datasetUri).uri);
+  const manifest = Manifest.parse(await objectStore().getJson(manifestAt));
   return {
     version: mv.version,
     modelUri,
@@ -232,7 +225,7 @@ async function lineageOf(model: string, mv: MlflowModelVersion): Promise<Champio
       name: manifest.name,
       version: manifest.version,
       uri: manifest.uri,
-      manifestUri,
+      manifestUri: manifestAt,
       counts: manifest.counts,
       reused: true,
     },
@@ -271,7 +264,7 @@ export async function promote(input: {
   expectedChampion?: string | null;
 }): Promise<PromoteResult> {
   const mlflow = new MlflowClient();
-  const current = await mlflow.getVersionByAlias(input.model, 'champion');
+  const current = await mlflow.getVersionByAlias(input.model, ALIASES.champion);
   if (current?.version === input.version) return { model: input.model, version: input.version, changed: false };
   if (input.expectedChampion !== undefined && (current?.version ?? null) !== input.expectedChampion)
     throw ApplicationFailure.nonRetryable(
@@ -280,21 +273,11 @@ export async function promote(input: {
       'ChampionMovedError',
     );
   const at = new Date().toISOString();
-  if (current) await mlflow.setModelVersionTag(input.model, input.version, 'recsys.previous_champion', current.version);
-  await mlflow.setModelVersionTag(
-    input.model,
-    input.version,
-    'recsys.promoted',
-    `${at} by ${input.by}: ${input.reason}`,
-  );
-  await mlflow.setAlias(input.model, 'champion', input.version);
+  if (current) await mlflow.setModelVersionTag(input.model, input.version, TAGS.previousChampion, current.version);
+  await mlflow.setModelVersionTag(input.model, input.version, TAGS.promoted, `${at} by ${input.by}: ${input.reason}`);
+  await mlflow.setAlias(input.model, ALIASES.champion, input.version);
   if (current)
-    await mlflow.setModelVersionTag(
-      input.model,
-      current.version,
-      'recsys.retired',
-      `${at}: replaced by v${input.version}`,
-    );
+    await mlflow.setModelVersionTag(input.model, current.version, TAGS.retired, `${at}: replaced by v${input.version}`);
   return { model: input.model, version: input.version, previousChampion: current?.version, changed: true };
 }
 
@@ -305,15 +288,10 @@ export async function restoreChampion(input: {
   previousChampion?: string;
 }): Promise<{ restored: boolean }> {
   const mlflow = new MlflowClient();
-  const current = await mlflow.getVersionByAlias(input.model, 'champion');
+  const current = await mlflow.getVersionByAlias(input.model, ALIASES.champion);
   if (current?.version !== input.version) return { restored: false };
-  if (input.previousChampion) await mlflow.setAlias(input.model, 'champion', input.previousChampion);
-  else await mlflow.deleteAlias(input.model, 'champion');
-  await mlflow.setModelVersionTag(
-    input.model,
-    input.version,
-    'recsys.promoted',
-    `reverted ${new Date().toISOString()}`,
-  );
+  if (input.previousChampion) await mlflow.setAlias(input.model, ALIASES.champion, input.previousChampion);
+  else await mlflow.deleteAlias(input.model, ALIASES.champion);
+  await mlflow.setModelVersionTag(input.model, input.version, TAGS.promoted, `reverted ${new Date().toISOString()}`);
   return { restored: true };
 }

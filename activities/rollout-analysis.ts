@@ -5,9 +5,9 @@
  */
 import type { AnalysisConfig } from '../lib/rollout/config';
 import { analyseCanary, type AnalysisResult, type VersionWindow } from '../lib/rollout/analysis';
-import { windowStats, type MetricsSnapshot, type WindowStats } from '../serving/version-metrics';
+import { windowStats, type MetricsSnapshot, type WindowStats } from '../fleet/version-metrics';
 import { scrapeVersionMetrics } from './deploy';
-import type { EnvName } from '../lib/environments';
+import type { EnvName } from '../fleet/environments';
 
 export type { MetricsSnapshot };
 

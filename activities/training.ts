@@ -10,15 +10,15 @@ import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activ
 import { config } from '../lib/config';
 import { withTempDir } from '../lib/files';
 import { objectStore } from '../lib/object-store';
-import type { DatasetRef } from './etl';
-import { localDataset } from './dataset-cache';
+import type { DatasetVersion } from '../lib/dataset/ref';
+import { localDataset } from '../lib/dataset/cache';
 import { lastHeartbeatDetails } from './heartbeat';
 import { PythonStepError, runPython, type PythonEvent } from './python-process';
 
 export interface TrainInput {
   /** Registered model name, e.g. `two-tower-ml-100k`. */
   model: string;
-  dataset: DatasetRef;
+  dataset: DatasetVersion;
   /** models.train TrainConfig overrides (the family is `config.model`, two_tower by default). */
   config: Record<string, unknown>;
   /** Processes per node for torchrun (DDP); 1 runs a single process without torchrun. */
@@ -104,7 +104,7 @@ export async function train(input: TrainInput): Promise<TrainResult> {
   // Python may be quiet for a while (loading data, building the model); keep the heartbeat alive meanwhile.
   const ticker = setInterval(() => ctx.heartbeat(beat), 5000);
   try {
-    const dataDir = await localDataset(input.dataset);
+    const dataDir = await localDataset(input.dataset.manifestUri);
     const resume = await latestCheckpoint(prefix);
     if (resume) heartbeat({ checkpointEpoch: resume.epoch, checkpointUri: resume.uri });
 

@@ -3,7 +3,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { config } from '../lib/config';
-import { writeSyntheticLog, type SyntheticOptions } from '../lib/data/synthetic';
+import { writeSyntheticLog, type SyntheticOptions } from '../tests/data/synthetic';
 import { objectStore } from '../lib/object-store';
 
 export function median(values: number[]): number {

@@ -4,7 +4,7 @@
  *   npx tsx bench/etl.ts [runs=3]
  */
 import { buildDatasetVersion } from '../activities/etl';
-import { ML1M_LIKE } from '../lib/data/synthetic';
+import { ML1M_LIKE } from '../tests/data/synthetic';
 import { benchName, machine, median, syntheticSource } from './common';
 
 async function main(): Promise<void> {

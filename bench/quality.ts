@@ -12,16 +12,17 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { localDataset } from '../activities/dataset-cache';
-import { buildDatasetVersion, type DatasetRef } from '../activities/etl';
+import { localDataset } from '../lib/dataset/cache';
+import { buildDatasetVersion } from '../activities/etl';
+import type { DatasetVersion } from '../lib/dataset/ref';
 import { PythonStepError, REPO_ROOT, runPython } from '../activities/python-process';
 import { stageSources } from '../cli/commands/train';
-import { ML1M_LIKE } from '../lib/data/synthetic';
+import { ML1M_LIKE } from '../tests/data/synthetic';
 import { machine, syntheticSource } from './common';
 
 export interface BenchDataset {
   label: string;
-  ref: DatasetRef;
+  ref: DatasetVersion;
   dir: string;
 }
 
@@ -67,8 +68,8 @@ export async function benchDatasets(inter: string): Promise<BenchDataset[]> {
     config: { format: 'recbole', ratingRange: [1, 5] },
   });
   return [
-    { label: 'ML-1M-sized synthetic', ref: synthetic, dir: await localDataset(synthetic) },
-    { label: 'MovieLens-100K', ref: real, dir: await localDataset(real) },
+    { label: 'ML-1M-sized synthetic', ref: synthetic, dir: await localDataset(synthetic.manifestUri) },
+    { label: 'MovieLens-100K', ref: real, dir: await localDataset(real.manifestUri) },
   ];
 }
 

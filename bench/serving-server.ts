@@ -1,19 +1,19 @@
 /**
  * A server under test, in its own process so that it has a core of its own and the load generator's work is not
  * counted against it. Started by bench/serving.ts:
- *   node --import tsx bench/serving-server.ts ours '<BenchGraph JSON>'   the real server (startServer + ModelSlot)
+ *   node --import tsx bench/serving-server.ts ours '<BenchGraph JSON>'   the real server (startServer + ModelPool)
  *   node --import tsx bench/serving-server.ts empty                      grpc-js, same service, handler does nothing
  * Prints {"port":N} once it accepts calls; exits when its stdin closes (the benchmark ended or died) or on SIGTERM.
  */
 import * as grpc from '@grpc/grpc-js';
-import { ModelSlot } from '../serving/model-slot';
+import { ModelPool } from '../serving/model-pool';
 import { recsysV1 } from '../serving/proto';
 import { HOST, startServer } from '../serving/server';
 import { localLoader, type BenchGraph } from './serving-fixture';
 
 async function ours(graph: BenchGraph): Promise<{ port: number; stop: () => Promise<void> }> {
   const loader = localLoader(graph);
-  const slot = new ModelSlot(loader);
+  const slot = new ModelPool(loader);
   const version = await loader.resolve({ name: 'bench', alias: 'champion' });
   await slot.load({ name: version.name, version: version.version });
   const running = await startServer({ slot, port: 0 });

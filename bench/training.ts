@@ -6,10 +6,10 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { localDataset } from '../activities/dataset-cache';
+import { localDataset } from '../lib/dataset/cache';
 import { buildDatasetVersion } from '../activities/etl';
 import { runPython } from '../activities/python-process';
-import { ML1M_LIKE } from '../lib/data/synthetic';
+import { ML1M_LIKE } from '../tests/data/synthetic';
 import { benchName, machine, median, syntheticSource } from './common';
 
 const CONFIG = { epochs: 1, max_steps_per_epoch: 300, batch_size: 512, log_every_seconds: 60 };
@@ -37,7 +37,7 @@ async function main(): Promise<void> {
     sources: [source],
     config: { format: 'csv', columns: { rating: 'rating' }, ratingRange: [1, 5] },
   });
-  const dataDir = await localDataset(ref);
+  const dataDir = await localDataset(ref.manifestUri);
   const single: number[] = [];
   const ddp: number[] = [];
   for (let i = 0; i < runs; i++) {

@@ -11,6 +11,9 @@ export RECSYS_VENV="${RECSYS_VENV:-$RECSYS_CACHE/venv}"
 export RECSYS_PYTHON="${RECSYS_PYTHON:-$RECSYS_VENV/bin/python}"
 export TEMPORAL_BIN="$RECSYS_CACHE/tools/temporal-$TEMPORAL_CLI_VERSION/temporal"
 export VERSITYGW_BIN="$RECSYS_CACHE/tools/versitygw-$VERSITYGW_VERSION/versitygw"
+# The Java time-skipping test server (jars) and its launcher, for tests/workflows.
+export TEMPORAL_TEST_SERVER_DIR="$RECSYS_CACHE/tools/temporal-test-server-$TEMPORAL_TEST_SERVER_VERSION"
+export TEMPORAL_TEST_SERVER_BIN="$INFRA_DIR/temporal-test-server.sh"
 
 export TEMPORAL_ADDRESS="${TEMPORAL_ADDRESS:-127.0.0.1:7233}"
 export TEMPORAL_UI_PORT="${TEMPORAL_UI_PORT:-8233}"

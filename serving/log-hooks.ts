@@ -4,14 +4,14 @@
  * Feedback is attributed to the version that served the request_id it names (recent-requests.ts); feedback about a
  * request that is unknown or forgotten counts as unattributed and is logged with the version serving the user now.
  */
-import type { ModelSlot } from './model-slot';
+import type { ModelPool } from './model-pool';
 import type { ServingMetrics } from './metrics';
 import { RecentRequests } from './recent-requests';
 import type { RequestLog } from './request-log';
 import type { ServiceHooks } from './service';
 
 export function telemetryHooks(opts: {
-  slot: ModelSlot;
+  slot: ModelPool;
   log?: RequestLog;
   metrics?: ServingMetrics;
   /** request_id -> version of recent answers (default: 100,000 remembered). */

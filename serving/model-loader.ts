@@ -2,12 +2,13 @@
  * Loads a registry version into a LoadedModel, checking at each step, in order: resolve the alias or version and its
  * tags (MLflow), download the ONNX graph and verify its sha256 against the tag, open it and check its signature,
  * load the item catalogue of its dataset version, and run warm-up inferences. Nothing is swapped in here: the caller
- * (ModelSlot) does that only once this has returned.
+ * (ModelPool) does that only once this has returned.
  */
-import { localDataset } from '../activities/dataset-cache';
+import { localDataset } from '../lib/dataset/cache';
 import { config } from '../lib/config';
 import { MlflowClient } from '../lib/mlflow/client';
-import { joinUri, objectStore, type ObjectStore } from '../lib/object-store';
+import { manifestUri } from '../lib/dataset/ref';
+import { objectStore, type ObjectStore } from '../lib/object-store';
 import { fetchVerifiedOnnx } from './artifact';
 import type { Catalog } from './catalog';
 import { loadCatalog } from './catalog-loader';
@@ -30,13 +31,9 @@ export function defaultLoaderDeps(): LoaderDeps {
   return { mlflow: new MlflowClient(), store: objectStore(), cacheDir: config().cacheDir, limits: {} };
 }
 
-async function catalogOf(model: string, v: ServableVersion): Promise<Catalog> {
+async function catalogOf(model: string, v: ServableVersion, deps: LoaderDeps): Promise<Catalog> {
   try {
-    const dir = await localDataset({
-      name: v.dataset.name,
-      version: v.dataset.version,
-      manifestUri: joinUri(v.dataset.uri, 'manifest.json'),
-    });
+    const dir = await localDataset(manifestUri(v.dataset.uri), deps.store, deps.cacheDir);
     return await loadCatalog(dir, v.historyLen);
   } catch (err) {
     throw new ModelLoadError(model, 'catalog', `dataset ${v.dataset.uri}: ${messageOf(err)}`, { cause: err });
@@ -49,7 +46,7 @@ export async function loadServable(version: ServableVersion, deps: LoaderDeps): 
   const file = await fetchVerifiedOnnx(label, version.onnxUri, version.onnxSha256, deps);
   const ranker = await OnnxRanker.open(label, file, version);
   try {
-    const catalog = await catalogOf(label, version);
+    const catalog = await catalogOf(label, version, deps);
     await ranker.warmUp(label, catalog);
     return new LoadedModel(version, ranker, catalog, deps.limits);
   } catch (err) {
@@ -58,7 +55,7 @@ export async function loadServable(version: ServableVersion, deps: LoaderDeps): 
   }
 }
 
-/** How a ModelSlot finds and loads versions; the registry-backed one below, or a stand-in in tests. */
+/** How a ModelPool finds and loads versions; the registry-backed one below, or a stand-in in tests. */
 export interface ModelLoader {
   resolve(ref: ModelRef): Promise<ServableVersion>;
   load(version: ServableVersion): Promise<LoadedModel>;

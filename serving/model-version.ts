@@ -1,9 +1,10 @@
 /**
  * From a registry reference to what serving needs to know about a version: its ONNX artefact (URI, checksum, graph
- * shape) and the dataset version it was trained on. All of it comes from the tags activities/registry.ts writes.
+ * shape) and the dataset version it was trained on. All of it comes from the tags of lib/mlflow/tags.ts.
  */
 import { MlflowClient, tagsOf } from '../lib/mlflow/client';
 import type { MlflowModelVersion } from '../lib/mlflow/schemas';
+import { TAGS } from '../lib/mlflow/tags';
 import { ModelLoadError, messageOf } from './errors';
 import { formatModelRef, type ModelRef } from './model-ref';
 
@@ -20,16 +21,6 @@ export interface ServableVersion {
   historyLen: number;
   dataset: { name: string; version: string; uri: string };
 }
-
-export const TAGS = {
-  onnxUri: 'recsys.onnx.uri',
-  onnxSha256: 'recsys.onnx.sha256',
-  topK: 'recsys.onnx.top_k',
-  historyLen: 'recsys.onnx.history_len',
-  datasetName: 'recsys.dataset.name',
-  datasetVersion: 'recsys.dataset.version',
-  datasetUri: 'recsys.dataset.uri',
-} as const;
 
 /** Reads and checks the serving tags of a version; the error names the first missing or malformed tag. */
 export function servableFromTags(name: string, version: string, tags: Record<string, string>): ServableVersion {

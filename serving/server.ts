@@ -17,7 +17,7 @@ import { recommenderHandlers, type ServiceHooks } from './service';
 export const HOST = '127.0.0.1';
 
 export interface ServerOptions {
-  /** The versions that serve and the traffic policy (a ModelSlot is one). */
+  /** The versions that serve and the traffic policy (a ModelPool). */
   slot: ModelPool;
   /** 0 picks a free port. */
   port: number;

@@ -29,7 +29,8 @@ import {
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type * as activities from '../activities';
 import type { ValidationResult } from '../activities/data-validation';
-import type { DatasetRef, EtlInput } from '../activities/etl';
+import type { EtlInput } from '../activities/etl';
+import type { DatasetVersion } from '../lib/dataset/ref';
 import type { EvaluationResult } from '../activities/evaluation';
 import type { ExportResult } from '../activities/export';
 import type { QuantizationResult } from '../activities/quantization';
@@ -75,7 +76,7 @@ export type TrainingOutcome = 'rollout-started' | 'passed' | 'rejected';
 
 export interface ContinuousTrainingResult {
   outcome: TrainingOutcome;
-  dataset: DatasetRef;
+  dataset: DatasetVersion;
   validation: ValidationResult;
   training: TrainResult;
   evaluation: EvaluationResult;

@@ -37,6 +37,7 @@ import {
   type RolloutConfig,
   type RolloutConfigInput,
 } from '../lib/rollout/config';
+import { TAGS } from '../lib/mlflow/tags';
 import { RecsysModel, RecsysModelVersion, RecsysStage, RecsysTrigger } from '../lib/search-attributes';
 
 export interface RolloutInput {
@@ -252,7 +253,7 @@ export async function rollout(input: RolloutInput): Promise<RolloutResult> {
       await registry.tagVersion({
         model: input.model,
         version: input.version,
-        tags: { 'recsys.rollout': `rolled back ${new Date().toISOString()} by ${info.workflowId}: ${reason}` },
+        tags: { [TAGS.rollout]: `rolled back ${new Date().toISOString()} by ${info.workflowId}: ${reason}` },
       });
     });
   }
@@ -375,7 +376,7 @@ export async function rollout(input: RolloutInput): Promise<RolloutResult> {
         model: input.model,
         version: input.version,
         tags: {
-          'recsys.rollout': `promoted ${new Date().toISOString()} by ${info.workflowId}, approved by ${state.decision!.by}: ${state.decision!.reason}`,
+          [TAGS.rollout]: `promoted ${new Date().toISOString()} by ${info.workflowId}, approved by ${state.decision!.by}: ${state.decision!.reason}`,
         },
       });
       undo.length = 0;

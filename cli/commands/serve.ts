@@ -13,7 +13,7 @@ import type { Command } from 'commander';
 import type { LoadedModel } from '../../serving/loaded-model';
 import { registryLoader } from '../../serving/model-loader';
 import type { ModelRef } from '../../serving/model-ref';
-import { ModelSlot } from '../../serving/model-slot';
+import { ModelPool } from '../../serving/model-pool';
 import { startServer } from '../../serving/server';
 import { messageOf } from '../../serving/errors';
 import { FaultTable } from '../../serving/faults';
@@ -80,7 +80,7 @@ export function registerServeCommand(program: Command): void {
         opts.version !== undefined
           ? { name: opts.model, version: opts.version }
           : { name: opts.model, alias: opts.alias };
-      const slot = new ModelSlot(registryLoader());
+      const slot = new ModelPool(registryLoader());
       const started = Date.now();
       const { model } = await slot.load(ref);
       console.log(`Loaded ${describe(model)} in ${Date.now() - started} ms`);

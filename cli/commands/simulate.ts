@@ -5,18 +5,18 @@
  * fault into one version first (the server must run with --allow-faults) and clears it afterwards.
  */
 import type { Command } from 'commander';
-import { localDataset } from '../../activities/dataset-cache';
-import { checkEnv, replicaSlots } from '../../lib/environments';
-import { hasPidFile } from '../../lib/replicas';
-import { simulate } from '../../lib/simulate/run';
+import { localDataset } from '../../lib/dataset/cache';
+import { checkEnv, replicaSlots } from '../../fleet/environments';
+import { hasPidFile } from '../../fleet/replicas';
+import { simulate } from '../../fleet/simulate/run';
 import {
   datasetFromUri,
   parseFaultSpec,
   servedDataset,
   setServerFault,
   type DatasetTarget,
-} from '../../lib/simulate/target';
-import { expandPopulation, loadWorkload } from '../../lib/simulate/workload';
+} from '../../fleet/simulate/target';
+import { expandPopulation, loadWorkload } from '../../fleet/simulate/workload';
 import { faultOf, isEmptyFault, type FaultMessage } from '../../serving/faults';
 import { table } from '../format';
 
@@ -97,7 +97,7 @@ export function registerSimulateCommand(program: Command): void {
       const dataset: DatasetTarget = opts.datasetUri
         ? datasetFromUri(opts.datasetUri)
         : await servedDataset(addresses[0]!, opts.model);
-      const dir = await localDataset(dataset);
+      const dir = await localDataset(dataset.manifestUri);
       const loaded = await loadWorkload(dir, { historyLen: opts.historyLen, maxUsers: opts.users });
       const users = opts.population ? expandPopulation(loaded, opts.population) : loaded;
       const log = (s: string) => {

@@ -44,9 +44,3 @@ export const Manifest = z.object({
   stats: DatasetStats,
 });
 export type Manifest = z.infer<typeof Manifest>;
-
-/** Where versions live: s3://<bucket>/datasets/<name>/<version>/ */
-export const datasetPrefix = (bucket: string, name: string, version: string) =>
-  `s3://${bucket}/datasets/${name}/${version}/`;
-
-export const DATASET_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;

@@ -14,9 +14,10 @@ import {
   type ValidateDatasetInput,
   type ValidationResult,
 } from '../../activities/data-validation';
-import { etl, type DatasetRef, type EtlInput } from '../../activities/etl';
+import { etl, type EtlInput } from '../../activities/etl';
+import type { DatasetVersion } from '../../lib/dataset/ref';
 import { config } from '../../lib/config';
-import { writeSyntheticLog } from '../../lib/data/synthetic';
+import { writeSyntheticLog } from '../data/synthetic';
 import { DatasetStatistics } from '../../lib/dataset/statistics';
 import { objectStore } from '../../lib/object-store';
 import { uniqueName } from './stack';
@@ -37,7 +38,7 @@ const HALVED_DAY = START + 17 * DAY;
 
 let dir: string;
 let name: string;
-let v1: DatasetRef;
+let v1: DatasetVersion;
 let firstCsv: string;
 let laterCsv: string;
 
@@ -49,16 +50,16 @@ async function upload(file: string, content: string): Promise<string> {
   return uri;
 }
 
-async function version(...sources: string[]): Promise<DatasetRef> {
+async function version(...sources: string[]): Promise<DatasetVersion> {
   const input: EtlInput = {
     name,
     sources,
     config: { format: 'csv', columns: { rating: 'rating' }, ratingRange: [1, 5] },
   };
-  return new MockActivityEnvironment().run<[EtlInput], DatasetRef, typeof etl>(etl, input);
+  return new MockActivityEnvironment().run<[EtlInput], DatasetVersion, typeof etl>(etl, input);
 }
 
-const validate = (dataset: DatasetRef) =>
+const validate = (dataset: DatasetVersion) =>
   new MockActivityEnvironment().run<[ValidateDatasetInput], ValidationResult, typeof validateDataset>(validateDataset, {
     dataset,
   });

@@ -18,13 +18,13 @@ import {
   windowStats,
   type EnsureEnvironmentInput,
 } from '../../activities/deploy';
-import { replica, replicaSlots } from '../../lib/environments';
+import { replica, replicaSlots } from '../../fleet/environments';
 import { MlflowClient, tagsOf } from '../../lib/mlflow/client';
-import { alive, hasPidFile, readPid } from '../../lib/replicas';
-import { simulate, type SimulationResult } from '../../lib/simulate/run';
-import { datasetFromUri } from '../../lib/simulate/target';
-import { loadWorkload } from '../../lib/simulate/workload';
-import { localDataset } from '../../activities/dataset-cache';
+import { alive, hasPidFile, readPid } from '../../fleet/replicas';
+import { simulate, type SimulationResult } from '../../fleet/simulate/run';
+import { datasetFromUri } from '../../fleet/simulate/target';
+import { loadWorkload } from '../../fleet/simulate/workload';
+import { localDataset } from '../../lib/dataset/cache';
 import type { ContinuousTrainingResult } from '../../workflows/continuous-training';
 import { useTemporal } from './stack';
 import { trainTinyModel } from './training-fixture';
@@ -83,7 +83,7 @@ test('ensureEnvironment starts 2 replicas holding both versions; a second call i
 
 /** Synthetic users with one real history: many distinct user ids, so the 50/50 split puts users on both versions. */
 async function manyUsers(n: number) {
-  const [one] = await loadWorkload(await localDataset(trained.dataset), { maxUsers: 1 });
+  const [one] = await loadWorkload(await localDataset(trained.dataset.manifestUri), { maxUsers: 1 });
   return Array.from({ length: n }, (_, i) => ({ ...one!, userId: `it-deploy-user-${i}` }));
 }
 

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { buildDatasetVersion } from '../../activities/etl';
 import { config } from '../../lib/config';
-import { writeSyntheticLog } from '../../lib/data/synthetic';
+import { writeSyntheticLog } from '../data/synthetic';
 import { Manifest } from '../../lib/dataset/manifest';
 import { objectStore } from '../../lib/object-store';
 import { uniqueName } from './stack';

@@ -8,7 +8,8 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { etl, type DatasetRef } from '../../activities/etl';
+import { etl } from '../../activities/etl';
+import type { DatasetVersion } from '../../lib/dataset/ref';
 import {
   evaluate,
   EvaluationReportError,
@@ -28,8 +29,8 @@ const METRICS = ['recall@10', 'ndcg@10', 'hr@10', 'recall@50', 'ndcg@50', 'hr@50
 const DROPPED_ITEMS = 5;
 const TINY = { epochs: 2, embedding_dim: 16, hidden_dim: 32, history_len: 20, batch_size: 256, lr: 0.01 };
 
-let v1: DatasetRef;
-let v2: DatasetRef;
+let v1: DatasetVersion;
+let v2: DatasetVersion;
 let model: TrainResult;
 let champion: TrainResult;
 
@@ -63,7 +64,7 @@ async function withoutFirstItems(source: string, name: string): Promise<string> 
   }
 }
 
-const baselineOf = (version: string, training: TrainResult, data: DatasetRef): EvaluationBaseline => ({
+const baselineOf = (version: string, training: TrainResult, data: DatasetVersion): EvaluationBaseline => ({
   modelVersion: version,
   modelUri: training.modelUri,
   dataset: data,

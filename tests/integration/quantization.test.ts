@@ -8,7 +8,8 @@
 import { createHash } from 'node:crypto';
 import { CancelledFailure } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { etl, type DatasetRef, type EtlInput } from '../../activities/etl';
+import { etl, type EtlInput } from '../../activities/etl';
+import type { DatasetVersion } from '../../lib/dataset/ref';
 import { exportOnnx, type ExportResult } from '../../activities/export';
 import {
   quantizationKey,
@@ -22,7 +23,7 @@ import { smallDatasetSource } from './training-fixture';
 import { uniqueName } from './stack';
 
 const store = objectStore();
-let dataset: DatasetRef;
+let dataset: DatasetVersion;
 let training: TrainResult;
 let exported: ExportResult;
 let first: QuantizationResult;

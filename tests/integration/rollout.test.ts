@@ -6,14 +6,14 @@
 import { WorkflowFailedError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import type { Worker } from '@temporalio/worker';
-import { localDataset } from '../../activities/dataset-cache';
+import { localDataset } from '../../lib/dataset/cache';
 import { environmentState, setFault, stopEnvironment, type FaultInput } from '../../activities/deploy';
 import { promote } from '../../activities/registry';
-import { replicaSlots } from '../../lib/environments';
+import { replicaSlots } from '../../fleet/environments';
 import { MlflowClient, tagsOf } from '../../lib/mlflow/client';
 import type { RolloutConfigInput } from '../../lib/rollout/config';
-import { simulate, type SimulationResult } from '../../lib/simulate/run';
-import { expandPopulation, loadWorkload, type SimUser } from '../../lib/simulate/workload';
+import { simulate, type SimulationResult } from '../../fleet/simulate/run';
+import { expandPopulation, loadWorkload, type SimUser } from '../../fleet/simulate/workload';
 import { createTrainingWorker } from '../../worker/create-worker';
 import {
   approveUpdate,
@@ -172,7 +172,7 @@ beforeAll(async () => {
   const mv = await mlflow.getModelVersion(model, champion);
   const run = await mlflow.getRun(tiny.trained.registered.mlflowRunId);
   registered = { runId: run.info.run_id, artifact: `${run.info.artifact_uri}/model`, tags: tagsOf(mv) };
-  users = await loadWorkload(await localDataset(tiny.trained.dataset));
+  users = await loadWorkload(await localDataset(tiny.trained.dataset.manifestUri));
   // The champion an earlier approved rollout would have left.
   await act(promote, { model, version: champion, reason: 'test setup', by: 'jest' });
   taskQueue = uniqueName('it-rollout');

@@ -16,7 +16,7 @@ import { objectStoreUploader } from '../../serving/log-uploader';
 import { ServingMetrics } from '../../serving/metrics';
 import { startMetricsServer, type MetricsServer } from '../../serving/metrics-server';
 import { registryLoader } from '../../serving/model-loader';
-import { ModelSlot } from '../../serving/model-slot';
+import { ModelPool } from '../../serving/model-pool';
 import type { FeedbackRequest, RecommendResponse__Output, RecommenderClient } from '../../serving/proto';
 import { RequestLog } from '../../serving/request-log';
 import { startServer, type RunningServer } from '../../serving/server';
@@ -33,7 +33,7 @@ let model: string;
 let trained: ContinuousTrainingResult;
 let prefix: string;
 let spillDir: string;
-let slot: ModelSlot;
+let slot: ModelPool;
 let log: RequestLog;
 let metricsServer: MetricsServer;
 let running: RunningServer;
@@ -44,7 +44,7 @@ beforeAll(async () => {
 
   prefix = `s3://${config().bucket}/${uniqueName('it-serving-logs')}`;
   spillDir = await fs.mkdtemp(path.join(os.tmpdir(), 'it-serving-logs-'));
-  slot = new ModelSlot(registryLoader());
+  slot = new ModelPool(registryLoader());
   await slot.load({ name: model, alias: 'challenger' });
   const metrics = new ServingMetrics();
   // Small batches, so that the records span several chunks and both the size trigger and the final flush run.

@@ -13,7 +13,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { protoPath as healthProto } from 'grpc-health-check';
 import * as ort from 'onnxruntime-node';
-import { localDataset } from '../../activities/dataset-cache';
+import { localDataset } from '../../lib/dataset/cache';
 import { config } from '../../lib/config';
 import { withTempDir } from '../../lib/files';
 import { MlflowClient, tagsOf } from '../../lib/mlflow/client';
@@ -21,7 +21,7 @@ import { objectStore } from '../../lib/object-store';
 import { recommend, recommenderClient } from '../../serving/client';
 import { ModelLoadError } from '../../serving/errors';
 import { registryLoader } from '../../serving/model-loader';
-import { ModelSlot } from '../../serving/model-slot';
+import { ModelPool } from '../../serving/model-pool';
 import { recsysV1, type RecommendRequest, type RecommenderClient } from '../../serving/proto';
 import { startServer, type RunningServer } from '../../serving/server';
 import type { ContinuousTrainingResult } from '../../workflows/continuous-training';
@@ -38,7 +38,7 @@ const mlflow = new MlflowClient();
 let model: string;
 let trained: ContinuousTrainingResult;
 let tags: Record<string, string>;
-let slot: ModelSlot;
+let slot: ModelPool;
 let running: RunningServer;
 let client: RecommenderClient;
 /** From the dataset's Parquet files, read here independently of the server's catalogue. */
@@ -80,9 +80,9 @@ async function readDataset(dir: string): Promise<void> {
 beforeAll(async () => {
   ({ model, trained } = await trainTinyModel(temporal, 'it-serve', { epochs: 2, history_len: HISTORY_LEN }));
   tags = tagsOf(await mlflow.getModelVersion(model, trained.registered.version));
-  await readDataset(await localDataset(trained.dataset));
+  await readDataset(await localDataset(trained.dataset.manifestUri));
 
-  slot = new ModelSlot(registryLoader());
+  slot = new ModelPool(registryLoader());
   // `challenger` always points at the newest version; `champion` only if it beat popularity.
   await slot.load({ name: model, alias: 'challenger' });
   running = await startServer({ slot, port: 0 });

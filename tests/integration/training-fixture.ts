@@ -19,7 +19,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { config } from '../../lib/config';
-import { writeSyntheticLog, type SyntheticOptions } from '../../lib/data/synthetic';
+import { writeSyntheticLog, type SyntheticOptions } from '../data/synthetic';
 import { objectStore } from '../../lib/object-store';
 import { createTrainingWorker } from '../../worker/create-worker';
 import {

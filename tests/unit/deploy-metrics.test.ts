@@ -3,7 +3,7 @@
  * histogram quantiles, and the statistics of a window between two snapshots; plus the environments' port layout.
  */
 import { status } from '@grpc/grpc-js';
-import { portBases, replica, replicaSlots } from '../../lib/environments';
+import { portBases, replica, replicaSlots } from '../../fleet/environments';
 import { ServingMetrics } from '../../serving/metrics';
 import {
   addScrape,
@@ -11,7 +11,7 @@ import {
   parsePrometheus,
   windowStats,
   type MetricsSnapshot,
-} from '../../serving/version-metrics';
+} from '../../fleet/version-metrics';
 
 test('histogramQuantile interpolates inside the bucket, like Prometheus; +Inf reports the last finite bound', () => {
   const bounds = [0.01, 0.1, 1];

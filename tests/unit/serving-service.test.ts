@@ -11,7 +11,7 @@ import { LoadedModel } from '../../serving/loaded-model';
 import type { ModelLoader } from '../../serving/model-loader';
 import type { ServableVersion } from '../../serving/model-version';
 import { ModelLoadError } from '../../serving/errors';
-import { ModelSlot } from '../../serving/model-slot';
+import { ModelPool } from '../../serving/model-pool';
 import type { FeedbackRequest, RecommendRequest, RecommenderClient } from '../../serving/proto';
 import { startServer, type RunningServer } from '../../serving/server';
 import { FakeRanker, fakeCatalog, fakeServable } from './serving-fakes';
@@ -52,7 +52,7 @@ interface HealthClient extends grpc.Client {
 }
 
 let loader: FakeLoader;
-let slot: ModelSlot;
+let slot: ModelPool;
 let running: RunningServer;
 let client: RecommenderClient;
 let health: HealthClient;
@@ -60,7 +60,7 @@ const feedbackSeen: FeedbackRequest[] = [];
 
 beforeAll(async () => {
   loader = new FakeLoader();
-  slot = new ModelSlot(loader);
+  slot = new ModelPool(loader);
   running = await startServer({ slot, port: 0, hooks: { onFeedback: (e) => feedbackSeen.push(e) } });
   client = recommenderClient(running.address);
   const healthDef = protoLoader.loadSync('health/v1/health.proto', {

@@ -11,11 +11,11 @@ import type { ModelLoader } from '../../serving/model-loader';
 import { ModelPool } from '../../serving/model-pool';
 import type { ModelRef } from '../../serving/model-ref';
 import { startServer, type RunningServer } from '../../serving/server';
-import { addScrape, parsePrometheus } from '../../serving/version-metrics';
-import { simulate } from '../../lib/simulate/run';
-import { quantile } from '../../lib/simulate/stats';
-import { datasetFromUri, parseFaultSpec } from '../../lib/simulate/target';
-import { expandPopulation, type SimUser } from '../../lib/simulate/workload';
+import { addScrape, parsePrometheus } from '../../fleet/version-metrics';
+import { simulate } from '../../fleet/simulate/run';
+import { quantile } from '../../fleet/simulate/stats';
+import { datasetFromUri, parseFaultSpec } from '../../fleet/simulate/target';
+import { expandPopulation, type SimUser } from '../../fleet/simulate/workload';
 import { FakeRanker, fakeCatalog, fakeServable } from './serving-fakes';
 
 class FakeLoader implements ModelLoader {

@@ -2,7 +2,7 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { generateInteractions } from '../../lib/data/synthetic';
+import { generateInteractions } from '../data/synthetic';
 import { buildDataset, dedupe } from '../../lib/dataset/build';
 import { EtlConfig } from '../../lib/dataset/etl-config';
 import {

@@ -9,8 +9,8 @@ import {
   writeSyntheticLog,
   type SyntheticOptions,
   type SyntheticRow,
-} from '../../lib/data/synthetic';
-import { Rng, hashSeed } from '../../lib/data/random';
+} from '../data/synthetic';
+import { Rng, hashSeed } from '../data/random';
 
 const SMALL: Partial<SyntheticOptions> = {
   users: 300,

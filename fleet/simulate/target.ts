@@ -4,25 +4,27 @@
  * line (`latency=200ms`, `errors=0.2`, `random`, comma-separated, or `none`).
  */
 import type { ServiceError } from '@grpc/grpc-js';
-import { config } from '../config';
-import { datasetPrefix } from '../dataset/manifest';
+import { config } from '../../lib/config';
+import { datasetUri, manifestUri, parseDatasetUri, type DatasetVersion } from '../../lib/dataset/ref';
 import { adminClient } from '../../serving/client';
 import type { FaultMessage } from '../../serving/faults';
 import type { GetStateResponse__Output } from '../../proto/generated/recsys/v1/GetStateResponse';
 import type { SetFaultResponse__Output } from '../../proto/generated/recsys/v1/SetFaultResponse';
 
-export interface DatasetTarget {
-  name: string;
-  version: string;
-  manifestUri: string;
-}
+/** The dataset version to replay: what the local dataset cache needs. */
+export type DatasetTarget = Pick<DatasetVersion, 'name' | 'version' | 'manifestUri'>;
 
-/** `s3://<bucket>/datasets/<name>/<version>/` (trailing slash optional) -> the dataset version. */
+/** `--dataset-uri s3://<bucket>/datasets/<name>/<version>/` (trailing slash optional) -> the dataset version. */
 export function datasetFromUri(uri: string): DatasetTarget {
-  const m = /^s3:\/\/[^/]+\/(?:.*\/)?datasets\/([^/]+)\/([^/]+)\/?$/.exec(uri);
-  if (!m) throw new Error(`--dataset-uri must look like s3://<bucket>/datasets/<name>/<version>/, got ${uri}`);
-  const prefix = uri.endsWith('/') ? uri : `${uri}/`;
-  return { name: m[1]!, version: m[2]!, manifestUri: `${prefix}manifest.json` };
+  let ref;
+  try {
+    ref = parseDatasetUri(uri);
+  } catch (err) {
+    throw new Error(`--dataset-uri must look like s3://<bucket>/datasets/<name>/<version>/, got ${uri}`, {
+      cause: err,
+    });
+  }
+  return { name: ref.name, version: ref.version, manifestUri: manifestUri(ref.uri) };
 }
 
 /** The fault of a spec; throws naming the bad part. `none` (or '') is the empty fault that clears. */
@@ -81,11 +83,10 @@ export async function servedDataset(address: string, model?: string): Promise<Da
   if (!primary) throw new Error(`the server at ${address} holds no model version`);
   if (model !== undefined && primary.model_name !== model)
     throw new Error(`the server at ${address} serves ${primary.model_name}, not --model ${model}`);
-  const prefix = datasetPrefix(config().bucket, primary.dataset_name, primary.dataset_version);
   return {
     model: primary.model_name,
     name: primary.dataset_name,
     version: primary.dataset_version,
-    manifestUri: `${prefix}manifest.json`,
+    manifestUri: manifestUri(datasetUri(config().bucket, primary.dataset_name, primary.dataset_version)),
   };
 }

@@ -1,0 +1,45 @@
+/**
+ * The MLflow tag contract: every `recsys.*` tag the platform writes on runs and model versions, named once. The
+ * registry activities write them; serving, the rollout and the CLI read them. A tag renamed here is renamed for all.
+ */
+export const TAGS = {
+  // lineage (run and version)
+  trainingKey: 'recsys.training_key',
+  workflowId: 'recsys.temporal.workflow_id',
+  workflowRunId: 'recsys.temporal.run_id',
+  trigger: 'recsys.trigger',
+  datasetName: 'recsys.dataset.name',
+  datasetVersion: 'recsys.dataset.version',
+  datasetUri: 'recsys.dataset.uri',
+  codeVersion: 'recsys.code_version',
+  pythonLockSha256: 'recsys.python_lock_sha256',
+  modelFamily: 'recsys.model.family',
+  modelUri: 'recsys.model.uri',
+  // what serving loads and verifies: the shipped artefact (int8 or fp32) and its checksum
+  onnxUri: 'recsys.onnx.uri',
+  onnxSha256: 'recsys.onnx.sha256',
+  onnxPrecision: 'recsys.onnx.precision',
+  topK: 'recsys.onnx.top_k',
+  historyLen: 'recsys.onnx.history_len',
+  fp32OnnxUri: 'recsys.onnx.fp32.uri',
+  fp32OnnxSha256: 'recsys.onnx.fp32.sha256',
+  // gates and promotion
+  gates: 'recsys.gates',
+  gatesSummary: 'recsys.gates.summary',
+  promotionDecision: 'recsys.promotion_decision',
+  promoted: 'recsys.promoted',
+  previousChampion: 'recsys.previous_champion',
+  retired: 'recsys.retired',
+  rollout: 'recsys.rollout',
+} as const;
+
+/** Families of tags with a variable suffix. */
+export const gateTag = (gate: string) => `recsys.gate.${gate.replace(/[^A-Za-z0-9_.-]+/g, '_')}`;
+export const quantizationTag = (key: string) => `recsys.quantization.${key}`;
+/** MLflow metric and tag keys may not contain '@'. */
+export const metricKey = (prefix: string, name: string) => `${prefix}${name.replace('@', '_at_')}`;
+export const metricTag = (name: string) => metricKey('recsys.metric.', name);
+export const popularityMetricTag = (name: string) => metricKey('recsys.metric.popularity.', name);
+
+/** Registry aliases (stages are deprecated in MLflow). */
+export const ALIASES = { champion: 'champion', challenger: 'challenger' } as const;

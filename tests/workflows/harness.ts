@@ -1,0 +1,173 @@
+/**
+ * Harness of the workflow tests: the real workflow code on Temporal's Java time-skipping test server (launched by
+ * infra/temporal-test-server.sh, installed by infra/install.sh), with mocked activities that record their calls.
+ * Needs no running stack. Timers are skipped, not waited for: `handle.result()` and `env.sleep()` let the test server
+ * jump to the next timer; otherwise its clock runs in real time.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { Context } from '@temporalio/activity';
+import type { WorkflowHandle } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { bundleWorkflowCode, DefaultLogger, Runtime, Worker, type WorkflowBundle } from '@temporalio/worker';
+import type * as activities from '../../activities';
+
+export const TEST_SERVER_LAUNCHER = path.resolve(__dirname, '../../infra/temporal-test-server.sh');
+
+/** Activity names as the workers register them; the mocks are typed loosely so internal type moves don't matter. */
+export type ActivityName = keyof typeof activities;
+export type ActivityInput = Record<string, unknown>;
+export type MockActivity = (input: ActivityInput) => Promise<unknown>;
+export type MockActivities = Partial<Record<ActivityName, MockActivity>>;
+export interface ActivityCall {
+  name: ActivityName;
+  input: ActivityInput;
+}
+
+/** A failure the activity's retry policy does not retry (as a real activity reports a broken dependency). */
+export const fatal = (message: string, type = 'MockFailure') => ApplicationFailure.nonRetryable(message, type);
+
+export const uniqueId = (prefix: string) => `${prefix}-${randomBytes(4).toString('hex')}`;
+
+/**
+ * One time-skipping test server and one workflow bundle per test file, a worker per test (own task queue).
+ * Call at the top of a test file; it registers beforeAll/afterAll.
+ */
+export function useWorkflowTestEnv(): {
+  env: () => TestWorkflowEnvironment;
+  /** Starts a worker with these mocks on a fresh task queue; it stops in afterAll. */
+  worker: (mocks: MockActivities) => Promise<{ taskQueue: string; calls: ActivityCall[] }>;
+} {
+  let env: TestWorkflowEnvironment | undefined;
+  let bundle: WorkflowBundle | undefined;
+  const running: { worker: Worker; done: Promise<void> }[] = [];
+
+  beforeAll(async () => {
+    try {
+      execFileSync(TEST_SERVER_LAUNCHER, ['--check'], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
+    } catch (err) {
+      const stderr = (err as { stderr?: string }).stderr?.trim();
+      throw new Error(`the workflow tests need Temporal's Java test server: ${stderr || String(err)}`);
+    }
+    quietRuntime();
+    [env, bundle] = await Promise.all([
+      TestWorkflowEnvironment.createTimeSkipping({
+        server: { executable: { type: 'existing-path', path: TEST_SERVER_LAUNCHER } },
+      }),
+      bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: new DefaultLogger('WARN') }),
+    ]);
+  });
+
+  afterAll(async () => {
+    for (const { worker } of running) if (worker.getState() === 'RUNNING') worker.shutdown();
+    await Promise.all(running.map((r) => r.done));
+    await env?.teardown();
+  });
+
+  return {
+    env: () => {
+      if (!env) throw new Error('the test environment is not up (beforeAll failed?)');
+      return env;
+    },
+    worker: async (mocks) => {
+      if (!env || !bundle) throw new Error('the test environment is not up (beforeAll failed?)');
+      const taskQueue = uniqueId('wf-test');
+      const calls: ActivityCall[] = [];
+      const recorded = Object.fromEntries(
+        Object.entries(mocks).map(([name, mock]) => [
+          name,
+          (input: ActivityInput) => {
+            calls.push({ name: name as ActivityName, input });
+            return mock(input);
+          },
+        ]),
+      );
+      const worker = await Worker.create({
+        connection: env.nativeConnection,
+        namespace: env.namespace ?? 'default',
+        taskQueue,
+        workflowBundle: bundle,
+        activities: recorded,
+        // Deliver cancellations to blocked mock activities promptly (they heartbeat).
+        maxHeartbeatThrottleInterval: '50 milliseconds',
+        defaultHeartbeatThrottleInterval: '50 milliseconds',
+      });
+      running.push({ worker, done: worker.run() });
+      return { taskQueue, calls };
+    },
+  };
+}
+
+/** Worker and workflow logs (worker state changes, the workflows' log.info) are not for the test output. */
+function quietRuntime(): void {
+  try {
+    Runtime.install({ logger: new DefaultLogger('WARN') });
+  } catch {
+    // Already installed in this module registry: keep it.
+  }
+}
+
+/**
+ * Polls the `query` until `done` holds (real-time polls; with `skipMs`, the test server's clock jumps that much
+ * between polls so bakes and retries pass at once). Fails with the last answer after `timeoutMs` of real time.
+ */
+export async function waitForQuery<T>(
+  handle: WorkflowHandle,
+  query: () => Promise<T>,
+  done: (t: T) => boolean,
+  opts: { what: string; env?: TestWorkflowEnvironment; skipMs?: number; timeoutMs?: number },
+): Promise<T> {
+  const deadline = Date.now() + (opts.timeoutMs ?? 15_000);
+  let last: T | undefined;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      last = await query();
+      if (done(last)) return last;
+    } catch (err) {
+      lastError = err; // no workflow task has completed yet: nothing to query
+    }
+    if (Date.now() > deadline)
+      throw new Error(
+        `workflow ${handle.workflowId}: timed out waiting for ${opts.what}; last answer: ` +
+          (last === undefined ? String(lastError) : JSON.stringify(last)),
+      );
+    if (opts.env && opts.skipMs) await opts.env.sleep(opts.skipMs);
+    else await delay(20);
+  }
+}
+
+/**
+ * A mock activity that blocks (heartbeating) until `release()` or until the workflow cancels it; `started` resolves
+ * when it runs, `cancelled` tells whether the cancellation reached it.
+ */
+export function blockingActivity(result: unknown): {
+  mock: MockActivity;
+  started: Promise<void>;
+  release: () => void;
+  cancelled: () => boolean;
+} {
+  let release!: () => void;
+  let markStarted!: () => void;
+  let wasCancelled = false;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  const started = new Promise<void>((resolve) => (markStarted = resolve));
+  const mock: MockActivity = async () => {
+    const ctx = Context.current();
+    markStarted();
+    const beat = setInterval(() => ctx.heartbeat(), 20);
+    try {
+      await Promise.race([released, ctx.cancelled]);
+    } catch (err) {
+      wasCancelled = true;
+      throw err;
+    } finally {
+      clearInterval(beat);
+    }
+    return result;
+  };
+  return { mock, started, release, cancelled: () => wasCancelled };
+}
