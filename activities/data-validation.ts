@@ -22,40 +22,14 @@ import { ConfigError } from '../lib/errors';
 import { detectAnomalies, reportText, type Anomaly, type ValidationStatus } from '../lib/dataset/anomalies';
 import { Manifest } from '../lib/dataset/manifest';
 import { computeStatistics, DatasetStatistics } from '../lib/dataset/statistics';
-import {
-  parseValidationConfig,
-  type ValidationConfig,
-  type ValidationConfigInput,
-} from '../lib/dataset/validation-config';
-import { objectStore } from '../lib/object-store';
+import { parseValidationConfig, type ValidationConfig } from '../lib/dataset/validation-config';
 import { localDataset } from '../lib/dataset/cache';
-import {
-  datasetNameUri,
-  datasetFileUri,
-  datasetRef,
-  manifestUri,
-  type DatasetRef,
-  type DatasetVersion,
-} from '../lib/dataset/ref';
+import { datasetNameUri, datasetFileUri, datasetRef, manifestUri, type DatasetRef } from '../lib/dataset/ref';
+import type { ValidateDatasetInput, ValidationResult } from './contracts';
+import type { ActivityDeps } from './deps';
 import { activityHeartbeat, throwIfCancelled } from './heartbeat';
 
-export interface ValidateDatasetInput {
-  dataset: Pick<DatasetVersion, 'name' | 'version' | 'uri' | 'manifestUri'>;
-  config?: ValidationConfigInput;
-}
-
-export interface ValidationResult {
-  status: ValidationStatus;
-  anomalies: Anomaly[];
-  /** The version compared against; absent for the first validated version of the dataset. */
-  previousVersion?: string;
-  /** s3:// URI of validation.json (validation.txt and statistics.json sit next to it). */
-  reportUri: string;
-  /** One line for the Web UI, e.g. "FAIL: 1 anomaly (dailyVolumeDip); daily volume on ... ; vs 3f2a...". */
-  summary: string;
-  /** True when the stored report of an earlier validation (same version, same config) was returned. */
-  reused: boolean;
-}
+type Deps = Pick<ActivityDeps, 'store' | 'config'>;
 
 const StoredReport = z.object({
   reportVersion: z.literal(1),
@@ -91,7 +65,8 @@ const ValidatedIndex = z.object({
 });
 type ValidatedIndex = z.infer<typeof ValidatedIndex>;
 
-export const validatedIndexUri = (name: string) => `${datasetNameUri(config().bucket, name)}_validated.json`;
+export const validatedIndexUri = (name: string, bucket = config().bucket) =>
+  `${datasetNameUri(bucket, name)}_validated.json`;
 
 const configHash = (cfg: ValidationConfig) =>
   createHash('sha256').update(JSON.stringify(cfg)).digest('hex').slice(0, 16);
@@ -101,14 +76,20 @@ function progress(detail: object): void {
   activityHeartbeat(detail);
 }
 
-async function readIndex(name: string): Promise<ValidatedIndex> {
-  const raw = await objectStore().getJson(validatedIndexUri(name));
+async function readIndex(deps: Deps, name: string): Promise<ValidatedIndex> {
+  const raw = await deps.store.getJson(validatedIndexUri(name, deps.config.bucket));
   return raw === undefined ? { versions: [] } : ValidatedIndex.parse(raw);
 }
 
 /** Lists a passing version once (idempotent) and removes a failing one. */
-async function recordOutcome(name: string, version: string, status: ValidationStatus, at: string): Promise<void> {
-  const index = await readIndex(name);
+async function recordOutcome(
+  deps: Deps,
+  name: string,
+  version: string,
+  status: ValidationStatus,
+  at: string,
+): Promise<void> {
+  const index = await readIndex(deps, name);
   const listed = index.versions.some((v) => v.version === version);
   if (status === 'fail') {
     if (!listed) return;
@@ -117,7 +98,7 @@ async function recordOutcome(name: string, version: string, status: ValidationSt
     if (listed) return;
     index.versions.push({ version, validatedAt: at, status });
   }
-  await objectStore().putJson(validatedIndexUri(name), index);
+  await deps.store.putJson(validatedIndexUri(name, deps.config.bucket), index);
 }
 
 /** The previous validated version: the last listed before this one (or the last listed, if this one is not). */
@@ -128,8 +109,11 @@ function previousOf(index: ValidatedIndex, version: string): string | undefined 
 }
 
 /** The statistics of a version: stored ones, or computed from its files and stored. */
-export async function versionStatistics(ref: DatasetRef): Promise<{ stats: DatasetStatistics; uri: string }> {
-  const store = objectStore();
+export async function versionStatistics(
+  deps: Deps,
+  ref: DatasetRef,
+): Promise<{ stats: DatasetStatistics; uri: string }> {
+  const { store } = deps;
   const uri = datasetFileUri(ref.uri, 'statistics.json');
   const manifestAt = manifestUri(ref.uri);
   const stored = await store.getJson(uri);
@@ -145,7 +129,7 @@ export async function versionStatistics(ref: DatasetRef): Promise<{ stats: Datas
     );
   const manifest = Manifest.parse(rawManifest);
   progress({ step: 'download', version: ref.version });
-  const dir = await localDataset(manifestAt);
+  const dir = await localDataset(manifestAt, store, deps.config.cacheDir);
   progress({ step: 'statistics', version: ref.version });
   const stats = await computeStatistics(dir, manifest);
   await store.putJson(uri, stats);
@@ -161,8 +145,14 @@ const resultOf = (stored: StoredReport, reportUri: string, reused: boolean): Val
   reused,
 });
 
-/** Temporal activity: validates a dataset version against the previous validated version of the same dataset. */
-export async function validateDataset(input: ValidateDatasetInput): Promise<ValidationResult> {
+export function dataValidationActivities(deps: ActivityDeps) {
+  return {
+    /** Validates a dataset version against the previous validated version of the same dataset. */
+    validateDataset: (input: ValidateDatasetInput) => validateDataset(deps, input),
+  };
+}
+
+async function validateDataset(deps: Deps, input: ValidateDatasetInput): Promise<ValidationResult> {
   let cfg: ValidationConfig;
   try {
     cfg = parseValidationConfig(input.config ?? {});
@@ -171,7 +161,7 @@ export async function validateDataset(input: ValidateDatasetInput): Promise<Vali
     throw err;
   }
   const { dataset } = input;
-  const store = objectStore();
+  const { store } = deps;
   const hash = configHash(cfg);
   const reportUri = datasetFileUri(dataset.uri, 'validation.json');
   const textUri = datasetFileUri(dataset.uri, 'validation.txt');
@@ -181,19 +171,19 @@ export async function validateDataset(input: ValidateDatasetInput): Promise<Vali
     const stored = StoredReport.safeParse(existing);
     if (stored.success && stored.data.configHash === hash) {
       // A crash between the report and the index update is completed here.
-      await recordOutcome(dataset.name, dataset.version, stored.data.report.status, stored.data.validatedAt);
+      await recordOutcome(deps, dataset.name, dataset.version, stored.data.report.status, stored.data.validatedAt);
       return resultOf(stored.data, reportUri, true);
     }
   }
 
   progress({ step: 'statistics', version: dataset.version });
-  const current = await versionStatistics(dataset);
-  const index = await readIndex(dataset.name);
+  const current = await versionStatistics(deps, dataset);
+  const index = await readIndex(deps, dataset.name);
   const previousVersion = previousOf(index, dataset.version);
   let previous: { version: string; stats: DatasetStatistics } | undefined;
   if (previousVersion !== undefined) {
     progress({ step: 'statistics', version: previousVersion, previous: true });
-    const { stats } = await versionStatistics(datasetRef(config().bucket, dataset.name, previousVersion));
+    const { stats } = await versionStatistics(deps, datasetRef(deps.config.bucket, dataset.name, previousVersion));
     previous = { version: previousVersion, stats };
   }
 
@@ -201,10 +191,14 @@ export async function validateDataset(input: ValidateDatasetInput): Promise<Vali
   let newRows: DatasetStatistics | undefined;
   if (previous && current.stats.timestamp.max > previous.stats.timestamp.max) {
     progress({ step: 'statistics', version: dataset.version, newerThan: previous.stats.timestamp.max });
-    const manifest = Manifest.parse(await store.getJson(dataset.manifestUri));
-    newRows = await computeStatistics(await localDataset(dataset.manifestUri), manifest, {
-      newerThan: previous.stats.timestamp.max,
-    });
+    const manifest = Manifest.parse(await store.getJson(manifestUri(dataset.uri)));
+    newRows = await computeStatistics(
+      await localDataset(manifestUri(dataset.uri), store, deps.config.cacheDir),
+      manifest,
+      {
+        newerThan: previous.stats.timestamp.max,
+      },
+    );
   }
 
   progress({ step: 'compare', version: dataset.version, previousVersion });
@@ -222,6 +216,6 @@ export async function validateDataset(input: ValidateDatasetInput): Promise<Vali
   };
   await store.putBytes(textUri, reportText(dataset.name, dataset.version, report), 'text/plain; charset=utf-8');
   await store.putJson(reportUri, stored);
-  await recordOutcome(dataset.name, dataset.version, report.status, stored.validatedAt);
+  await recordOutcome(deps, dataset.name, dataset.version, report.status, stored.validatedAt);
   return resultOf(stored, reportUri, false);
 }

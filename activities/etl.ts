@@ -7,12 +7,11 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/activity';
-import { config } from '../lib/config';
 import { DataValidationError, type InputProblem } from '../lib/errors';
 import { sha256File, withTempDir } from '../lib/files';
-import { objectStore, parseS3Uri } from '../lib/object-store';
+import { parseS3Uri } from '../lib/object-store';
 import { buildDataset, dedupe, type BuiltDataset, type SourcedInteraction } from '../lib/dataset/build';
-import { EtlConfig, type EtlConfigInput } from '../lib/dataset/etl-config';
+import { EtlConfig } from '../lib/dataset/etl-config';
 import { Manifest } from '../lib/dataset/manifest';
 import {
   datasetFileUri,
@@ -25,15 +24,9 @@ import { isProblem, readRaw } from '../lib/dataset/raw-formats';
 import { SPLIT_NAMES } from '../lib/dataset/split';
 import { validateRecord } from '../lib/dataset/validate';
 import { INTERACTION_SCHEMA, ITEM_SCHEMA, USER_SCHEMA, writeDatasetParquet } from '../lib/dataset/write-parquet';
+import type { EtlInput } from './contracts';
+import { defaultDeps, type ActivityDeps } from './deps';
 import { activityHeartbeat, throwIfCancelled } from './heartbeat';
-
-export interface EtlInput {
-  /** Dataset name, e.g. `ml-100k`. */
-  name: string;
-  /** Raw log files in the object store. */
-  sources: string[];
-  config: EtlConfigInput;
-}
 
 interface SourceInfo {
   uri: string;
@@ -126,6 +119,7 @@ function manifestOf(
 export async function buildDatasetVersion(
   input: EtlInput,
   progress: (detail: object) => void = () => undefined,
+  deps: Pick<ActivityDeps, 'store' | 'config'> = defaultDeps(),
 ): Promise<DatasetVersion> {
   if (!DATASET_NAME.test(input.name))
     throw ApplicationFailure.nonRetryable(
@@ -136,8 +130,8 @@ export async function buildDatasetVersion(
   if (!parsed.success)
     throw ApplicationFailure.nonRetryable(`invalid ETL config: ${parsed.error.message}`, 'ConfigError');
   const cfg = parsed.data;
-  const store = objectStore();
-  const bucket = config().bucket;
+  const { store } = deps;
+  const { bucket } = deps.config;
 
   return withTempDir('etl', async (dir) => {
     const files: { uri: string; local: string }[] = [];
@@ -202,10 +196,17 @@ export async function buildDatasetVersion(
   });
 }
 
-/** Temporal activity. */
-export async function etl(input: EtlInput): Promise<DatasetVersion> {
-  return buildDatasetVersion(input, (detail) => {
-    throwIfCancelled();
-    activityHeartbeat(detail);
-  });
+export function etlActivities(deps: ActivityDeps) {
+  return {
+    /** Raw logs → a validated, content-addressed dataset version (reused when it exists). */
+    etl: (input: EtlInput): Promise<DatasetVersion> =>
+      buildDatasetVersion(
+        input,
+        (detail) => {
+          throwIfCancelled();
+          activityHeartbeat(detail);
+        },
+        deps,
+      ),
+  };
 }

@@ -8,100 +8,24 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
 import { z } from 'zod';
-import { withTempDir } from '../lib/files';
-import { objectStore } from '../lib/object-store';
-import type { DatasetVersion } from '../lib/dataset/ref';
 import { localDataset } from '../lib/dataset/cache';
-import { PythonStepError, runPython } from './python-process';
-import { localModel, type TrainResult } from './training';
+import {
+  EvaluationResult,
+  Interval,
+  MetricIntervals,
+  PerRanker,
+  type Difference,
+  type EvaluateInput,
+  type EvaluationBaseline,
+  type MetricDifferences,
+} from './contracts';
+import type { ActivityDeps } from './deps';
+import { describeIssues, PythonOutputError, runPythonStep } from './python-step';
+import { localModel } from './training';
 
 /** Bumped when the summary's shape changes: older summaries are not reused. */
 const SUMMARY_FORMAT = 'v2';
-
-export type MetricSet = Record<string, number>;
-
-/** A point estimate with its 95% percentile bootstrap interval. */
-export const Interval = z.object({ point: z.number(), lo: z.number(), hi: z.number() });
-export type Interval = z.infer<typeof Interval>;
-
-/** Paired model − other over the same users; `relative` = model / other − 1 when other > 0 on every resample. */
-export const Difference = Interval.extend({ relative: Interval.optional() });
-export type Difference = z.infer<typeof Difference>;
-
-export const MetricIntervals = z.record(z.string(), Interval);
-export type MetricIntervals = z.infer<typeof MetricIntervals>;
-export const MetricDifferences = z.record(z.string(), Difference);
-export type MetricDifferences = z.infer<typeof MetricDifferences>;
-
-export const RankerIntervals = z.object({
-  model: MetricIntervals,
-  popularity: MetricIntervals,
-  baseline: MetricIntervals.optional(),
-});
-export type RankerIntervals = z.infer<typeof RankerIntervals>;
-
-export const Differences = z.object({ vsPopularity: MetricDifferences, vsBaseline: MetricDifferences.optional() });
-export type Differences = z.infer<typeof Differences>;
-
-/** One slice of users (e.g. `activity=cold`, `popularity=tail`); intervals are empty when it has no users. */
-export const SliceResult = z.object({
-  dimension: z.string(),
-  value: z.string(),
-  nUsers: z.number().int().nonnegative(),
-  /** Fewer users than the report's minimum (20): reported, not for gating. */
-  small: z.boolean(),
-  model: MetricIntervals,
-  popularity: MetricIntervals,
-  baseline: MetricIntervals.optional(),
-  vsPopularity: MetricDifferences,
-  vsBaseline: MetricDifferences.optional(),
-});
-export type SliceResult = z.infer<typeof SliceResult>;
-
-const PerRanker = <T extends z.ZodType>(value: T) =>
-  z.object({ model: value, popularity: value, baseline: value.optional() });
-
-export const EvaluationResult = z.object({
-  reportUri: z.string(),
-  /** Markdown: the primary metric by slice with intervals and differences, then every metric overall. */
-  tableUri: z.string(),
-  k: z.number().int().positive(),
-  ks: z.array(z.number().int().positive()),
-  /** Point estimates over all evaluated users (recall/ndcg/hr at each of `ks`, mrr). */
-  model: z.record(z.string(), z.number()),
-  popularity: z.record(z.string(), z.number()),
-  baseline: z.record(z.string(), z.number()).optional(),
-  /** The champion version compared with, when there was one. */
-  baselineVersion: z.string().optional(),
-  nUsers: z.number().int().nonnegative(),
-  nColdUsers: z.number().int().nonnegative(),
-  intervals: RankerIntervals,
-  differences: Differences,
-  slices: z.record(z.string(), SliceResult),
-  /** Share of catalogue items in some user's top k. */
-  coverage: PerRanker(z.number()),
-  /** Mean self-information −log2 p(item) of recommended items, bits (null: nothing recommended). */
-  novelty: PerRanker(z.number().nullable()),
-  bootstrap: z.object({ nResamples: z.number().int(), confidence: z.number(), seed: z.number().int() }),
-  reused: z.boolean(),
-});
-export type EvaluationResult = z.infer<typeof EvaluationResult>;
-
-/** The model to compare with: the current champion, possibly trained on another dataset version. */
-export interface EvaluationBaseline {
-  modelVersion: string;
-  modelUri: string;
-  dataset: DatasetVersion;
-}
-
-export interface EvaluateInput {
-  dataset: DatasetVersion;
-  training: TrainResult;
-  k?: number;
-  baseline?: EvaluationBaseline | null;
-}
 
 // The report models/evaluate.py writes (documented in its module docstring); only what the summary needs.
 const PyDifference = Interval.extend({
@@ -136,7 +60,8 @@ const PyReport = z.object({
 type PyReport = z.infer<typeof PyReport>;
 type PyPopulation = z.infer<typeof PyPopulation>;
 
-export class EvaluationReportError extends Error {
+/** The report does not fit its contract: a mismatch with models/evaluate.py, so never retried. */
+export class EvaluationReportError extends PythonOutputError {
   override readonly name = 'EvaluationReportError';
 }
 
@@ -144,8 +69,7 @@ export class EvaluationReportError extends Error {
 export function parseEvaluationReport(raw: unknown, source: string): PyReport {
   const parsed = PyReport.safeParse(raw);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
-    throw new EvaluationReportError(`${source} is not a valid evaluation report: ${problems.join('; ')}`);
+    throw new EvaluationReportError(`${source} is not a valid evaluation report: ${describeIssues(parsed.error)}`);
   }
   const report = parsed.data;
   const hasBaseline = report.rankers.includes('baseline');
@@ -257,48 +181,46 @@ export function evaluationKey(k: number, baseline?: EvaluationBaseline | null): 
   return `evaluation-${SUMMARY_FORMAT}-k${k}-vs-v${version}-${hash}`;
 }
 
-export async function evaluate(input: EvaluateInput): Promise<EvaluationResult> {
-  const ctx = Context.current();
-  const k = input.k ?? 10;
-  const baseline = input.baseline ?? undefined;
-  const store = objectStore();
-  const key = evaluationKey(k, baseline);
-  const reportUri = `${input.training.uri}${key}.json`;
-  const tableUri = `${input.training.uri}${key}.md`;
-  const summaryUri = `${input.training.uri}${key}.summary.json`;
-  const existing = EvaluationResult.safeParse(await store.getJson(summaryUri));
-  if (existing.success) return { ...existing.data, reused: true };
+// The result line of models/evaluate.py; the figures are read from the report file it names.
+const PyResult = z.object({ report_path: z.string(), table_path: z.string() });
 
-  const ticker = setInterval(() => ctx.heartbeat({ stage: 'evaluate' }), 5000);
-  try {
-    const dataDir = await localDataset(input.dataset.manifestUri);
-    return await withTempDir('eval', async (work) => {
-      const modelPath = await localModel(input.training.modelUri, work);
-      const out = path.join(work, 'report.json');
-      const table = path.join(work, 'report.md');
-      const args = ['--data-dir', dataDir, '--model', modelPath, '--out', out, '--table-out', table];
-      args.push('--k', String(k));
-      if (baseline) {
-        const baselineData = await localDataset(baseline.dataset.manifestUri);
-        const baselineModel = await localModel(baseline.modelUri, path.join(work, 'baseline'));
-        args.push('--baseline-model', baselineModel, '--baseline-data-dir', baselineData);
-      }
-      await runPython({ module: 'models.evaluate', args, signal: ctx.cancellationSignal });
-      const report = parseEvaluationReport(JSON.parse(await fs.readFile(out, 'utf8')) as unknown, out);
-      await store.putFile(reportUri, out);
-      await store.putFile(tableUri, table);
-      const summary = summarise(report, { reportUri, tableUri, baselineVersion: baseline?.modelVersion });
-      // The summary last: its presence means the evaluation is complete.
-      await store.putJson(summaryUri, summary);
-      return summary;
-    });
-  } catch (err) {
-    if (ctx.cancellationSignal.aborted) throw new CancelledFailure('evaluation cancelled');
-    if (err instanceof PythonStepError && ['UsageError', 'DataError', 'CheckpointError'].includes(err.errorType))
-      throw ApplicationFailure.nonRetryable(err.message, err.errorType);
-    if (err instanceof EvaluationReportError) throw ApplicationFailure.nonRetryable(err.message, err.name);
-    throw err;
-  } finally {
-    clearInterval(ticker);
-  }
+export function evaluationActivities(deps: ActivityDeps) {
+  const { store } = deps;
+  const dataset = (manifestUri: string) => localDataset(manifestUri, store, deps.config.cacheDir);
+  // Arrow functions, not methods: the worker and tests call activities detached from this object.
+  return {
+    evaluate: async (input: EvaluateInput): Promise<EvaluationResult> => {
+      const k = input.k ?? 10;
+      const baseline = input.baseline ?? undefined;
+      const key = evaluationKey(k, baseline);
+      const reportUri = `${input.training.uri}${key}.json`;
+      const tableUri = `${input.training.uri}${key}.md`;
+      return runPythonStep(deps, {
+        name: 'evaluation',
+        summaryUri: `${input.training.uri}${key}.summary.json`,
+        summary: EvaluationResult,
+        nonRetryable: ['UsageError', 'DataError', 'CheckpointError'],
+        heartbeat: { stage: 'evaluate' },
+        work: async (ctx) => {
+          const dataDir = await dataset(input.dataset.manifestUri);
+          const modelPath = await localModel(input.training.modelUri, ctx.dir, store);
+          const out = path.join(ctx.dir, 'report.json');
+          const table = path.join(ctx.dir, 'report.md');
+          const args = ['--data-dir', dataDir, '--model', modelPath, '--out', out, '--table-out', table];
+          args.push('--k', String(k));
+          if (baseline) {
+            const baselineData = await dataset(baseline.dataset.manifestUri);
+            const baselineModel = await localModel(baseline.modelUri, path.join(ctx.dir, 'baseline'), store);
+            args.push('--baseline-model', baselineModel, '--baseline-data-dir', baselineData);
+          }
+          const result = await ctx.python({ module: 'models.evaluate', args, result: PyResult });
+          const raw = JSON.parse(await fs.readFile(result.report_path, 'utf8')) as unknown;
+          const report = parseEvaluationReport(raw, result.report_path);
+          await store.putFile(reportUri, result.report_path);
+          await store.putFile(tableUri, result.table_path);
+          return summarise(report, { reportUri, tableUri, baselineVersion: baseline?.modelVersion });
+        },
+      });
+    },
+  };
 }

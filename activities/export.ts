@@ -4,66 +4,62 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { ApplicationFailure, Context } from '@temporalio/activity';
-import { sha256File, withTempDir } from '../lib/files';
-import { objectStore } from '../lib/object-store';
-import { PythonStepError, runPython } from './python-process';
-import { localModel, type TrainResult } from './training';
+import { z } from 'zod';
+import { sha256File } from '../lib/files';
+import { ExportResult, type ExportInput } from './contracts';
+import type { ActivityDeps } from './deps';
+import { runPythonStep } from './python-step';
+import { localModel } from './training';
 
-export interface ExportResult {
-  onnxUri: string;
-  sha256: string;
-  bytes: number;
-  maxAbsDiff: number;
-  tolerance: number;
-  topK: number;
-  historyLen: number;
-  nItems: number;
-  opset: number;
-  reused: boolean;
-}
+// The result line of models/export.py (its module docstring); only the fields the summary keeps.
+const PyResult = z.object({
+  max_abs_diff: z.number(),
+  tolerance: z.number(),
+  top_k: z.number().int(),
+  history_len: z.number().int(),
+  n_items: z.number().int(),
+  opset: z.number().int(),
+});
 
-export async function exportOnnx(input: { training: TrainResult; topK?: number }): Promise<ExportResult> {
-  const ctx = Context.current();
-  const store = objectStore();
-  const topK = input.topK ?? 100;
-  const onnxUri = `${input.training.uri}model-top${topK}.onnx`;
-  const summaryUri = `${onnxUri}.json`;
-  const existing = await store.getJson(summaryUri);
-  if (existing !== undefined) return { ...(existing as ExportResult), reused: true };
-
-  return withTempDir('export', async (work) => {
-    const modelPath = await localModel(input.training.modelUri, work);
-    const out = path.join(work, 'model.onnx');
-    let result;
-    try {
-      result = await runPython({
-        module: 'models.export',
-        args: ['--model', modelPath, '--out', out, '--top-k', String(topK)],
-        signal: ctx.cancellationSignal,
+export function exportActivities(deps: ActivityDeps) {
+  const { store } = deps;
+  // Arrow functions, not methods: the worker and tests call activities detached from this object.
+  return {
+    exportOnnx: async (input: ExportInput): Promise<ExportResult> => {
+      const topK = input.topK ?? 100;
+      const onnxUri = `${input.training.uri}model-top${topK}.onnx`;
+      return runPythonStep(deps, {
+        name: 'export',
+        summaryUri: `${onnxUri}.json`,
+        summary: ExportResult,
+        // A parity failure is a property of the model, not a transient fault: retrying would not help.
+        nonRetryable: [{ python: 'ExportVerificationError', as: 'OnnxParityError' }],
+        heartbeat: { stage: 'export' },
+        work: async (ctx) => {
+          const modelPath = await localModel(input.training.modelUri, ctx.dir, store);
+          const out = path.join(ctx.dir, 'model.onnx');
+          const result = await ctx.python({
+            module: 'models.export',
+            args: ['--model', modelPath, '--out', out, '--top-k', String(topK)],
+            result: PyResult,
+          });
+          const sha256 = await sha256File(out);
+          const { size } = await fs.stat(out);
+          await store.putFile(onnxUri, out);
+          return {
+            onnxUri,
+            sha256,
+            bytes: size,
+            maxAbsDiff: result.max_abs_diff,
+            tolerance: result.tolerance,
+            topK: result.top_k,
+            historyLen: result.history_len,
+            nItems: result.n_items,
+            opset: result.opset,
+            reused: false,
+          };
+        },
       });
-    } catch (err) {
-      // A parity failure is a property of the model, not a transient fault: retrying would not help.
-      if (err instanceof PythonStepError && err.errorType === 'ExportVerificationError')
-        throw ApplicationFailure.nonRetryable(err.message, 'OnnxParityError');
-      throw err;
-    }
-    const sha256 = await sha256File(out);
-    const { size } = await fs.stat(out);
-    await store.putFile(onnxUri, out);
-    const summary: ExportResult = {
-      onnxUri,
-      sha256,
-      bytes: size,
-      maxAbsDiff: result.max_abs_diff as number,
-      tolerance: result.tolerance as number,
-      topK: result.top_k as number,
-      historyLen: result.history_len as number,
-      nItems: result.n_items as number,
-      opset: result.opset as number,
-      reused: false,
-    };
-    await store.putJson(summaryUri, summary);
-    return summary;
-  });
+    },
+  };
 }

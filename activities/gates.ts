@@ -4,9 +4,9 @@
  * workflow code so the config is validated where errors can name it, and the decision is an event in the history.
  */
 import { ApplicationFailure } from '@temporalio/activity';
-import { GateConfigError, parseGateConfig, type GateConfigInput, type GateMetric } from '../lib/gates/config';
+import { GateConfigError, parseGateConfig, type GateMetric } from '../lib/gates/config';
 import { decidePromotion, type Difference, type GateDecision, type GateInputs } from '../lib/gates/decide';
-import type { EvaluationResult, MetricDifferences } from './evaluation';
+import type { CheckGatesInput, EvaluationResult, MetricDifferences } from './contracts';
 
 const metrics = (d: MetricDifferences | undefined): Partial<Record<GateMetric, Difference>> => d ?? {};
 
@@ -31,11 +31,7 @@ export function gateInputs(evaluation: EvaluationResult, championVersion?: strin
   };
 }
 
-export async function checkGates(input: {
-  evaluation: EvaluationResult;
-  config?: GateConfigInput;
-  championVersion?: string;
-}): Promise<GateDecision> {
+function checkGates(input: CheckGatesInput): GateDecision {
   let config;
   try {
     config = parseGateConfig(input.config);
@@ -43,5 +39,12 @@ export async function checkGates(input: {
     if (err instanceof GateConfigError) throw ApplicationFailure.nonRetryable(err.message, 'GateConfigError');
     throw err;
   }
-  return Promise.resolve(decidePromotion(gateInputs(input.evaluation, input.championVersion), config));
+  return decidePromotion(gateInputs(input.evaluation, input.championVersion), config);
+}
+
+export function gateActivities() {
+  return {
+    /** The promotion decision for an evaluation under a gate config (validated here, so errors name the field). */
+    checkGates: (input: CheckGatesInput): Promise<GateDecision> => Promise.resolve(checkGates(input)),
+  };
 }

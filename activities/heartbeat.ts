@@ -22,3 +22,17 @@ export function throwIfCancelled(): void {
 export function lastHeartbeatDetails<T>(): T | undefined {
   return currentContext()?.info.heartbeatDetails as T | undefined;
 }
+
+/**
+ * Runs `work` while heartbeating every `everyMs` with the latest detail, so a step that is quiet for a while (a
+ * download, a model load) still shows it is alive and can be cancelled.
+ */
+export async function heartbeating<T>(detail: () => unknown, work: () => Promise<T>, everyMs = 2000): Promise<T> {
+  activityHeartbeat(detail());
+  const timer = setInterval(() => activityHeartbeat(detail()), everyMs);
+  try {
+    return await work();
+  } finally {
+    clearInterval(timer);
+  }
+}

@@ -1,19 +1,34 @@
-/** Every activity the workers register. Workflows import this module as a type only. */
-export { etl } from './etl';
-export { validateDataset } from './data-validation';
-export { train } from './training';
-export { evaluate } from './evaluation';
-export { exportOnnx } from './export';
-export { quantize } from './quantization';
-export { checkGates } from './gates';
-export { register, currentChampion, describeVersion, tagVersion, promote, restoreChampion } from './registry';
-export {
-  ensureEnvironment,
-  setTrafficWeights,
-  environmentState,
-  stopEnvironment,
-  setFault,
-  scrapeVersionMetrics,
-  runLoadTest,
-} from './deploy';
-export { analyseCanaryWindow } from './rollout-analysis';
+/**
+ * Every activity the workers register, built by one factory from its dependencies (Temporal's
+ * activities-dependency-injection pattern): the worker calls createActivities(), tests and benchmarks pass their own
+ * object store, MLflow client or configuration. Workflows import the `Activities` type only.
+ */
+import { dataValidationActivities } from './data-validation';
+import { deployActivities } from './deploy';
+import { defaultDeps, type ActivityDeps } from './deps';
+import { etlActivities } from './etl';
+import { evaluationActivities } from './evaluation';
+import { exportActivities } from './export';
+import { gateActivities } from './gates';
+import { quantizationActivities } from './quantization';
+import { registryActivities } from './registry';
+import { rolloutAnalysisActivities } from './rollout-analysis';
+import { trainingActivities } from './training';
+
+export function createActivities(deps: ActivityDeps = defaultDeps()) {
+  return {
+    ...etlActivities(deps),
+    ...dataValidationActivities(deps),
+    ...trainingActivities(deps),
+    ...evaluationActivities(deps),
+    ...exportActivities(deps),
+    ...quantizationActivities(deps),
+    ...gateActivities(),
+    ...registryActivities(deps),
+    ...deployActivities(deps),
+    ...rolloutAnalysisActivities(deps),
+  };
+}
+
+export type Activities = ReturnType<typeof createActivities>;
+export { defaultDeps, type ActivityDeps };

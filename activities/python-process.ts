@@ -36,12 +36,14 @@ export interface PythonRun {
   signal?: AbortSignal;
   /** Called with the pid (= process group id) once started. */
   onStart?: (pid: number) => void;
+  /** The Python interpreter (its venv's torchrun sits next to it); config().python by default. */
+  python?: string;
 }
 
 const KILL_GRACE_MS = 5000;
 
 export async function runPython(run: PythonRun): Promise<PythonEvent> {
-  const python = config().python;
+  const python = run.python ?? config().python;
   const [cmd, args] =
     run.nprocPerNode !== undefined
       ? [
@@ -88,6 +90,15 @@ export async function runPython(run: PythonRun): Promise<PythonEvent> {
   let error: PythonEvent | undefined;
   // Events are handled one at a time, in order: a checkpoint upload finishes before the next event is seen.
   let handling: Promise<void> = Promise.resolve();
+  // A handler that fails (an upload, an event that does not parse) ends the run: the process is stopped rather than
+  // left working for a result that can no longer be used, and the failure is what runPython throws. Caught here so
+  // it never becomes an unhandled rejection while the process is still running.
+  let handlerFailed: { error: unknown } | undefined;
+  const onHandlerError = (err: unknown) => {
+    if (handlerFailed) return;
+    handlerFailed = { error: err };
+    onAbort();
+  };
   createInterface({ input: child.stdout }).on('line', (line) => {
     let event: PythonEvent;
     try {
@@ -98,7 +109,7 @@ export async function runPython(run: PythonRun): Promise<PythonEvent> {
     }
     if (event.event === 'result') result = event;
     else if (event.event === 'error') error = event;
-    handling = handling.then(() => run.onEvent?.(event));
+    handling = handling.then(() => (handlerFailed ? undefined : run.onEvent?.(event))).catch(onHandlerError);
   });
 
   const code = await new Promise<number | null>((resolve, reject) => {
@@ -113,6 +124,7 @@ export async function runPython(run: PythonRun): Promise<PythonEvent> {
 
   const tail = stderr.slice(-20).join('\n');
   if (run.signal?.aborted) throw new PythonStepError(run.module, 'Cancelled', 'cancelled', tail);
+  if (handlerFailed) throw handlerFailed.error;
   if (code !== 0 || !result) {
     const type = typeof error?.type === 'string' ? error.type : `ExitCode${code}`;
     const message = typeof error?.message === 'string' ? error.message : `exited with code ${code}\n${tail}`;

@@ -9,61 +9,25 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { codeVersion, pythonLockSha256 } from '../lib/code-version';
-import { config } from '../lib/config';
 import { withTempDir } from '../lib/files';
-import { MlflowClient, filterValue, tagsOf } from '../lib/mlflow/client';
+import { filterValue, tagsOf, type MlflowClient } from '../lib/mlflow/client';
 import type { MlflowModelVersion, MlflowRun } from '../lib/mlflow/schemas';
 import { ALIASES, gateTag, metricKey, metricTag, popularityMetricTag, quantizationTag, TAGS } from '../lib/mlflow/tags';
 import { Manifest } from '../lib/dataset/manifest';
-import { objectStore } from '../lib/object-store';
-import { manifestUri, parseDatasetUri, type DatasetVersion } from '../lib/dataset/ref';
-import type { EvaluationResult } from './evaluation';
-import type { ExportResult } from './export';
-import type { TrainResult } from './training';
-import type { GateDecision } from '../lib/gates/decide';
+import type { ObjectStore } from '../lib/object-store';
+import { manifestUri, parseDatasetUri } from '../lib/dataset/ref';
+import type {
+  ChampionRef,
+  PromoteInput,
+  PromoteResult,
+  RegisterInput,
+  RegisterResult,
+  RestoreChampionInput,
+  TagVersionInput,
+} from './contracts';
+import type { ActivityDeps } from './deps';
 
 export const PRIMARY_METRIC = 'ndcg@10';
-
-export interface RegisterInput {
-  model: string;
-  workflowId: string;
-  workflowRunId: string;
-  trigger: string;
-  dataset: DatasetVersion;
-  trainConfig: Record<string, unknown>;
-  training: TrainResult;
-  evaluation: EvaluationResult;
-  exported: ExportResult;
-  /** The ONNX artefact that serving loads (int8 when quantization passed its gate, else the float export). */
-  serving: ServingArtifact;
-  /** Quantization figures recorded as version tags (`recsys.quantization.<key>`). */
-  quantization?: Record<string, string | number>;
-  gates: GateDecision;
-}
-
-export interface ServingArtifact {
-  onnxUri: string;
-  sha256: string;
-  precision: 'fp32' | 'int8';
-}
-
-export interface RegisterResult {
-  model: string;
-  version: string;
-  mlflowRunId: string;
-  aliases: string[];
-  gatesPassed: boolean;
-  decision: string;
-  modelUrl: string;
-  runUrl: string;
-}
-
-/** The current champion, with what evaluation needs to compare a challenger with it on the same test split. */
-export interface ChampionRef {
-  version: string;
-  modelUri: string;
-  dataset: DatasetVersion;
-}
 
 async function findOrCreateRun(mlflow: MlflowClient, experimentId: string, input: RegisterInput): Promise<MlflowRun> {
   const key = input.training.trainingKey;
@@ -83,7 +47,8 @@ async function findOrCreateRun(mlflow: MlflowClient, experimentId: string, input
   });
 }
 
-async function logRun(mlflow: MlflowClient, run: MlflowRun, input: RegisterInput): Promise<void> {
+async function logRun(deps: ActivityDeps, run: MlflowRun, input: RegisterInput): Promise<void> {
+  const { mlflow, store } = deps;
   const { training, evaluation, exported, dataset } = input;
   const metrics: Record<string, number> = {
     train_final_loss: training.finalLoss,
@@ -109,7 +74,6 @@ async function logRun(mlflow: MlflowClient, run: MlflowRun, input: RegisterInput
   for (const [k, v] of Object.entries(training.config ?? input.trainConfig)) params[`train.${k}`] = String(v);
   await mlflow.logBatch(run.info.run_id, { metrics, params });
 
-  const store = objectStore();
   await withTempDir('register', async (dir) => {
     const uploads: [string, string][] = [
       [exported.onnxUri, 'model/model.onnx'],
@@ -129,13 +93,13 @@ async function logRun(mlflow: MlflowClient, run: MlflowRun, input: RegisterInput
   await mlflow.finishRun(run.info.run_id);
 }
 
-export async function register(input: RegisterInput): Promise<RegisterResult> {
+async function register(deps: ActivityDeps, input: RegisterInput): Promise<RegisterResult> {
   const ctx = Context.current();
-  const mlflow = new MlflowClient();
+  const { mlflow } = deps;
   const experimentId = await mlflow.ensureExperiment(input.model);
   ctx.heartbeat({ stage: 'run' });
   const run = await findOrCreateRun(mlflow, experimentId, input);
-  if (run.info.status !== 'FINISHED') await logRun(mlflow, run, input);
+  if (run.info.status !== 'FINISHED') await logRun(deps, run, input);
 
   ctx.heartbeat({ stage: 'version' });
   await mlflow.ensureRegisteredModel(input.model, 'Retrieval model trained by recsys continuousTraining');
@@ -183,7 +147,7 @@ export async function register(input: RegisterInput): Promise<RegisterResult> {
 
   await mlflow.setAlias(input.model, ALIASES.challenger, version.version);
   const final = await mlflow.getModelVersion(input.model, version.version);
-  const base = config().mlflowUrl;
+  const base = deps.config.mlflowUrl;
   return {
     model: input.model,
     version: version.version,
@@ -196,18 +160,7 @@ export async function register(input: RegisterInput): Promise<RegisterResult> {
   };
 }
 
-/** The version behind `champion`, or undefined for a model without one (or not registered yet). */
-export async function currentChampion(input: { model: string }): Promise<ChampionRef | undefined> {
-  const champion = await new MlflowClient().getVersionByAlias(input.model, ALIASES.champion);
-  return champion ? lineageOf(input.model, champion) : undefined;
-}
-
-/** A registered version with its lineage: the trained model and the dataset version it was trained on. */
-export async function describeVersion(input: { model: string; version: string }): Promise<ChampionRef> {
-  return lineageOf(input.model, await new MlflowClient().getModelVersion(input.model, input.version));
-}
-
-async function lineageOf(model: string, mv: MlflowModelVersion): Promise<ChampionRef> {
+async function lineageOf(store: ObjectStore, model: string, mv: MlflowModelVersion): Promise<ChampionRef> {
   const tags = tagsOf(mv);
   const modelUri = tags[TAGS.modelUri];
   const datasetUri = tags[TAGS.datasetUri];
@@ -217,7 +170,7 @@ async function lineageOf(model: string, mv: MlflowModelVersion): Promise<Champio
       'RegistryLineageError',
     );
   const manifestAt = manifestUri(parseDatasetUri(datasetUri).uri);
-  const manifest = Manifest.parse(await objectStore().getJson(manifestAt));
+  const manifest = Manifest.parse(await store.getJson(manifestAt));
   return {
     version: mv.version,
     modelUri,
@@ -232,38 +185,11 @@ async function lineageOf(model: string, mv: MlflowModelVersion): Promise<Champio
   };
 }
 
-/** Sets tags on a version (rollout outcomes, approvals): the registry's own record of what happened to it. */
-export async function tagVersion(input: {
-  model: string;
-  version: string;
-  tags: Record<string, string>;
-}): Promise<void> {
-  const mlflow = new MlflowClient();
-  for (const [key, value] of Object.entries(input.tags))
-    await mlflow.setModelVersionTag(input.model, input.version, key, value.slice(0, 4000));
-}
-
-export interface PromoteResult {
-  model: string;
-  version: string;
-  previousChampion?: string;
-  /** False when the version already was the champion: nothing was done. */
-  changed: boolean;
-}
-
 /**
  * Points `champion` at a version and records who/what did it and the previous champion on the version's tags, so
  * the registry itself says which version served when. Idempotent: promoting the champion again changes nothing.
  */
-export async function promote(input: {
-  model: string;
-  version: string;
-  reason: string;
-  by: string;
-  /** Only move the alias if it still points here (the rollout's view of the world); undefined = no champion. */
-  expectedChampion?: string | null;
-}): Promise<PromoteResult> {
-  const mlflow = new MlflowClient();
+async function promote(mlflow: MlflowClient, input: PromoteInput): Promise<PromoteResult> {
   const current = await mlflow.getVersionByAlias(input.model, ALIASES.champion);
   if (current?.version === input.version) return { model: input.model, version: input.version, changed: false };
   if (input.expectedChampion !== undefined && (current?.version ?? null) !== input.expectedChampion)
@@ -282,16 +208,34 @@ export async function promote(input: {
 }
 
 /** Compensation of `promote`: puts `champion` back where it was (or removes it) if it still points at `version`. */
-export async function restoreChampion(input: {
-  model: string;
-  version: string;
-  previousChampion?: string;
-}): Promise<{ restored: boolean }> {
-  const mlflow = new MlflowClient();
+async function restoreChampion(mlflow: MlflowClient, input: RestoreChampionInput): Promise<{ restored: boolean }> {
   const current = await mlflow.getVersionByAlias(input.model, ALIASES.champion);
   if (current?.version !== input.version) return { restored: false };
   if (input.previousChampion) await mlflow.setAlias(input.model, ALIASES.champion, input.previousChampion);
   else await mlflow.deleteAlias(input.model, ALIASES.champion);
   await mlflow.setModelVersionTag(input.model, input.version, TAGS.promoted, `reverted ${new Date().toISOString()}`);
   return { restored: true };
+}
+
+export function registryActivities(deps: ActivityDeps) {
+  const { mlflow, store } = deps;
+  return {
+    register: (input: RegisterInput) => register(deps, input),
+    /** The version behind `champion`, or undefined for a model without one (or not registered yet). */
+    currentChampion: async (input: { model: string }): Promise<ChampionRef | undefined> => {
+      const champion = await mlflow.getVersionByAlias(input.model, ALIASES.champion);
+      return champion ? lineageOf(store, input.model, champion) : undefined;
+    },
+    /** A registered version with its lineage: the trained model and the dataset version it was trained on. */
+    describeVersion: async (input: { model: string; version: string }): Promise<ChampionRef> => {
+      return lineageOf(store, input.model, await mlflow.getModelVersion(input.model, input.version));
+    },
+    /** Sets tags on a version (rollout outcomes, approvals): the registry's own record of what happened to it. */
+    tagVersion: async (input: TagVersionInput): Promise<void> => {
+      for (const [key, value] of Object.entries(input.tags))
+        await mlflow.setModelVersionTag(input.model, input.version, key, value.slice(0, 4000));
+    },
+    promote: (input: PromoteInput) => promote(mlflow, input),
+    restoreChampion: (input: RestoreChampionInput) => restoreChampion(mlflow, input),
+  };
 }

@@ -4,17 +4,12 @@
  * click-through (lib/rollout/analysis.ts). A replica that does not answer fails with `ReplicaUnavailable`.
  */
 import type { AnalysisConfig } from '../lib/rollout/config';
-import { analyseCanary, type AnalysisResult, type VersionWindow } from '../lib/rollout/analysis';
+import { analyseCanary, type VersionWindow } from '../lib/rollout/analysis';
 import { windowStats, type MetricsSnapshot, type WindowStats } from '../fleet/version-metrics';
-import { scrapeVersionMetrics } from './deploy';
 import type { EnvName } from '../fleet/environments';
-
-export type { MetricsSnapshot };
-
-export interface CanaryAnalysis {
-  result: AnalysisResult;
-  after: MetricsSnapshot;
-}
+import type { CanaryAnalysis } from './contracts';
+import type { ActivityDeps } from './deps';
+import { deployActivities } from './deploy';
 
 const toWindow = (w: WindowStats | undefined): VersionWindow => ({
   requests: w?.requests ?? 0,
@@ -24,15 +19,20 @@ const toWindow = (w: WindowStats | undefined): VersionWindow => ({
   impressions: w?.eligible ?? 0,
 });
 
-export async function analyseCanaryWindow(input: {
-  env: EnvName;
-  before: MetricsSnapshot;
-  canary: string;
-  baseline: string;
-  config: AnalysisConfig;
-}): Promise<CanaryAnalysis> {
-  const after = await scrapeVersionMetrics({ env: input.env });
-  const stats = windowStats(input.before, after);
-  const result = analyseCanary(toWindow(stats[input.canary]), toWindow(stats[input.baseline]), input.config);
-  return { result, after };
+export function rolloutAnalysisActivities(deps: ActivityDeps) {
+  const { scrapeVersionMetrics } = deployActivities(deps);
+  return {
+    analyseCanaryWindow: async (input: {
+      env: EnvName;
+      before: MetricsSnapshot;
+      canary: string;
+      baseline: string;
+      config: AnalysisConfig;
+    }): Promise<CanaryAnalysis> => {
+      const after = await scrapeVersionMetrics({ env: input.env });
+      const stats = windowStats(input.before, after);
+      const result = analyseCanary(toWindow(stats[input.canary]), toWindow(stats[input.baseline]), input.config);
+      return { result, after };
+    },
+  };
 }

@@ -10,9 +10,9 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { healthStatus } from '../serving/client';
 import type { Replica } from './environments';
+import { sleep } from '../lib/time';
 
 const ROOT = path.resolve(__dirname, '..');
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export function readPid(r: Replica): number | undefined {
   try {

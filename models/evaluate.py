@@ -62,7 +62,7 @@ import torch
 
 from models.bootstrap import Bootstrap
 from models.data import DataError, Interactions, UserSequences, read_manifest, read_split
-from models.families import load_model
+from models.model_file import load_model
 from models.jsonl import ArgumentParser, UsageError, emit, run
 from models.metrics import metric_names, metric_names_multi, metrics_from_ranked, per_user_metrics, rank_order
 from models.slices import POPULARITY_CLASSES, SliceInputs, item_popularity_classes, slice_masks

@@ -28,7 +28,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from models.families import load_model
+from models.model_file import load_model
 from models.jsonl import ArgumentParser, UsageError, emit, run
 
 OPSET = 20  # pinned: the graph must not change with the exporter's default (onnxruntime-node serves it)

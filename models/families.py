@@ -11,11 +11,8 @@ A family class is an nn.Module with:
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch import nn
 
-from models import checkpoint
 from models.sequential import Sequential
 from models.two_tower import TwoTower
 
@@ -31,14 +28,3 @@ def get_family(name: str) -> type[nn.Module]:
     except KeyError:
         raise ValueError(f"unknown model family {name!r} (known: {', '.join(sorted(FAMILIES))})") from None
 
-
-def load_model(path: str) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a model (in eval mode) from a model file or a training checkpoint; returns (model, file contents)."""
-    # Imported here: models.config imports this module for FAMILIES.
-    from models.config import TrainConfig
-
-    obj = checkpoint.load(path)
-    config = TrainConfig.from_dict(obj["config"])
-    model = get_family(obj["family"]).from_config(config, int(obj["n_items"]))
-    model.load_state_dict(obj["model_state"])
-    return model.eval(), obj

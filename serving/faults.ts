@@ -6,6 +6,7 @@
  */
 import type { Fault as FaultMessage } from '../proto/generated/recsys/v1/Fault';
 import type { Ranker, TopK } from './onnx-ranker';
+import { sleep } from '../lib/time';
 
 export type { FaultMessage };
 
@@ -64,7 +65,6 @@ export class FaultTable {
   }
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Random distinct item indices in 1..nItems, as many as the ranker returns, with descending scores. */
 export function randomTopK(topK: number, nItems: number, random: () => number = Math.random): TopK {

@@ -16,6 +16,7 @@ import { newServerId } from './log-layout';
 import type { LogEntry, LogKind } from './log-records';
 import { SpillDir } from './log-spill';
 import { messageOf } from './errors';
+import { sleep } from '../lib/time';
 
 /** Writes one chunk under its key (relative to the log prefix). Must be safe to repeat with the same key and body. */
 export interface ChunkUploader {
@@ -55,7 +56,6 @@ export interface RequestLogStats {
   chunksShipped: number;
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Rejects after `ms` unless `p` settles first; `p` itself may still complete later (uploads are idempotent). */
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {

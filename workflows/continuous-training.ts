@@ -12,35 +12,19 @@
  * Progress is visible in the Web UI three ways: the `progress` query (steps and their status), the workflow's
  * current details (a table of the steps), and the heartbeat details of the running activity (epoch, loss, checkpoint).
  */
-import { familyOf } from '../lib/model-family';
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import {
-  ActivityCancellationType,
   ApplicationFailure,
-  defineQuery,
-  log,
   ParentClosePolicy,
   proxyActivities,
-  setCurrentDetails,
-  setHandler,
   startChild,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
-import type * as activities from '../activities';
-import type { ValidationResult } from '../activities/data-validation';
-import type { EtlInput } from '../activities/etl';
-import type { DatasetVersion } from '../lib/dataset/ref';
-import type { EvaluationResult } from '../activities/evaluation';
-import type { ExportResult } from '../activities/export';
-import type { QuantizationResult } from '../activities/quantization';
-import type { RegisterResult, ServingArtifact } from '../activities/registry';
-import type { TrainResult } from '../activities/training';
-import type { ValidationConfigInput } from '../lib/dataset/validation-config';
-import type { GateConfigInput } from '../lib/gates/config';
-import type { GateDecision } from '../lib/gates/decide';
+import type { Activities } from '../activities';
+import type { ExportResult, QuantizationResult, ServingArtifact } from '../activities/contracts';
+import { familyOf } from '../lib/model-family';
 import type { RolloutConfigInput } from '../lib/rollout/config';
-import { rollout, rolloutWorkflowId } from './rollout';
 import {
   RecsysDatasetVersion,
   RecsysModel,
@@ -48,179 +32,58 @@ import {
   RecsysStage,
   RecsysTrigger,
 } from '../lib/search-attributes';
+import {
+  etlOptions,
+  evaluateOptions,
+  exportOptions,
+  gateOptions,
+  quantizeOptions,
+  registerOptions,
+  registryOptions,
+  trainOptions,
+  validationOptions,
+} from './activity-options';
+import { rolloutWorkflowId } from './rollout-api';
+import { rollout } from './rollout';
+import type { ContinuousTrainingInput, ContinuousTrainingResult, TrainingOutcome } from './training-api';
+import { TrainingSteps } from './training-progress';
 
-export interface ContinuousTrainingInput {
-  /** Registered model name, e.g. `two-tower-ml-100k`. */
-  model: string;
-  dataset: { name: string; sources: string[]; etl: EtlInput['config'] };
-  /** models.train config overrides (`model` picks the family: two_tower, sequential, ...). */
-  train?: Record<string, unknown>;
-  /** torchrun processes per node (2 locally on CPU; GPUs per node in production). */
-  nprocPerNode?: number;
-  trigger?: 'manual' | 'schedule' | 'drift';
-  /** Items the exported graph returns per request. */
-  topK?: number;
-  /** Data validation checks and their severities (defaults: lib/dataset/validation-config.ts). */
-  validation?: ValidationConfigInput;
-  /** Promotion gates (defaults: lib/gates/config.ts). */
-  gates?: GateConfigInput;
-  /** Train (and so evaluate, export, quantize) again even if these inputs were trained before. */
-  force?: boolean;
-  /** Start a rollout when the gates pass (default true); its config (defaults: lib/rollout/config.ts). */
-  autoRollout?: boolean;
-  rollout?: RolloutConfigInput;
-}
-
-/** `rollout-started`: passed the gates, a rollout is on its way; `passed`: passed, no rollout asked for. */
-export type TrainingOutcome = 'rollout-started' | 'passed' | 'rejected';
-
-export interface ContinuousTrainingResult {
-  outcome: TrainingOutcome;
-  dataset: DatasetVersion;
-  validation: ValidationResult;
-  training: TrainResult;
-  evaluation: EvaluationResult;
-  exported: ExportResult;
-  quantization: QuantizationResult;
-  gates: GateDecision;
-  registered: RegisterResult;
-  rollout?: { workflowId: string; alreadyStarted: boolean };
-  stepSeconds: Partial<Record<StepName, number>>;
-}
-
-export const STEPS = [
-  'etl',
-  'validate',
-  'train',
-  'evaluate',
-  'export',
-  'quantize',
-  'gates',
-  'register',
-  'rollout',
-] as const;
-export type StepName = (typeof STEPS)[number];
-
-export interface StepState {
-  name: StepName;
-  status: 'pending' | 'running' | 'done' | 'reused' | 'failed' | 'skipped';
-  startedAt?: string;
-  seconds?: number;
-  summary?: string;
-}
-
-export interface TrainingProgress {
-  currentStep: StepName | 'done' | 'failed';
-  steps: StepState[];
-  datasetVersion?: string;
-  modelVersion?: string;
-  outcome?: TrainingOutcome;
-}
-
-export const progressQuery = defineQuery<TrainingProgress>('progress');
-
-const etlActivity = proxyActivities<typeof activities>({
-  startToCloseTimeout: '30 minutes',
-  heartbeatTimeout: '2 minutes',
-  retry: { maximumAttempts: 3, nonRetryableErrorTypes: ['DataValidationError', 'ConfigError'] },
-  summary: 'ETL: validate raw logs, write a content-addressed dataset version',
-});
-const validationActivity = proxyActivities<typeof activities>({
-  startToCloseTimeout: '20 minutes',
-  heartbeatTimeout: '2 minutes',
-  retry: { maximumAttempts: 3, nonRetryableErrorTypes: ['ConfigError'] },
-  summary: 'Data validation: statistics and schema vs the previous version',
-});
-const trainActivity = proxyActivities<typeof activities>({
-  startToCloseTimeout: '6 hours',
-  // torchrun reports progress every second and the activity heartbeats at least every 5 s: a silent minute means
-  // the worker is gone, and the retry resumes from the last checkpoint on another worker.
-  heartbeatTimeout: '30 seconds',
-  retry: { initialInterval: '2 seconds', maximumAttempts: 5 },
-  // A cancelled workflow closes only after the activity has stopped torchrun, never with training still running.
-  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-  summary: 'Train with torchrun (DDP), checkpoint every epoch',
-});
-const evalActivity = proxyActivities<typeof activities>({
-  startToCloseTimeout: '1 hour',
-  heartbeatTimeout: '1 minute',
-  retry: { maximumAttempts: 3 },
-  summary: 'Full-ranking evaluation with slices and bootstrap CIs vs popularity and the champion',
-});
-const exportActivity = proxyActivities<typeof activities>({
-  startToCloseTimeout: '30 minutes',
-  heartbeatTimeout: '2 minutes',
-  retry: { maximumAttempts: 3, nonRetryableErrorTypes: ['OnnxParityError'] },
-  summary: 'Export ONNX (user tower + item embeddings + TopK), check parity',
-});
-const quantizeActivity = proxyActivities<typeof activities>({
-  startToCloseTimeout: '30 minutes',
-  heartbeatTimeout: '2 minutes',
-  retry: { maximumAttempts: 3 },
-  summary: 'Quantize int8, evaluate and time it against fp32',
-});
-const registryActivity = proxyActivities<typeof activities>({
-  startToCloseTimeout: '10 minutes',
-  retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['GateConfigError', 'RegistryLineageError'] },
-  summary: 'MLflow registry',
-});
+const { etl } = proxyActivities<Activities>(etlOptions);
+const { validateDataset } = proxyActivities<Activities>(validationOptions);
+const { train } = proxyActivities<Activities>(trainOptions);
+const { evaluate } = proxyActivities<Activities>(evaluateOptions);
+const { exportOnnx } = proxyActivities<Activities>(exportOptions);
+const { quantize } = proxyActivities<Activities>(quantizeOptions);
+const { checkGates } = proxyActivities<Activities>(gateOptions);
+const { register } = proxyActivities<Activities>(registerOptions);
+const { currentChampion } = proxyActivities<Activities>(registryOptions);
 
 export async function continuousTraining(input: ContinuousTrainingInput): Promise<ContinuousTrainingResult> {
   const info = workflowInfo();
-  const progress: TrainingProgress = {
-    currentStep: 'etl',
-    steps: STEPS.map((name) => ({ name, status: 'pending' })),
-  };
-  setHandler(progressQuery, () => progress);
+  const steps = new TrainingSteps();
+  const { progress } = steps;
   upsertSearchAttributes([
     { key: RecsysModel, value: input.model },
     { key: RecsysTrigger, value: input.trigger ?? 'manual' },
     { key: RecsysStage, value: 'training' },
   ]);
-  const stepSeconds: Partial<Record<StepName, number>> = {};
 
-  async function step<T extends object>(name: StepName, run: () => Promise<T>, describe: (r: T) => string): Promise<T> {
-    const state = progress.steps.find((s) => s.name === name)!;
-    progress.currentStep = name;
-    state.status = 'running';
-    state.startedAt = new Date().toISOString();
-    showProgress(progress);
-    const started = Date.now();
-    try {
-      const result = await run();
-      state.seconds = (Date.now() - started) / 1000;
-      stepSeconds[name] = state.seconds;
-      state.status = 'reused' in result && result.reused === true ? 'reused' : 'done';
-      state.summary = describe(result);
-      log.info(`step ${name} ${state.status}`, { summary: state.summary, seconds: state.seconds });
-      showProgress(progress);
-      return result;
-    } catch (err) {
-      state.status = 'failed';
-      progress.currentStep = 'failed';
-      showProgress(progress);
-      throw err;
-    }
-  }
-
-  const dataset = await step(
+  const dataset = await steps.run(
     'etl',
-    () => etlActivity.etl({ name: input.dataset.name, sources: input.dataset.sources, config: input.dataset.etl }),
+    () => etl({ name: input.dataset.name, sources: input.dataset.sources, config: input.dataset.etl }),
     (d) =>
       `${d.name}@${d.version}: ${d.counts.interactions} interactions, ${d.counts.users} users, ${d.counts.items} items`,
   );
   progress.datasetVersion = dataset.version;
   upsertSearchAttributes([{ key: RecsysDatasetVersion, value: dataset.version }]);
 
-  const validation = await step(
+  const validation = await steps.run(
     'validate',
-    () => validationActivity.validateDataset({ dataset, config: input.validation }),
+    () => validateDataset({ dataset, config: input.validation }),
     (v) => v.summary,
   );
   if (validation.status === 'fail') {
-    progress.currentStep = 'failed';
-    progress.steps.find((s) => s.name === 'validate')!.status = 'failed';
-    showProgress(progress);
+    steps.fail('validate');
     // Not retryable: the data, not the infrastructure, is wrong. The report names every anomaly.
     throw ApplicationFailure.create({
       type: 'DataValidationError',
@@ -231,10 +94,10 @@ export async function continuousTraining(input: ContinuousTrainingInput): Promis
   }
 
   const trainConfig = input.train ?? {};
-  const training = await step(
+  const training = await steps.run(
     'train',
     () =>
-      trainActivity.train({
+      train({
         model: input.model,
         dataset,
         config: trainConfig,
@@ -247,11 +110,11 @@ export async function continuousTraining(input: ContinuousTrainingInput): Promis
       (t.resumedFromEpoch ? `, resumed from epoch ${t.resumedFromEpoch}` : ''),
   );
 
-  const champion = await registryActivity.currentChampion({ model: input.model });
-  const evaluation = await step(
+  const champion = await currentChampion({ model: input.model });
+  const evaluation = await steps.run(
     'evaluate',
     () =>
-      evalActivity.evaluate({
+      evaluate({
         dataset,
         training,
         k: 10,
@@ -267,34 +130,28 @@ export async function continuousTraining(input: ContinuousTrainingInput): Promis
       `; Recall@10 ${fmt(e.model['recall@10'])} (${e.nUsers} users)`,
   );
 
-  const exported = await step(
+  const exported = await steps.run(
     'export',
-    () => exportActivity.exportOnnx({ training, topK: input.topK ?? 100 }),
+    () => exportOnnx({ training, topK: input.topK ?? 100 }),
     (x) => `ONNX top-${x.topK}, max |Δ| vs PyTorch ${x.maxAbsDiff.toExponential(2)} (tolerance ${x.tolerance})`,
   );
 
-  const quantization = await step(
+  const quantization = await steps.run(
     'quantize',
-    () =>
-      quantizeActivity.quantize({
-        dataset,
-        training,
-        exported,
-        tolerance: input.gates?.quantization?.ndcgTolerance,
-      }),
+    () => quantize({ dataset, training, exported, tolerance: input.gates?.quantization?.ndcgTolerance }),
     (q) => `ships ${q.ships}: ${q.reason}`,
   );
 
-  const gates = await step(
+  const gates = await steps.run(
     'gates',
-    () => registryActivity.checkGates({ evaluation, config: input.gates, championVersion: champion?.version }),
+    () => checkGates({ evaluation, config: input.gates, championVersion: champion?.version }),
     (g) => g.summary,
   );
 
-  const registered = await step(
+  const registered = await steps.run(
     'register',
     () =>
-      registryActivity.register({
+      register({
         model: input.model,
         workflowId: info.workflowId,
         workflowRunId: info.runId,
@@ -315,17 +172,17 @@ export async function continuousTraining(input: ContinuousTrainingInput): Promis
 
   let started: ContinuousTrainingResult['rollout'];
   let outcome: TrainingOutcome = 'rejected';
-  const rolloutState = progress.steps.find((s) => s.name === 'rollout')!;
   if (!gates.passed) {
-    rolloutState.status = 'skipped';
-    rolloutState.summary = `kept as challenger: ${gates.summary}`;
+    steps.skip('rollout', `kept as challenger: ${gates.summary}`);
   } else if (input.autoRollout === false) {
     outcome = 'passed';
-    rolloutState.status = 'skipped';
-    rolloutState.summary = `passed the gates; no rollout asked for (recsys rollout start ${input.model} ${registered.version})`;
+    steps.skip(
+      'rollout',
+      `passed the gates; no rollout asked for (recsys rollout start ${input.model} ${registered.version})`,
+    );
   } else {
     outcome = 'rollout-started';
-    started = await step(
+    started = await steps.run(
       'rollout',
       () => startRollout(input.model, registered.version, input.rollout, info.workflowId),
       (r) =>
@@ -337,7 +194,7 @@ export async function continuousTraining(input: ContinuousTrainingInput): Promis
   progress.currentStep = 'done';
   progress.outcome = outcome;
   upsertSearchAttributes([{ key: RecsysStage, value: gates.passed ? 'passed-gates' : 'rejected' }]);
-  showProgress(progress);
+  steps.show();
   return {
     outcome,
     dataset,
@@ -349,7 +206,7 @@ export async function continuousTraining(input: ContinuousTrainingInput): Promis
     gates,
     registered,
     rollout: started,
-    stepSeconds,
+    stepSeconds: steps.seconds,
   };
 }
 
@@ -399,36 +256,6 @@ function quantizationTags(q: QuantizationResult): Record<string, string | number
   };
 }
 
-/** The steps as a Markdown table in the workflow's current details (shown on the Web UI's workflow page). */
-function showProgress(p: TrainingProgress): void {
-  const icon: Record<StepState['status'], string> = {
-    pending: '·',
-    running: '▶',
-    done: '✓',
-    reused: '↺ reused',
-    failed: '✗',
-    skipped: '–',
-  };
-  const head =
-    p.currentStep === 'done'
-      ? `**${p.outcome ?? 'done'}**` + (p.modelVersion ? ` (v${p.modelVersion})` : '')
-      : `**${p.currentStep}**`;
-  const rows = p.steps.map(
-    (s) =>
-      `| ${s.name} | ${icon[s.status]} | ${s.seconds === undefined ? '' : s.seconds.toFixed(1)} | ${(s.summary ?? '').replace(/\|/g, '/')} |`,
-  );
-  setCurrentDetails([head, '', '| step | status | s | summary |', '|---|---|---|---|', ...rows].join('\n'));
-}
-
 function fmt(v: number | undefined): string {
   return v === undefined ? 'n/a' : v.toFixed(4);
-}
-
-/** The meaningful id of a training workflow: model, dataset and when it was asked for. */
-export function trainingWorkflowId(model: string, dataset: string, at: Date): string {
-  const stamp = at
-    .toISOString()
-    .replace(/[-:]/g, '')
-    .replace(/\.\d+Z$/, 'Z');
-  return `train-${model}-${dataset}-${stamp}`;
 }

@@ -1,30 +1,7 @@
 /**
- * The workflow bundle entry: every workflow the workers run, and their queries, updates and types for clients and
- * tests (tests/workflows import workflow-side things from here only). Note that a worker registers every exported
- * function as a workflow type, so export helper functions sparingly.
+ * The workflow bundle entry: every workflow the workers run. A worker registers every exported function as a workflow
+ * type, so only workflows are exported here; their public surfaces (queries, updates, ids, types) are
+ * workflows/rollout-api.ts and workflows/training-api.ts.
  */
-export {
-  continuousTraining,
-  progressQuery,
-  type ContinuousTrainingInput,
-  type ContinuousTrainingResult,
-  type StepName,
-  type StepState,
-  type TrainingOutcome,
-  type TrainingProgress,
-} from './continuous-training';
-export {
-  rollout,
-  rolloutStateQuery,
-  approveUpdate,
-  rejectUpdate,
-  abortUpdate,
-  rolloutWorkflowId,
-  type Decision,
-  type RolloutEvent,
-  type RolloutInput,
-  type RolloutOutcome,
-  type RolloutPhase,
-  type RolloutResult,
-  type RolloutState,
-} from './rollout';
+export { continuousTraining } from './continuous-training';
+export { rollout } from './rollout';

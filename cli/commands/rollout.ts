@@ -13,13 +13,13 @@ import {
   abortUpdate,
   approveUpdate,
   rejectUpdate,
-  rollout,
   rolloutStateQuery,
   rolloutWorkflowId,
   type Decision,
   type RolloutResult,
   type RolloutState,
-} from '../../workflows/rollout';
+} from '../../workflows/rollout-api';
+import { rollout } from '../../workflows/rollout';
 import { table } from '../format';
 import { temporalClient, webUiUrl } from '../temporal';
 

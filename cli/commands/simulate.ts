@@ -9,13 +9,8 @@ import { localDataset } from '../../lib/dataset/cache';
 import { checkEnv, replicaSlots } from '../../fleet/environments';
 import { hasPidFile } from '../../fleet/replicas';
 import { simulate } from '../../fleet/simulate/run';
-import {
-  datasetFromUri,
-  parseFaultSpec,
-  servedDataset,
-  setServerFault,
-  type DatasetTarget,
-} from '../../fleet/simulate/target';
+import { setServerFault } from '../../fleet/admin';
+import { datasetFromUri, parseFaultSpec, servedDataset, type DatasetTarget } from '../../fleet/simulate/target';
 import { expandPopulation, loadWorkload } from '../../fleet/simulate/workload';
 import { faultOf, isEmptyFault, type FaultMessage } from '../../serving/faults';
 import { table } from '../format';

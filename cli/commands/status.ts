@@ -1,6 +1,6 @@
 /** `recsys status <workflowId>`: a training workflow's steps (the `progress` query) and the running activity. */
 import type { Command } from 'commander';
-import { progressQuery } from '../../workflows/continuous-training';
+import { progressQuery } from '../../workflows/training-api';
 import { duration, table } from '../format';
 import { pendingActivities, temporalClient, webUiUrl } from '../temporal';
 

@@ -4,19 +4,19 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { WorkflowFailedError } from '@temporalio/client';
-import type { TrainHeartbeat } from '../../activities/training';
+import type { TrainHeartbeat } from '../../activities/contracts';
 import { config } from '../../lib/config';
 import { sha256File } from '../../lib/files';
 import { parseGateConfig } from '../../lib/gates/config';
 import { objectStore } from '../../lib/object-store';
 import { RecsysModel, RecsysTrigger } from '../../lib/search-attributes';
+import { continuousTraining } from '../../workflows/continuous-training';
 import {
-  continuousTraining,
   progressQuery,
   trainingWorkflowId,
   type ContinuousTrainingInput,
   type ContinuousTrainingResult,
-} from '../../workflows/continuous-training';
+} from '../../workflows/training-api';
 import { duration, table } from '../format';
 import { pendingActivities, temporalClient, webUiUrl } from '../temporal';
 

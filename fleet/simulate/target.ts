@@ -3,13 +3,10 @@
  * replay (given, or the one the served model was trained on, from Admin.GetState), and fault specs from the command
  * line (`latency=200ms`, `errors=0.2`, `random`, comma-separated, or `none`).
  */
-import type { ServiceError } from '@grpc/grpc-js';
 import { config } from '../../lib/config';
 import { datasetUri, manifestUri, parseDatasetUri, type DatasetVersion } from '../../lib/dataset/ref';
-import { adminClient } from '../../serving/client';
 import type { FaultMessage } from '../../serving/faults';
-import type { GetStateResponse__Output } from '../../proto/generated/recsys/v1/GetStateResponse';
-import type { SetFaultResponse__Output } from '../../proto/generated/recsys/v1/SetFaultResponse';
+import { serverState } from '../admin';
 
 /** The dataset version to replay: what the local dataset cache needs. */
 export type DatasetTarget = Pick<DatasetVersion, 'name' | 'version' | 'manifestUri'>;
@@ -53,32 +50,12 @@ export function parseFaultSpec(spec: string): FaultMessage {
   return fault;
 }
 
-function adminCall<Res>(
-  address: string,
-  fn: (
-    c: ReturnType<typeof adminClient>,
-    o: { deadline: number },
-    cb: (e: ServiceError | null, r?: Res) => void,
-  ) => void,
-): Promise<Res> {
-  const c = adminClient(address);
-  return new Promise<Res>((resolve, reject) =>
-    fn(c, { deadline: Date.now() + 10_000 }, (err, res) => (err ? reject(err) : resolve(res!))),
-  ).finally(() => c.close());
-}
-
-export const serverState = (address: string) =>
-  adminCall<GetStateResponse__Output>(address, (c, o, cb) => c.GetState({}, o, cb));
-
-export const setServerFault = (address: string, version: string, fault: FaultMessage) =>
-  adminCall<SetFaultResponse__Output>(address, (c, o, cb) => c.SetFault({ model_version: version, fault }, o, cb));
-
 /**
  * The dataset version of the model the server at `address` serves (its version with the largest share of traffic),
  * checking that it is `model` when one is given.
  */
 export async function servedDataset(address: string, model?: string): Promise<DatasetTarget & { model: string }> {
-  const state = await serverState(address);
+  const state = await serverState(address, 10_000);
   const primary = [...state.versions].sort((a, b) => b.weight - a.weight)[0];
   if (!primary) throw new Error(`the server at ${address} holds no model version`);
   if (model !== undefined && primary.model_name !== model)

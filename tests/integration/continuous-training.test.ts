@@ -4,21 +4,23 @@
  */
 import { WorkflowFailedError } from '@temporalio/client';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { promote, register } from '../../activities/registry';
+import { createActivities } from '../../activities';
 import { config } from '../../lib/config';
 import { MlflowClient, tagsOf } from '../../lib/mlflow/client';
 import { objectStore } from '../../lib/object-store';
 import { RecsysStage } from '../../lib/search-attributes';
 import { createTrainingWorker } from '../../worker/create-worker';
+import { continuousTraining } from '../../workflows/continuous-training';
 import {
-  continuousTraining,
   progressQuery,
   type ContinuousTrainingInput,
   type ContinuousTrainingResult,
   type TrainingProgress,
-} from '../../workflows/continuous-training';
+} from '../../workflows/training-api';
 import { uniqueName, useTemporal } from './stack';
 import { LEARNABLE_SHAPE, LEARNING_CONFIG, smallDatasetSource, trainingInput } from './training-fixture';
+
+const { promote, register } = createActivities();
 
 const temporal = useTemporal();
 const mlflow = new MlflowClient();

@@ -8,19 +8,17 @@ import os from 'node:os';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import {
-  validateDataset,
-  validatedIndexUri,
-  type ValidateDatasetInput,
-  type ValidationResult,
-} from '../../activities/data-validation';
-import { etl, type EtlInput } from '../../activities/etl';
+import { createActivities } from '../../activities';
+import type { EtlInput, ValidateDatasetInput, ValidationResult } from '../../activities/contracts';
+import { validatedIndexUri } from '../../activities/data-validation';
 import type { DatasetVersion } from '../../lib/dataset/ref';
 import { config } from '../../lib/config';
 import { writeSyntheticLog } from '../data/synthetic';
 import { DatasetStatistics } from '../../lib/dataset/statistics';
 import { objectStore } from '../../lib/object-store';
 import { uniqueName } from './stack';
+
+const { etl, validateDataset } = createActivities();
 
 const store = objectStore();
 const DAY = 86_400;

@@ -7,17 +7,9 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
-import {
-  ensureEnvironment,
-  environmentState,
-  runLoadTest,
-  scrapeVersionMetrics,
-  setFault,
-  setTrafficWeights,
-  stopEnvironment,
-  windowStats,
-  type EnsureEnvironmentInput,
-} from '../../activities/deploy';
+import { createActivities } from '../../activities';
+import type { EnsureEnvironmentInput } from '../../activities/contracts';
+import { windowStats } from '../../fleet/version-metrics';
 import { replica, replicaSlots } from '../../fleet/environments';
 import { MlflowClient, tagsOf } from '../../lib/mlflow/client';
 import { alive, hasPidFile, readPid } from '../../fleet/replicas';
@@ -25,9 +17,19 @@ import { simulate, type SimulationResult } from '../../fleet/simulate/run';
 import { datasetFromUri } from '../../fleet/simulate/target';
 import { loadWorkload } from '../../fleet/simulate/workload';
 import { localDataset } from '../../lib/dataset/cache';
-import type { ContinuousTrainingResult } from '../../workflows/continuous-training';
+import type { ContinuousTrainingResult } from '../../workflows/training-api';
 import { useTemporal } from './stack';
 import { trainTinyModel } from './training-fixture';
+
+const {
+  ensureEnvironment,
+  environmentState,
+  runLoadTest,
+  scrapeVersionMetrics,
+  setFault,
+  setTrafficWeights,
+  stopEnvironment,
+} = createActivities();
 
 // A private port range per run (gRPC 43000-44979, metrics 45000-46979): never `make demo`'s, never another run's.
 const base = 43000 + 20 * Math.floor(Math.random() * 99);

@@ -8,23 +8,29 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { etl } from '../../activities/etl';
-import type { DatasetVersion } from '../../lib/dataset/ref';
 import {
-  evaluate,
-  EvaluationReportError,
   EvaluationResult,
-  parseEvaluationReport,
+  type EtlInput,
   type EvaluationBaseline,
   type Interval,
-} from '../../activities/evaluation';
-import { train, type TrainResult } from '../../activities/training';
+  type TrainResult,
+} from '../../activities/contracts';
+import { defaultDeps } from '../../activities/deps';
+import { etlActivities } from '../../activities/etl';
+import type { DatasetVersion } from '../../lib/dataset/ref';
+import { evaluationActivities, EvaluationReportError, parseEvaluationReport } from '../../activities/evaluation';
+import { trainingActivities } from '../../activities/training';
 import { config } from '../../lib/config';
 import { objectStore } from '../../lib/object-store';
 import { uniqueName } from './stack';
 import { smallDatasetSource } from './training-fixture';
 
 const store = objectStore();
+const deps = defaultDeps();
+// etl is a method of its factory's object: call it through the object.
+const etl = (input: EtlInput) => etlActivities(deps).etl(input);
+const { train } = trainingActivities(deps);
+const { evaluate } = evaluationActivities(deps);
 const METRICS = ['recall@10', 'ndcg@10', 'hr@10', 'recall@50', 'ndcg@50', 'hr@50', 'mrr'];
 const DROPPED_ITEMS = 5;
 const TINY = { epochs: 2, embedding_dim: 16, hidden_dim: 32, history_len: 20, batch_size: 256, lr: 0.01 };

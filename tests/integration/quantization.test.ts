@@ -8,19 +8,29 @@
 import { createHash } from 'node:crypto';
 import { CancelledFailure } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { etl, type EtlInput } from '../../activities/etl';
+import type {
+  EtlInput,
+  ExportResult,
+  QuantizationInput,
+  QuantizationResult,
+  TrainResult,
+} from '../../activities/contracts';
+import { defaultDeps } from '../../activities/deps';
+import { etlActivities } from '../../activities/etl';
 import type { DatasetVersion } from '../../lib/dataset/ref';
-import { exportOnnx, type ExportResult } from '../../activities/export';
-import {
-  quantizationKey,
-  quantize,
-  type QuantizationInput,
-  type QuantizationResult,
-} from '../../activities/quantization';
-import { train, type TrainResult } from '../../activities/training';
+import { exportActivities } from '../../activities/export';
+import { quantizationActivities, quantizationKey } from '../../activities/quantization';
+import { trainingActivities } from '../../activities/training';
 import { objectStore } from '../../lib/object-store';
 import { smallDatasetSource } from './training-fixture';
 import { uniqueName } from './stack';
+
+const deps = defaultDeps();
+// etl is a method of its factory's object: call it through the object.
+const etl = (input: EtlInput) => etlActivities(deps).etl(input);
+const { train } = trainingActivities(deps);
+const { exportOnnx } = exportActivities(deps);
+const { quantize } = quantizationActivities(deps);
 
 const store = objectStore();
 let dataset: DatasetVersion;

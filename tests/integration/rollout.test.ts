@@ -7,8 +7,8 @@ import { WorkflowFailedError, WorkflowUpdateFailedError } from '@temporalio/clie
 import { MockActivityEnvironment } from '@temporalio/testing';
 import type { Worker } from '@temporalio/worker';
 import { localDataset } from '../../lib/dataset/cache';
-import { environmentState, setFault, stopEnvironment, type FaultInput } from '../../activities/deploy';
-import { promote } from '../../activities/registry';
+import { createActivities } from '../../activities';
+import type { FaultInput } from '../../activities/contracts';
 import { replicaSlots } from '../../fleet/environments';
 import { MlflowClient, tagsOf } from '../../lib/mlflow/client';
 import type { RolloutConfigInput } from '../../lib/rollout/config';
@@ -18,14 +18,16 @@ import { createTrainingWorker } from '../../worker/create-worker';
 import {
   approveUpdate,
   rejectUpdate,
-  rollout,
   rolloutStateQuery,
   rolloutWorkflowId,
   type RolloutPhase,
   type RolloutState,
-} from '../../workflows/rollout';
+} from '../../workflows/rollout-api';
+import { rollout } from '../../workflows/rollout';
 import { uniqueName, useTemporal } from './stack';
 import { LEARNABLE_SHAPE, LEARNING_CONFIG, trainTinyModel, waitFor } from './training-fixture';
+
+const { environmentState, setFault, stopEnvironment, promote } = createActivities();
 
 // A private port range (gRPC 41000-41999, metrics 42000-42999): never `make demo`'s nor the deploy test's.
 const base = 41000 + 20 * Math.floor(Math.random() * 49);

@@ -12,7 +12,7 @@ import { registryLoader } from '../../serving/model-loader';
 import { ModelPool } from '../../serving/model-pool';
 import type { AdminClient, RecommendRequest, RecommenderClient } from '../../serving/proto';
 import { startServer, type RunningServer } from '../../serving/server';
-import type { ContinuousTrainingResult } from '../../workflows/continuous-training';
+import type { ContinuousTrainingResult } from '../../workflows/training-api';
 import { useTemporal } from './stack';
 import { trainTinyModel } from './training-fixture';
 

@@ -20,7 +20,7 @@ import { ModelPool } from '../../serving/model-pool';
 import type { FeedbackRequest, RecommendResponse__Output, RecommenderClient } from '../../serving/proto';
 import { RequestLog } from '../../serving/request-log';
 import { startServer, type RunningServer } from '../../serving/server';
-import type { ContinuousTrainingResult } from '../../workflows/continuous-training';
+import type { ContinuousTrainingResult } from '../../workflows/training-api';
 import { spawnServe } from './serve-process';
 import { uniqueName, useTemporal } from './stack';
 import { trainTinyModel } from './training-fixture';

@@ -24,7 +24,7 @@ import { registryLoader } from '../../serving/model-loader';
 import { ModelPool } from '../../serving/model-pool';
 import { recsysV1, type RecommendRequest, type RecommenderClient } from '../../serving/proto';
 import { startServer, type RunningServer } from '../../serving/server';
-import type { ContinuousTrainingResult } from '../../workflows/continuous-training';
+import type { ContinuousTrainingResult } from '../../workflows/training-api';
 import { spawnServe } from './serve-process';
 import { uniqueName, useTemporal } from './stack';
 import { trainTinyModel } from './training-fixture';

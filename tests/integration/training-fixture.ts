@@ -22,11 +22,8 @@ import { config } from '../../lib/config';
 import { writeSyntheticLog, type SyntheticOptions } from '../data/synthetic';
 import { objectStore } from '../../lib/object-store';
 import { createTrainingWorker } from '../../worker/create-worker';
-import {
-  continuousTraining,
-  type ContinuousTrainingInput,
-  type ContinuousTrainingResult,
-} from '../../workflows/continuous-training';
+import { continuousTraining } from '../../workflows/continuous-training';
+import { type ContinuousTrainingInput, type ContinuousTrainingResult } from '../../workflows/training-api';
 import { uniqueName, type TemporalTestConnections } from './stack';
 
 export async function smallDatasetSource(

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { CancelledFailure } from '@temporalio/common';
-import type { TrainHeartbeat } from '../../activities/training';
+import type { TrainHeartbeat } from '../../activities/contracts';
 import { pendingActivities } from '../../cli/temporal';
 import { createTrainingWorker } from '../../worker/create-worker';
 import { continuousTraining } from '../../workflows/continuous-training';

@@ -8,7 +8,7 @@ import torch
 
 from conftest import python_job
 from models.export import TopKRetrieval, random_histories, verify
-from models.families import load_model
+from models.model_file import load_model
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import python_job, write_dataset
-from models.families import load_model
+from models.model_file import load_model
 from models.export import random_histories
 from models.quantize import decide, full_ranking_variant, relative_change
 

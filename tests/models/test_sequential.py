@@ -10,7 +10,8 @@ import torch
 from conftest import TINY_CONFIG, python_job, torchrun_job
 from models.config import ConfigError, TrainConfig
 from models.export import random_histories
-from models.families import FAMILIES, load_model
+from models.families import FAMILIES
+from models.model_file import load_model
 from models.sequential import Sequential
 
 SEQ_CONFIG = {**TINY_CONFIG, "model": "sequential", "n_layers": 2, "n_heads": 2, "dropout": 0.1, "epochs": 3,

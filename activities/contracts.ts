@@ -1,0 +1,339 @@
+/**
+ * The contract between the workflows and the activities: every step's input and result, in one module. Workflows
+ * import it as types only (nothing here runs in a workflow); activities implement it. Results that are stored and
+ * reused are zod schemas, so a stored summary is checked before it is trusted.
+ */
+import { z } from 'zod';
+import type { Anomaly, ValidationStatus } from '../lib/dataset/anomalies';
+import type { EtlConfigInput } from '../lib/dataset/etl-config';
+import type { DatasetRef, DatasetVersion } from '../lib/dataset/ref';
+import type { ValidationConfigInput } from '../lib/dataset/validation-config';
+import type { GateConfigInput } from '../lib/gates/config';
+import type { GateDecision } from '../lib/gates/decide';
+import type { AnalysisResult } from '../lib/rollout/analysis';
+import type { MetricsSnapshot } from '../fleet/version-metrics';
+
+// --- python steps: train, evaluate, export, quantize --------------------------------------------------------------
+// Results are zod schemas (their types inferred): a stored summary is reused only while it still fits its schema.
+
+export interface TrainInput {
+  /** Registered model name, e.g. `two-tower-ml-100k`. */
+  model: string;
+  dataset: DatasetVersion;
+  /** models.train TrainConfig overrides (the family is `config.model`, two_tower by default). */
+  config: Record<string, unknown>;
+  /** Processes per node for torchrun (DDP); 1 runs a single process without torchrun. */
+  nprocPerNode: number;
+  /**
+   * Set to force a fresh training of inputs that were trained before (e.g. the workflow id of a forced re-run): it
+   * becomes part of the training key, so every output downstream (evaluation, export, quantization) is new too.
+   */
+  rerun?: string;
+}
+
+export const TrainResult = z.object({
+  trainingKey: z.string(),
+  /** s3:// prefix holding checkpoints, model.pt and result.json of this training. */
+  uri: z.string(),
+  modelUri: z.string(),
+  epochs: z.number().int(),
+  finalLoss: z.number(),
+  samplesPerSec: z.number(),
+  trainSeconds: z.number(),
+  worldSize: z.number().int(),
+  resumedFromEpoch: z.number().int(),
+  /** The resolved training config (defaults filled in), as the model was trained. */
+  config: z.record(z.string(), z.unknown()),
+  /** The same inputs were trained before; their output was reused. */
+  reused: z.boolean(),
+});
+export type TrainResult = z.infer<typeof TrainResult>;
+
+/** What a training attempt reports in its heartbeats; the next attempt resumes from `checkpointUri`. */
+export interface TrainHeartbeat {
+  stage: 'prepare' | 'train' | 'upload';
+  pid?: number;
+  epoch?: number;
+  step?: number;
+  stepsPerEpoch?: number;
+  epochs?: number;
+  loss?: number;
+  samplesPerSec?: number;
+  checkpointEpoch?: number;
+  checkpointUri?: string;
+}
+
+/** A point estimate with its 95% percentile bootstrap interval. */
+export const Interval = z.object({ point: z.number(), lo: z.number(), hi: z.number() });
+export type Interval = z.infer<typeof Interval>;
+
+/** Paired model − other over the same users; `relative` = model / other − 1 when other > 0 on every resample. */
+export const Difference = Interval.extend({ relative: Interval.optional() });
+export type Difference = z.infer<typeof Difference>;
+
+export const MetricIntervals = z.record(z.string(), Interval);
+export type MetricIntervals = z.infer<typeof MetricIntervals>;
+export const MetricDifferences = z.record(z.string(), Difference);
+export type MetricDifferences = z.infer<typeof MetricDifferences>;
+
+export const RankerIntervals = z.object({
+  model: MetricIntervals,
+  popularity: MetricIntervals,
+  baseline: MetricIntervals.optional(),
+});
+export type RankerIntervals = z.infer<typeof RankerIntervals>;
+
+export const Differences = z.object({ vsPopularity: MetricDifferences, vsBaseline: MetricDifferences.optional() });
+export type Differences = z.infer<typeof Differences>;
+
+/** One slice of users (e.g. `activity=cold`, `popularity=tail`); intervals are empty when it has no users. */
+export const SliceResult = z.object({
+  dimension: z.string(),
+  value: z.string(),
+  nUsers: z.number().int().nonnegative(),
+  /** Fewer users than the report's minimum (20): reported, not for gating. */
+  small: z.boolean(),
+  model: MetricIntervals,
+  popularity: MetricIntervals,
+  baseline: MetricIntervals.optional(),
+  vsPopularity: MetricDifferences,
+  vsBaseline: MetricDifferences.optional(),
+});
+export type SliceResult = z.infer<typeof SliceResult>;
+
+/** The same figure for the model, the popularity ranker and, when compared with one, the baseline. */
+export const PerRanker = <T extends z.ZodType>(value: T) =>
+  z.object({ model: value, popularity: value, baseline: value.optional() });
+
+export const EvaluationResult = z.object({
+  reportUri: z.string(),
+  /** Markdown: the primary metric by slice with intervals and differences, then every metric overall. */
+  tableUri: z.string(),
+  k: z.number().int().positive(),
+  ks: z.array(z.number().int().positive()),
+  /** Point estimates over all evaluated users (recall/ndcg/hr at each of `ks`, mrr). */
+  model: z.record(z.string(), z.number()),
+  popularity: z.record(z.string(), z.number()),
+  baseline: z.record(z.string(), z.number()).optional(),
+  /** The champion version compared with, when there was one. */
+  baselineVersion: z.string().optional(),
+  nUsers: z.number().int().nonnegative(),
+  nColdUsers: z.number().int().nonnegative(),
+  intervals: RankerIntervals,
+  differences: Differences,
+  slices: z.record(z.string(), SliceResult),
+  /** Share of catalogue items in some user's top k. */
+  coverage: PerRanker(z.number()),
+  /** Mean self-information −log2 p(item) of recommended items, bits (null: nothing recommended). */
+  novelty: PerRanker(z.number().nullable()),
+  bootstrap: z.object({ nResamples: z.number().int(), confidence: z.number(), seed: z.number().int() }),
+  reused: z.boolean(),
+});
+export type EvaluationResult = z.infer<typeof EvaluationResult>;
+
+/** The model to compare with: the current champion, possibly trained on another dataset version. */
+export interface EvaluationBaseline {
+  modelVersion: string;
+  modelUri: string;
+  dataset: DatasetVersion;
+}
+
+export interface EvaluateInput {
+  dataset: DatasetVersion;
+  training: TrainResult;
+  k?: number;
+  baseline?: EvaluationBaseline | null;
+}
+
+export interface ExportInput {
+  training: TrainResult;
+  /** Items per response of the served graph; 100 by default. */
+  topK?: number;
+}
+
+export const ExportResult = z.object({
+  onnxUri: z.string(),
+  sha256: z.string(),
+  bytes: z.number().int(),
+  /** Max |ONNX − PyTorch| score on the verification histories, within `tolerance`. */
+  maxAbsDiff: z.number(),
+  tolerance: z.number(),
+  topK: z.number().int(),
+  historyLen: z.number().int(),
+  nItems: z.number().int(),
+  opset: z.number().int(),
+  reused: z.boolean(),
+});
+export type ExportResult = z.infer<typeof ExportResult>;
+
+/** Quality and latency of one graph (NDCG/Recall at k = 10, p50/p99 ms per single-user request, 1 thread). */
+export const GraphFigures = z.object({
+  ndcgAt10: z.number(),
+  recallAt10: z.number(),
+  p50Ms: z.number(),
+  p99Ms: z.number(),
+});
+export type GraphFigures = z.infer<typeof GraphFigures>;
+
+/** JSON has no Infinity: an infinite relative change (the float graph's NDCG is 0) is stored as null. */
+export const RelativeChange = z
+  .number()
+  .nullable()
+  .transform((v) => v ?? Infinity);
+
+export const QuantizationResult = z.object({
+  int8Uri: z.string(),
+  int8Sha256: z.string(),
+  int8Bytes: z.number().int(),
+  /** The float graph the int8 one was made from (ExportResult.onnxUri / sha256). */
+  floatUri: z.string(),
+  floatSha256: z.string(),
+  float: GraphFigures,
+  int8: GraphFigures,
+  /** (int8 NDCG@10 - float NDCG@10) / float NDCG@10. */
+  relativeNdcgChange: RelativeChange,
+  tolerance: z.number(),
+  ships: z.enum(['int8', 'float']),
+  /** Why, e.g. `int8 NDCG@10 -2.30% exceeds tolerance 1%` or `int8 not faster: p50 0.031 ms vs 0.029 ms`. */
+  reason: z.string(),
+  /** Ops the quantizer added, e.g. { MatMulInteger: 3, DynamicQuantizeLinear: 3 }. */
+  quantizedOps: z.record(z.string(), z.number().int()),
+  nUsers: z.number().int(),
+  latencyRuns: z.number().int(),
+  reused: z.boolean(),
+});
+export type QuantizationResult = z.infer<typeof QuantizationResult>;
+
+export interface QuantizationInput {
+  dataset: DatasetVersion;
+  training: TrainResult;
+  exported: ExportResult;
+  /** Max relative NDCG@10 loss of the int8 graph; 0.01 (1%) by default. */
+  tolerance?: number;
+}
+
+// --- end of python steps --------------------------------------------------------------------------------------------
+
+// --- data: etl, validateDataset -------------------------------------------------------------------------------------
+
+export interface EtlInput {
+  /** Dataset name, e.g. `ml-100k`. */
+  name: string;
+  /** Raw log files in the object store. */
+  sources: string[];
+  config: EtlConfigInput;
+}
+
+export interface ValidateDatasetInput {
+  dataset: DatasetRef;
+  config?: ValidationConfigInput;
+}
+
+export interface ValidationResult {
+  status: ValidationStatus;
+  anomalies: Anomaly[];
+  /** The version compared against; absent for the first validated version of the dataset. */
+  previousVersion?: string;
+  /** s3:// URI of validation.json (validation.txt and statistics.json sit next to it). */
+  reportUri: string;
+  /** One line for the Web UI, e.g. "FAIL: 1 anomaly (dailyVolumeDip); daily volume on ... ; vs 3f2a...". */
+  summary: string;
+  /** True when the stored report of an earlier validation (same version, same config) was returned. */
+  reused: boolean;
+}
+
+// --- registry: checkGates, register, currentChampion, describeVersion, tagVersion, promote, restoreChampion ---------
+
+export interface CheckGatesInput {
+  evaluation: EvaluationResult;
+  config?: GateConfigInput;
+  championVersion?: string;
+}
+
+/** The ONNX artefact that serving loads (int8 when quantization passed its gate, else the float export). */
+export interface ServingArtifact {
+  onnxUri: string;
+  sha256: string;
+  precision: 'fp32' | 'int8';
+}
+
+export interface RegisterInput {
+  model: string;
+  workflowId: string;
+  workflowRunId: string;
+  trigger: string;
+  dataset: DatasetVersion;
+  trainConfig: Record<string, unknown>;
+  training: TrainResult;
+  evaluation: EvaluationResult;
+  exported: ExportResult;
+  serving: ServingArtifact;
+  /** Quantization figures recorded as version tags (`recsys.quantization.<key>`). */
+  quantization?: Record<string, string | number>;
+  gates: GateDecision;
+}
+
+export interface RegisterResult {
+  model: string;
+  version: string;
+  mlflowRunId: string;
+  aliases: string[];
+  gatesPassed: boolean;
+  decision: string;
+  modelUrl: string;
+  runUrl: string;
+}
+
+/** A registered version with its lineage: the trained model and the dataset version it was trained on. */
+export interface ChampionRef {
+  version: string;
+  modelUri: string;
+  dataset: DatasetVersion;
+}
+
+export interface TagVersionInput {
+  model: string;
+  version: string;
+  tags: Record<string, string>;
+}
+
+export interface PromoteInput {
+  model: string;
+  version: string;
+  reason: string;
+  by: string;
+  /** Only move the alias if it still points here (the rollout's view of the world); null = no champion. */
+  expectedChampion?: string | null;
+}
+
+export interface PromoteResult {
+  model: string;
+  version: string;
+  previousChampion?: string;
+  /** False when the version already was the champion: nothing was done. */
+  changed: boolean;
+}
+
+export interface RestoreChampionInput {
+  model: string;
+  version: string;
+  previousChampion?: string;
+}
+
+// --- serving environments: deploy, load test, canary analysis (the fleet's own types) -------------------------------
+
+export type {
+  EnsureEnvironmentInput,
+  EnvironmentState,
+  FaultInput,
+  ReplicaState,
+  SetTrafficWeightsResult,
+  VersionMetricsSnapshot,
+} from '../fleet/environment';
+export type { LoadTestInput, LoadTestResult } from '../fleet/load-test';
+export type { MetricsSnapshot } from '../fleet/version-metrics';
+
+export interface CanaryAnalysis {
+  result: AnalysisResult;
+  after: MetricsSnapshot;
+}

@@ -1,0 +1,210 @@
+/**
+ * The request log's own logic with a fake uploader: layout and keys, batching by size and time, bounded memory with
+ * spilling to disk while uploads fail, retries oldest first under the same keys, and nothing lost across close().
+ */
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { sealChunks } from '../../../serving/log-chunks';
+import { chunkKey, partitionOf } from '../../../serving/log-layout';
+import type { LogEntry } from '../../../serving/log-records';
+import { RequestLog, type ChunkUploader } from '../../../serving/request-log';
+
+const T0 = Date.UTC(2026, 10, 22, 5, 59, 59, 500);
+
+const rec = (i: number, timeMs = T0, model = 'm'): LogEntry => ({
+  kind: 'recommend',
+  record: {
+    time_ms: timeMs,
+    request_id: `r${i}`,
+    user_id: `u${i}`,
+    history_len: i,
+    items: [{ item_id: 'a', score: 0.5 }],
+    model_name: model,
+    model_version: '3',
+    dataset_name: 'd',
+    dataset_version: 'dv',
+    latency_ms: 0.25,
+    fallback: false,
+    fallback_reason: 'FALLBACK_REASON_UNSPECIFIED',
+  },
+});
+
+const fb = (i: number): LogEntry => ({
+  kind: 'feedback',
+  record: {
+    time_ms: T0,
+    request_id: `r${i}`,
+    user_id: `u${i}`,
+    item_id: 'a',
+    event: 'FEEDBACK_EVENT_CLICK',
+    event_time_ms: T0,
+    value: 0,
+    model_name: 'm',
+    model_version: '3',
+  },
+});
+
+/** Fails while `down`, records every attempt, keeps the last body per key like an object store. */
+class FakeStore implements ChunkUploader {
+  down = false;
+  attempts: string[] = [];
+  objects = new Map<string, string>();
+  put(key: string, body: string): Promise<void> {
+    this.attempts.push(key);
+    if (this.down) return Promise.reject(new Error('store unreachable'));
+    this.objects.set(key, body);
+    return Promise.resolve();
+  }
+  records(): { request_id: string; time: string }[] {
+    return [...this.objects.values()].flatMap((b) =>
+      b
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { request_id: string; time: string }),
+    );
+  }
+}
+
+async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+let dir: string;
+beforeEach(async () => (dir = await fs.mkdtemp(path.join(os.tmpdir(), 'serving-log-'))));
+afterEach(() => fs.rm(dir, { recursive: true, force: true }));
+
+const newLog = (store: FakeStore, more: Partial<ConstructorParameters<typeof RequestLog>[0]> = {}) =>
+  new RequestLog({
+    uploader: store,
+    spillDir: dir,
+    batchRecords: 2,
+    flushIntervalMs: 60_000,
+    maxChunksInMemory: 1,
+    minRetryDelayMs: 5,
+    maxRetryDelayMs: 20,
+    onError: () => undefined,
+    ...more,
+  });
+
+test('layout: kind, model, UTC date and hour partitions; zero-padded sequence', () => {
+  expect(partitionOf('recommend', 'two tower/x', T0)).toBe('recommend/model=two_tower_x/date=2026-11-22/hour=05');
+  expect(chunkKey('feedback/model=m/date=2026-11-22/hour=05', 'host-1', 7)).toBe(
+    'feedback/model=m/date=2026-11-22/hour=05/host-1-00000007.jsonl',
+  );
+});
+
+test('sealing groups records by partition (a record of the next hour goes to its own chunk) as JSON lines', () => {
+  let seq = 0;
+  const chunks = sealChunks([rec(1), rec(2, T0 + 1000), fb(3), rec(4)], 'srv', () => seq++, T0);
+  expect(chunks.map((c) => [c.key, c.records])).toEqual([
+    ['recommend/model=m/date=2026-11-22/hour=05/srv-00000000.jsonl', 2],
+    ['recommend/model=m/date=2026-11-22/hour=06/srv-00000001.jsonl', 1],
+    ['feedback/model=m/date=2026-11-22/hour=05/srv-00000002.jsonl', 1],
+  ]);
+  const lines = chunks[0]!.body.split('\n');
+  expect(lines).toHaveLength(3); // two records and the final newline
+  expect(JSON.parse(lines[0]!)).toEqual({ time: '2026-11-22T05:59:59.500Z', ...rec(1).record });
+});
+
+test('ships by size without awaiting on append, and by time', async () => {
+  const store = new FakeStore();
+  const log = newLog(store, { flushIntervalMs: 30 });
+  await log.start();
+  log.append(rec(1));
+  expect(store.attempts).toHaveLength(0); // append does no I/O
+  log.append(rec(2)); // a full batch: sealed and shipped right after this tick
+  await waitFor(() => store.records().length === 2);
+  log.append(rec(3)); // half a batch: shipped by the timer
+  await waitFor(() => store.records().length === 3);
+  await log.close();
+  expect(log.stats).toMatchObject({ recordsShipped: 3, chunksShipped: 2, buffered: 0, chunksSpilled: 0 });
+});
+
+test('while the store is down, memory stays bounded and chunks spill to disk; on recovery all ship oldest first, same keys', async () => {
+  const store = new FakeStore();
+  const spilled: string[] = [];
+  const log = newLog(store, {
+    observer: { shipped: () => undefined, spilled: (k) => spilled.push(k), uploadFailed: () => undefined },
+  });
+  await log.start();
+  store.down = true;
+  for (let i = 0; i < 10; i++) {
+    log.append(rec(i));
+    await log.flush();
+  }
+  expect(log.stats.chunksInMemory).toBeLessThanOrEqual(1);
+  expect(log.stats.chunksSpilled).toBeGreaterThanOrEqual(3);
+  expect((await fs.readdir(dir)).filter((n) => n.endsWith('.chunk'))).toHaveLength(log.stats.chunksSpilled);
+  expect(spilled.length).toBe(log.stats.chunksSpilled);
+  const failedKeys = new Set(store.attempts);
+
+  store.down = false;
+  await waitFor(() => store.records().length === 10);
+  await log.close();
+  expect(store.records().map((r) => r.request_id)).toEqual([...Array(10).keys()].map((i) => `r${i}`));
+  // Retries wrote the keys that failed before (idempotent), and every chunk has its own key.
+  for (const k of failedKeys) expect(store.objects.has(k)).toBe(true);
+  expect(store.objects.size).toBe(10);
+  expect((await fs.readdir(dir)).filter((n) => n.endsWith('.chunk'))).toHaveLength(0);
+});
+
+test('close() with the store still down keeps every record on disk, and the next server ships them', async () => {
+  const store = new FakeStore();
+  store.down = true;
+  const first = newLog(store, { serverId: 'first', maxChunksInMemory: 100 });
+  await first.start();
+  for (let i = 0; i < 5; i++) first.append(rec(i));
+  first.append(fb(99));
+  const left = await first.close(50);
+  expect(left).toMatchObject({ recordsShipped: 0, chunksInMemory: 0, buffered: 0 });
+  expect(left.chunksSpilled).toBeGreaterThan(0);
+
+  store.down = false;
+  const second = newLog(store, { serverId: 'second' });
+  await second.start();
+  await waitFor(() => store.records().length === 6);
+  await second.close();
+  expect([...store.objects.keys()].every((k) => k.includes('/first-'))).toBe(true);
+  expect(
+    store
+      .records()
+      .map((r) => r.request_id)
+      .sort(),
+  ).toEqual(['r0', 'r1', 'r2', 'r3', 'r4', 'r99']);
+});
+
+test('a retried upload that fails many times backs off instead of spinning', async () => {
+  const store = new FakeStore();
+  store.down = true;
+  const log = newLog(store, { minRetryDelayMs: 50, maxRetryDelayMs: 50 });
+  await log.start();
+  log.append(rec(1));
+  log.append(rec(2));
+  await new Promise((r) => setTimeout(r, 220));
+  expect(store.attempts.length).toBeGreaterThanOrEqual(2);
+  expect(store.attempts.length).toBeLessThanOrEqual(7);
+  store.down = false;
+  await log.close();
+  expect(store.records()).toHaveLength(2);
+});
+
+test('an upload that hangs times out, and close() keeps its deadline and spills the rest', async () => {
+  const hanging: ChunkUploader = { put: () => new Promise<void>(() => undefined) };
+  const log = newLog(new FakeStore(), { uploader: hanging, uploadTimeoutMs: 20, maxChunksInMemory: 100 });
+  await log.start();
+  for (let i = 0; i < 6; i++) log.append(rec(i));
+  const started = Date.now();
+  const left = await log.close(150);
+  expect(Date.now() - started).toBeLessThan(1000);
+  expect(left).toMatchObject({ recordsShipped: 0, chunksInMemory: 0, buffered: 0 });
+  const files = (await fs.readdir(dir)).filter((n) => n.endsWith('.chunk'));
+  expect(files).toHaveLength(left.chunksSpilled);
+  const bodies = await Promise.all(files.map((f) => fs.readFile(path.join(dir, f), 'utf8')));
+  // One header line per file, then the records.
+  expect(bodies.map((b) => b.trim().split('\n').length - 1).reduce((a, b) => a + b, 0)).toBe(6);
+});

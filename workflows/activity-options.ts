@@ -1,0 +1,92 @@
+/**
+ * The named option sets the workflows proxy activities with (timeouts, retries, heartbeats), one per kind of step, so
+ * each step's failure handling is stated once and read in one place. Non-retryable error types are business outcomes
+ * or bad input: retrying them would give the same answer.
+ */
+import { ActivityCancellationType, type ActivityOptions } from '@temporalio/workflow';
+
+export const etlOptions: ActivityOptions = {
+  startToCloseTimeout: '30 minutes',
+  heartbeatTimeout: '2 minutes',
+  retry: { maximumAttempts: 3, nonRetryableErrorTypes: ['DataValidationError', 'ConfigError'] },
+  summary: 'ETL: validate raw logs, write a content-addressed dataset version',
+};
+
+export const validationOptions: ActivityOptions = {
+  startToCloseTimeout: '20 minutes',
+  heartbeatTimeout: '2 minutes',
+  retry: { maximumAttempts: 3, nonRetryableErrorTypes: ['ConfigError'] },
+  summary: 'Data validation: statistics and schema vs the previous version',
+};
+
+export const trainOptions: ActivityOptions = {
+  startToCloseTimeout: '6 hours',
+  // torchrun reports progress every second and the activity heartbeats at least every 5 s: a silent 30 s means the
+  // worker is gone, and the retry resumes from the last checkpoint on another worker.
+  heartbeatTimeout: '30 seconds',
+  retry: { initialInterval: '2 seconds', maximumAttempts: 5 },
+  // A cancelled workflow closes only after the activity has stopped torchrun, never with training still running.
+  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+  summary: 'Train with torchrun (DDP), checkpoint every epoch',
+};
+
+export const evaluateOptions: ActivityOptions = {
+  startToCloseTimeout: '1 hour',
+  heartbeatTimeout: '1 minute',
+  retry: { maximumAttempts: 3 },
+  summary: 'Full-ranking evaluation with slices and bootstrap CIs vs popularity and the champion',
+};
+
+export const exportOptions: ActivityOptions = {
+  startToCloseTimeout: '30 minutes',
+  heartbeatTimeout: '2 minutes',
+  retry: { maximumAttempts: 3, nonRetryableErrorTypes: ['OnnxParityError'] },
+  summary: 'Export ONNX (user tower + item embeddings + TopK), check parity',
+};
+
+export const quantizeOptions: ActivityOptions = {
+  startToCloseTimeout: '30 minutes',
+  heartbeatTimeout: '2 minutes',
+  retry: { maximumAttempts: 3 },
+  summary: 'Quantize int8, evaluate and time it against fp32',
+};
+
+export const gateOptions: ActivityOptions = {
+  startToCloseTimeout: '1 minute',
+  retry: { maximumAttempts: 3, nonRetryableErrorTypes: ['GateConfigError', 'GateInputError'] },
+  summary: 'Promotion gates: decide on the evaluation',
+};
+
+/** Registration in MLflow: a run with its artefacts and a model version (idempotent, keyed by the training). */
+export const registerOptions: ActivityOptions = {
+  startToCloseTimeout: '10 minutes',
+  retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['RegistryLineageError'] },
+  summary: 'MLflow registry: run, artefacts, model version',
+};
+
+/** Quick registry reads and writes: lineage, the champion alias, version tags (idempotent). */
+export const registryOptions: ActivityOptions = {
+  startToCloseTimeout: '2 minutes',
+  retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['RegistryLineageError', 'ChampionMovedError'] },
+  summary: 'MLflow registry',
+};
+
+export const deployOptions: ActivityOptions = {
+  startToCloseTimeout: '5 minutes',
+  heartbeatTimeout: '30 seconds',
+  retry: { initialInterval: '1 second', maximumAttempts: 3, nonRetryableErrorTypes: ['ReplicaUnavailable'] },
+  summary: 'Serving deployment (admin service)',
+};
+
+export const analysisOptions: ActivityOptions = {
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '1 second', maximumAttempts: 3, nonRetryableErrorTypes: ['ReplicaUnavailable'] },
+  summary: 'Canary analysis: scrape serving metrics, compare canary with baseline',
+};
+
+export const loadTestOptions: ActivityOptions = {
+  startToCloseTimeout: '15 minutes',
+  heartbeatTimeout: '30 seconds',
+  retry: { maximumAttempts: 2 },
+  summary: 'Staging load test (simulated traffic)',
+};
