@@ -8,7 +8,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/activity';
 import { DataValidationError, type InputProblem } from '../lib/errors';
-import { sha256File, withTempDir } from '../lib/files';
+import { fileDigest, sha256File, withTempDir } from '../lib/files';
 import { parseS3Uri } from '../lib/object-store';
 import { buildDataset, dedupe, type BuiltDataset, type SourcedInteraction } from '../lib/dataset/build';
 import { EtlConfig } from '../lib/dataset/etl-config';
@@ -67,8 +67,7 @@ export async function readAndValidate(
     }
     if (records === 0 && totalProblems === 0)
       report([{ file: uri, line: 1, field: '(file)', value: '', message: 'has no records' }]);
-    const { size } = await fs.stat(local);
-    sources.push({ uri, sha256: await sha256File(local), bytes: size, records });
+    sources.push({ uri, ...(await fileDigest(local)), records });
   }
   if (totalProblems > 0) throw new DataValidationError(problems, totalProblems);
   return { rows, sources };

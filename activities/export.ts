@@ -2,10 +2,9 @@
  * Export activity: the serving graph (user tower + item embeddings + TopK) as ONNX, checked against PyTorch's output
  * within a stated tolerance by models/export.py before it is stored. Reused when the same training is exported again.
  */
-import fs from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { sha256File } from '../lib/files';
+import { fileDigest } from '../lib/files';
 import { ExportResult, type ExportInput } from './contracts';
 import type { ActivityDeps } from './deps';
 import { runPythonStep } from './python-step';
@@ -43,13 +42,12 @@ export function exportActivities(deps: ActivityDeps) {
             args: ['--model', modelPath, '--out', out, '--top-k', String(topK)],
             result: PyResult,
           });
-          const sha256 = await sha256File(out);
-          const { size } = await fs.stat(out);
+          const { sha256, bytes } = await fileDigest(out);
           await store.putFile(onnxUri, out);
           return {
             onnxUri,
             sha256,
-            bytes: size,
+            bytes,
             maxAbsDiff: result.max_abs_diff,
             tolerance: result.tolerance,
             topK: result.top_k,

@@ -73,7 +73,10 @@ export async function runPython(run: PythonRun): Promise<PythonEvent> {
     }
   };
   let killTimer: NodeJS.Timeout | undefined;
+  // Once only: a failed handler and a cancellation may both ask, and a second timer would outlive the process and
+  // later SIGKILL whatever group reuses its id.
   const onAbort = () => {
+    if (killTimer !== undefined) return;
     killGroup('SIGTERM');
     killTimer = setTimeout(() => killGroup('SIGKILL'), KILL_GRACE_MS);
   };
@@ -104,6 +107,10 @@ export async function runPython(run: PythonRun): Promise<PythonEvent> {
     try {
       event = JSON.parse(line) as PythonEvent;
     } catch {
+      event = undefined as unknown as PythonEvent;
+    }
+    // Anything but an object naming its event (a stray print, `null`, a number) is kept as output, not an event.
+    if (typeof event !== 'object' || event === null || typeof event.event !== 'string') {
       stderr.push(`[stdout] ${line}`);
       return;
     }

@@ -88,7 +88,12 @@ export async function runPythonStep<S extends { reused: boolean }, H>(
   step: PythonStep<S, H>,
 ): Promise<S> {
   const activity = Context.current();
-  const existing = step.summary.safeParse(await deps.store.getJson(step.summaryUri));
+  // A summary that is unreadable (not JSON) or no longer fits its schema is redone, never trusted.
+  const stored = await deps.store.getJson(step.summaryUri).catch((err: unknown) => {
+    if (err instanceof SyntaxError) return undefined;
+    throw err; // the store is unreachable: retry later rather than redo the work
+  });
+  const existing = step.summary.safeParse(stored);
   if (existing.success) return { ...existing.data, reused: true };
 
   let details = step.heartbeat;

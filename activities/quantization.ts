@@ -6,12 +6,11 @@
  * a retry or a re-run reuses it.
  */
 import { createHash } from 'node:crypto';
-import fs from 'node:fs/promises';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/activity';
 import { z } from 'zod';
 import { localDataset } from '../lib/dataset/cache';
-import { sha256File } from '../lib/files';
+import { fileDigest, sha256File } from '../lib/files';
 import { QuantizationResult, RelativeChange, type GraphFigures, type QuantizationInput } from './contracts';
 import type { ActivityDeps } from './deps';
 import { runPythonStep } from './python-step';
@@ -94,13 +93,12 @@ export function quantizationActivities(deps: ActivityDeps) {
             onEvent: ({ event: _progress, ...details }) => ctx.heartbeat(() => details),
           });
           ctx.heartbeat(() => ({ stage: 'upload' }));
-          const int8Sha256 = await sha256File(out);
-          const { size } = await fs.stat(out);
+          const int8 = await fileDigest(out);
           await store.putFile(int8Uri, out);
           return {
             int8Uri,
-            int8Sha256,
-            int8Bytes: size,
+            int8Sha256: int8.sha256,
+            int8Bytes: int8.bytes,
             floatUri: input.exported.onnxUri,
             floatSha256: input.exported.sha256,
             float: figures(result.float),

@@ -29,19 +29,24 @@ import type { ActivityDeps } from './deps';
 
 export const PRIMARY_METRIC = 'ndcg@10';
 
+/** Where a run and its version come from: the training, the workflow that made it, the data and the code. */
+const lineageTags = (input: RegisterInput): Record<string, string> => ({
+  [TAGS.trainingKey]: input.training.trainingKey,
+  [TAGS.workflowId]: input.workflowId,
+  [TAGS.workflowRunId]: input.workflowRunId,
+  [TAGS.datasetName]: input.dataset.name,
+  [TAGS.datasetVersion]: input.dataset.version,
+  [TAGS.datasetUri]: input.dataset.uri,
+  [TAGS.codeVersion]: codeVersion(),
+});
+
 async function findOrCreateRun(mlflow: MlflowClient, experimentId: string, input: RegisterInput): Promise<MlflowRun> {
   const key = input.training.trainingKey;
   const found = await mlflow.searchRuns([experimentId], `tags.\`${TAGS.trainingKey}\` = ${filterValue(key)}`, 1);
   if (found[0]) return found[0];
   return mlflow.createRun(experimentId, `${input.model}-${input.dataset.version}-${key.slice(0, 8)}`, {
-    [TAGS.trainingKey]: key,
-    [TAGS.workflowId]: input.workflowId,
-    [TAGS.workflowRunId]: input.workflowRunId,
+    ...lineageTags(input),
     [TAGS.trigger]: input.trigger,
-    [TAGS.datasetName]: input.dataset.name,
-    [TAGS.datasetVersion]: input.dataset.version,
-    [TAGS.datasetUri]: input.dataset.uri,
-    [TAGS.codeVersion]: codeVersion(),
     [TAGS.pythonLockSha256]: pythonLockSha256(),
     'mlflow.source.name': 'recsys continuousTraining',
   });
@@ -109,13 +114,7 @@ async function register(deps: ActivityDeps, input: RegisterInput): Promise<Regis
   const version =
     existing[0] ??
     (await mlflow.createModelVersion(input.model, `${run.info.artifact_uri}/model`, run.info.run_id, {
-      [TAGS.trainingKey]: input.training.trainingKey,
-      [TAGS.workflowId]: input.workflowId,
-      [TAGS.workflowRunId]: input.workflowRunId,
-      [TAGS.datasetName]: input.dataset.name,
-      [TAGS.datasetVersion]: input.dataset.version,
-      [TAGS.datasetUri]: input.dataset.uri,
-      [TAGS.codeVersion]: codeVersion(),
+      ...lineageTags(input),
       [TAGS.modelFamily]: familyOf(input.training.config),
       [TAGS.modelUri]: input.training.modelUri,
       // What serving loads and verifies: the shipped artefact (int8 or fp32) and its checksum.

@@ -11,6 +11,12 @@ export async function sha256File(file: string): Promise<string> {
   return h.digest('hex');
 }
 
+/** The sha256 (hex) and size in bytes of a file: how artefacts are identified and checked. */
+export async function fileDigest(file: string): Promise<{ sha256: string; bytes: number }> {
+  const [sha256, { size }] = await Promise.all([sha256File(file), fs.stat(file)]);
+  return { sha256, bytes: size };
+}
+
 /** Runs `fn` with a fresh temporary directory that is removed afterwards, whatever happens. */
 export async function withTempDir<T>(prefix: string, fn: (dir: string) => Promise<T>): Promise<T> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), `recsys-${prefix}-`));
