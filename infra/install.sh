@@ -42,10 +42,32 @@ install_python() {
   echo "$stamp" >"$RECSYS_VENV/.recsys-lock"
 }
 
+install_temporal_test_server() {
+  # Temporal's Java time-skipping test server for tests/workflows (infra/temporal-test-server.sh launches it): the
+  # jar and its runtime dependencies from Maven Central, in the cache; Maven keeps its own copy in ~/.m2.
+  local version=$TEMPORAL_TEST_SERVER_VERSION
+  local dir=$TEMPORAL_TEST_SERVER_DIR
+  if [[ -f "$dir/lib/temporal-test-server-$version.jar" ]]; then log "temporal-test-server $version: installed"; return; fi
+  if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
+    log "temporal-test-server: java or mvn missing, installing Debian's openjdk-17-jre-headless and maven (apt-get)"
+    local sudo=''
+    [[ $(id -u) -eq 0 ]] || sudo=sudo
+    $sudo apt-get update -q && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q openjdk-17-jre-headless maven \
+      || die "installing java and maven failed (apt-get install -y openjdk-17-jre-headless maven)"
+  fi
+  log "temporal-test-server $version: fetching it and its dependencies from Maven Central (first time only)..."
+  rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+  mvn -B -f "$INFRA_DIR/temporal-test-server.pom.xml" -Dtemporal.test.server.version="$version" \
+    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$dir.tmp/lib" >"$dir.tmp/mvn.log" 2>&1 \
+    || { tail -n 30 "$dir.tmp/mvn.log" >&2; die "fetching io.temporal:temporal-test-server:$version with mvn failed"; }
+  rm -rf "$dir" && mv "$dir.tmp" "$dir"
+}
+
 mkdir -p "$RECSYS_CACHE"
 install_node
 install_go_tool temporal github.com/temporalio/cli/cmd/temporal "$TEMPORAL_CLI_VERSION" \
   "-X github.com/temporalio/cli/temporalcli.Version=$TEMPORAL_CLI_VERSION"
 install_go_tool versitygw github.com/versity/versitygw/cmd/versitygw "$VERSITYGW_VERSION"
 install_python
+install_temporal_test_server
 log "install: done"

@@ -3,6 +3,11 @@
  * infra/temporal-test-server.sh, installed by infra/install.sh), with mocked activities that record their calls.
  * Needs no running stack. Timers are skipped, not waited for: `handle.result()` and `env.sleep()` let the test server
  * jump to the next timer; otherwise its clock runs in real time.
+ *
+ * The test server holds a time-skipping lock from an activity's scheduling until it completes, fails or reports its
+ * cancellation. An activity that reports after its workflow closed never releases it (the report is refused), and
+ * from then on the server's clock only runs in real time. So a mock activity left running by a workflow (cancelled
+ * with TRY_CANCEL) must report back before that workflow completes.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -11,16 +16,43 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { Context } from '@temporalio/activity';
 import type { WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
+// Exported by the SDK for tests that register search attributes.
+import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/search-attributes';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Runtime, Worker, type WorkflowBundle } from '@temporalio/worker';
-import type * as activities from '../../activities';
+import * as searchAttributes from '../../lib/search-attributes';
 
 export const TEST_SERVER_LAUNCHER = path.resolve(__dirname, '../../infra/temporal-test-server.sh');
 
-/** Activity names as the workers register them; the mocks are typed loosely so internal type moves don't matter. */
-export type ActivityName = keyof typeof activities;
+/**
+ * The activities the workflows call, by the names the workers register them under (a contract of the workflows). The
+ * mocks are typed loosely, by name only, so that moving the activities' types around does not touch these tests; an
+ * activity renamed on one side only fails the test that needs it ("not registered").
+ */
+export const ACTIVITY_NAMES = [
+  'etl',
+  'validateDataset',
+  'train',
+  'evaluate',
+  'exportOnnx',
+  'quantize',
+  'checkGates',
+  'register',
+  'currentChampion',
+  'describeVersion',
+  'tagVersion',
+  'promote',
+  'restoreChampion',
+  'ensureEnvironment',
+  'stopEnvironment',
+  'scrapeVersionMetrics',
+  'runLoadTest',
+  'analyseCanaryWindow',
+] as const;
+export type ActivityName = (typeof ACTIVITY_NAMES)[number];
 export type ActivityInput = Record<string, unknown>;
-export type MockActivity = (input: ActivityInput) => Promise<unknown>;
+/** Returns (or resolves to) the activity's result; throws (or rejects) as the activity fails. */
+export type MockActivity = (input: ActivityInput) => unknown;
 export type MockActivities = Partial<Record<ActivityName, MockActivity>>;
 export interface ActivityCall {
   name: ActivityName;
@@ -34,7 +66,7 @@ export const uniqueId = (prefix: string) => `${prefix}-${randomBytes(4).toString
 
 /**
  * One time-skipping test server and one workflow bundle per test file, a worker per test (own task queue).
- * Call at the top of a test file; it registers beforeAll/afterAll.
+ * Call at the top of a test file; it registers beforeAll, afterEach (the clock check) and afterAll.
  */
 export function useWorkflowTestEnv(): {
   env: () => TestWorkflowEnvironment;
@@ -59,6 +91,18 @@ export function useWorkflowTestEnv(): {
       }),
       bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: new DefaultLogger('WARN') }),
     ]);
+    await registerSearchAttributes(env);
+  });
+
+  // Catches the lock leak described above in the test that caused it, not as timeouts in the tests after it.
+  afterEach(async () => {
+    if (!env) return;
+    const started = Date.now();
+    await env.sleep(3_000);
+    if (Date.now() - started > 1_500)
+      throw new Error(
+        "the test server's clock no longer skips time: an activity of this test reported after its workflow closed",
+      );
   });
 
   afterAll(async () => {
@@ -79,9 +123,9 @@ export function useWorkflowTestEnv(): {
       const recorded = Object.fromEntries(
         Object.entries(mocks).map(([name, mock]) => [
           name,
-          (input: ActivityInput) => {
+          async (input: ActivityInput) => {
             calls.push({ name: name as ActivityName, input });
-            return mock(input);
+            return await mock(input);
           },
         ]),
       );
@@ -101,13 +145,32 @@ export function useWorkflowTestEnv(): {
   };
 }
 
-/** Worker and workflow logs (worker state changes, the workflows' log.info) are not for the test output. */
+/**
+ * Worker and workflow logs (worker state changes, the workflows' log.info) and the core's warnings about the test
+ * server's missing capabilities are not for the test output; failures show in the tests themselves.
+ */
 function quietRuntime(): void {
   try {
-    Runtime.install({ logger: new DefaultLogger('WARN') });
+    Runtime.install({
+      logger: new DefaultLogger('ERROR'),
+      telemetryOptions: { logging: { filter: { core: 'ERROR', other: 'ERROR' } } },
+    });
   } catch {
     // Already installed in this module registry: keep it.
   }
+}
+
+/** The workflows upsert the stack's custom search attributes (infra/stack.sh registers them there). */
+async function registerSearchAttributes(env: TestWorkflowEnvironment): Promise<void> {
+  const types: Record<string, number> = {};
+  for (const key of Object.values(searchAttributes)) {
+    const type = encodeSearchAttributeIndexedValueType(key.type);
+    if (type !== undefined) types[key.name] = type;
+  }
+  await env.connection.operatorService.addSearchAttributes({
+    namespace: env.namespace ?? 'default',
+    searchAttributes: types,
+  });
 }
 
 /**

@@ -1,0 +1,241 @@
+/**
+ * The continuousTraining workflow's logic with mocked activities on the time-skipping test server: reused steps show
+ * as `reused`, a gate rejection completes normally without a rollout (and a pass starts one), and a dataset that
+ * fails validation fails the workflow before anything trains.
+ */
+import { WorkflowFailedError, WorkflowNotFoundError } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import {
+  continuousTraining,
+  progressQuery,
+  rolloutStateQuery,
+  type ContinuousTrainingInput,
+  type StepState,
+  type TrainingProgress,
+} from '../../workflows';
+import { uniqueId, useWorkflowTestEnv, waitForQuery, type ActivityCall, type MockActivities } from './harness';
+
+const t = useWorkflowTestEnv();
+
+const VERSION = '7';
+/** The documented id of the rollout of a model version (one per version); the control test checks it is used. */
+const rolloutWorkflowId = (model: string) => `rollout-${model}-v${VERSION}`;
+const dataset = (reused: boolean) => ({
+  name: 'ml-test',
+  version: 'd41d8cd98f00',
+  uri: 's3://recsys/datasets/ml-test/d41d8cd98f00/',
+  manifestUri: 's3://recsys/datasets/ml-test/d41d8cd98f00/manifest.json',
+  counts: { interactions: 1000, users: 50, items: 80 },
+  reused,
+});
+
+/** Every step succeeds; `reused` says whether each cached step found its earlier output. */
+function trainingActivities(reused: { data: boolean; model: boolean }, overrides: MockActivities = {}): MockActivities {
+  const modelReused = reused.model;
+  return {
+    etl: () => dataset(reused.data),
+    validateDataset: () => ({
+      status: 'pass',
+      summary: 'no anomalies',
+      reportUri: 's3://recsys/datasets/ml-test/d41d8cd98f00/validation.json',
+      anomalies: [],
+      reused: reused.data,
+    }),
+    train: (i) => ({
+      trainingKey: 'k1',
+      uri: 's3://recsys/training/k1/',
+      modelUri: 's3://recsys/training/k1/model.pt',
+      epochs: 2,
+      finalLoss: 0.42,
+      samplesPerSec: 1000,
+      trainSeconds: 3,
+      worldSize: 2,
+      resumedFromEpoch: 0,
+      config: { model: 'two_tower', ...(i.config as object) },
+      reused: modelReused,
+    }),
+    currentChampion: () => null,
+    evaluate: () => ({
+      model: { 'ndcg@10': 0.12, 'recall@10': 0.2 },
+      popularity: { 'ndcg@10': 0.05 },
+      nUsers: 50,
+      reused: modelReused,
+    }),
+    exportOnnx: () => ({
+      onnxUri: 's3://recsys/training/k1/model.onnx',
+      sha256: 'aa',
+      topK: 100,
+      maxAbsDiff: 1e-6,
+      tolerance: 1e-4,
+      reused: modelReused,
+    }),
+    quantize: () => ({
+      ships: 'fp32',
+      reason: 'int8 is not faster',
+      int8Uri: 's3://recsys/training/k1/model.int8.onnx',
+      int8Sha256: 'bb',
+      float: { ndcgAt10: 0.12, p50Ms: 1, p99Ms: 2 },
+      int8: { ndcgAt10: 0.119, p50Ms: 1.1, p99Ms: 2.2 },
+      relativeNdcgChange: -0.008,
+      tolerance: 0.01,
+      reused: modelReused,
+    }),
+    checkGates: () => ({ passed: true, summary: 'all gates passed', results: [] }),
+    register: (i) => ({ model: i.model, version: VERSION, aliases: ['challenger'] }),
+    // The rollout a passing model starts (no champion: staging, then it waits for approval).
+    describeVersion: (i) => ({ model: i.model, version: i.version, dataset: dataset(true) }),
+    ensureEnvironment: (i) => ({ env: i.env, replicas: [] }),
+    runLoadTest: () => ({ requests: 100, achievedQps: 50, errorRate: 0, p50Ms: 2, p99Ms: 8 }),
+    stopEnvironment: () => ({ stopped: true }),
+    tagVersion: () => ({}),
+    ...overrides,
+  };
+}
+
+async function run(mocks: MockActivities, input: Partial<ContinuousTrainingInput> = {}) {
+  const { taskQueue, calls } = await t.worker(mocks);
+  const model = uniqueId('model');
+  const handle = await t.env().client.workflow.start(continuousTraining, {
+    taskQueue,
+    workflowId: uniqueId(`train-${model}`),
+    args: [
+      {
+        model,
+        dataset: { name: 'ml-test', sources: ['s3://recsys/raw/ml-test/part-0.tsv'], etl: { format: 'tsv' } },
+        trigger: 'manual',
+        ...input,
+      },
+    ],
+  });
+  return { handle, calls, model };
+}
+
+const statuses = (p: TrainingProgress): Record<string, StepState['status']> =>
+  Object.fromEntries(p.steps.map((s) => [s.name, s.status]));
+const names = (calls: ActivityCall[]) => calls.map((c) => c.name);
+
+describe('continuousTraining workflow (mocked activities, time skipping)', () => {
+  test('the same data and config again: every cached step shows as reused', async () => {
+    const { handle } = await run(trainingActivities({ data: true, model: true }), { autoRollout: false });
+    const result = await handle.result();
+    expect(result.outcome).toBe('passed');
+    const progress = await handle.query(progressQuery);
+    expect(progress.currentStep).toBe('done');
+    expect(statuses(progress)).toEqual({
+      etl: 'reused',
+      validate: 'reused',
+      train: 'reused',
+      evaluate: 'reused',
+      export: 'reused',
+      quantize: 'reused',
+      gates: 'done',
+      register: 'done',
+      rollout: 'skipped',
+    });
+  });
+
+  test('new training on the same data (force): the data steps reused, the model steps done', async () => {
+    const { handle, calls } = await run(trainingActivities({ data: true, model: false }), {
+      autoRollout: false,
+      force: true,
+    });
+    await handle.result();
+    expect(statuses(await handle.query(progressQuery))).toMatchObject({
+      etl: 'reused',
+      validate: 'reused',
+      train: 'done',
+      evaluate: 'done',
+      export: 'done',
+      quantize: 'done',
+    });
+    // `force` asks the training activity to rerun under this workflow's id.
+    expect(calls.find((c) => c.name === 'train')?.input.rerun).toBe(handle.workflowId);
+  });
+
+  test('rejected by the gates: completes with outcome rejected, registered, and no rollout', async () => {
+    const summary = 'ndcg@10 lower bound 0.031 < floor 0.05';
+    const { handle, calls, model } = await run(
+      trainingActivities(
+        { data: false, model: false },
+        {
+          checkGates: () => ({ passed: false, summary, results: [] }),
+        },
+      ),
+    );
+    const result = await handle.result();
+    expect(result.outcome).toBe('rejected');
+    expect(result.rollout).toBeUndefined();
+    const progress = await handle.query(progressQuery);
+    expect(progress.outcome).toBe('rejected');
+    expect(progress.steps.find((s) => s.name === 'rollout')).toMatchObject({
+      status: 'skipped',
+      summary: `kept as challenger: ${summary}`,
+    });
+    // Registered (as challenger, the gate results in its tags), but nothing deployed and no rollout workflow.
+    expect(names(calls)).toContain('register');
+    expect(names(calls)).not.toContain('describeVersion');
+    expect(names(calls)).not.toContain('ensureEnvironment');
+    await expect(t.env().client.workflow.getHandle(rolloutWorkflowId(model)).describe()).rejects.toThrow(
+      WorkflowNotFoundError,
+    );
+  });
+
+  test('passing the gates starts the rollout of the registered version (control for the above)', async () => {
+    const { handle, model } = await run(trainingActivities({ data: false, model: false }));
+    const result = await handle.result();
+    const rolloutId = rolloutWorkflowId(model);
+    expect(result.outcome).toBe('rollout-started');
+    expect(result.rollout).toEqual({ workflowId: rolloutId, alreadyStarted: false });
+    const child = t.env().client.workflow.getHandle(rolloutId);
+    try {
+      const s = await waitForQuery(
+        child,
+        () => child.query(rolloutStateQuery),
+        (x) => x.phase === 'awaiting-approval',
+        {
+          what: 'the rollout to wait for approval',
+        },
+      );
+      expect(s).toMatchObject({ model, version: VERSION });
+    } finally {
+      await child.terminate('test done');
+    }
+  });
+
+  test('a dataset that fails validation fails the workflow with DataValidationError before training', async () => {
+    const reportUri = 's3://recsys/datasets/ml-test/d41d8cd98f00/validation.json';
+    const { handle, calls } = await run(
+      trainingActivities(
+        { data: false, model: false },
+        {
+          validateDataset: () => ({
+            status: 'fail',
+            summary: 'volume dropped 62% vs the previous version',
+            reportUri,
+            anomalies: [{ check: 'volume', severity: 'fail' }],
+            reused: false,
+          }),
+        },
+      ),
+    );
+    const err: unknown = await handle.result().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    const cause = (err as WorkflowFailedError).cause;
+    expect(cause).toBeInstanceOf(ApplicationFailure);
+    expect(cause).toMatchObject({ type: 'DataValidationError', nonRetryable: true });
+    expect(cause?.message).toContain('volume dropped 62% vs the previous version');
+    expect(cause?.message).toContain(reportUri);
+    expect(names(calls)).toEqual(['etl', 'validateDataset']);
+    const progress = await handle.query(progressQuery);
+    expect(progress.currentStep).toBe('failed');
+    expect(statuses(progress)).toMatchObject({
+      etl: 'done',
+      validate: 'failed',
+      train: 'pending',
+      register: 'pending',
+    });
+  });
+});
