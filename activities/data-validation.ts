@@ -7,12 +7,17 @@
  *   <version>/statistics.json   statistics of the version (immutable data, so computed once)
  *   <version>/validation.txt    the report as text
  *   <version>/validation.json   the report (written after the text: its presence means "validated")
- *   _validated.json             index of versions that passed or warned, in validation order; the last entry other
- *                               than the version at hand is its "previous". A failing version is never listed.
+ *   _validated/<time>-<status>-<version>.json
+ *                               the index: one marker per version that passed or warned, named so that listing
+ *                               gives validation order; the last entry other than the version at hand is its
+ *                               "previous". A failing version is never listed.
+ *   _validated.json             a view of the index for people and older readers, rebuilt from the markers
  *
  * Validating a version again with the same config returns the stored report (`reused`); with another config it is
- * validated again against the same previous version. Index updates are read-modify-write: validations of one dataset
- * are expected one at a time (the training workflow runs them in sequence per dataset).
+ * validated again against the same previous version. The index is never read-modify-written: each validation adds or
+ * deletes only its own version's marker, so two validations of one dataset at once cannot lose each other's entry
+ * (versitygw 1.7's conditional PutObject is not atomic under concurrency, so a compare-and-swap on one index object
+ * would not be safe). The view is rewritten until it matches the markers a writer lists after its own write.
  */
 import { createHash } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/activity';
@@ -24,10 +29,17 @@ import { Manifest } from '../lib/dataset/manifest';
 import { computeStatistics, DatasetStatistics } from '../lib/dataset/statistics';
 import { parseValidationConfig, type ValidationConfig } from '../lib/dataset/validation-config';
 import { localDataset } from '../lib/dataset/cache';
-import { datasetNameUri, datasetFileUri, datasetRef, manifestUri, type DatasetRef } from '../lib/dataset/ref';
+import {
+  checkDatasetVersion,
+  datasetNameUri,
+  datasetFileUri,
+  datasetRef,
+  manifestUri,
+  type DatasetRef,
+} from '../lib/dataset/ref';
 import type { ValidateDatasetInput, ValidationResult } from './contracts';
 import type { ActivityDeps } from './deps';
-import { activityHeartbeat, throwIfCancelled } from './heartbeat';
+import { activityHeartbeat, heartbeating, throwIfCancelled } from './heartbeat';
 
 type Deps = Pick<ActivityDeps, 'store' | 'config'>;
 
@@ -60,13 +72,34 @@ const StoredReport = z.object({
 });
 type StoredReport = z.infer<typeof StoredReport>;
 
-const ValidatedIndex = z.object({
-  versions: z.array(z.object({ version: z.string(), validatedAt: z.string(), status: z.enum(['pass', 'warn']) })),
-});
+const IndexEntry = z.object({ version: z.string(), validatedAt: z.string(), status: z.enum(['pass', 'warn']) });
+type IndexEntry = z.infer<typeof IndexEntry>;
+/** The view's marker of being derived from `_validated/`; a `_validated.json` without it predates the markers. */
+const DERIVED_FROM = '_validated/';
+const ValidatedIndex = z.object({ derivedFrom: z.literal(DERIVED_FROM).optional(), versions: z.array(IndexEntry) });
 type ValidatedIndex = z.infer<typeof ValidatedIndex>;
 
 export const validatedIndexUri = (name: string, bucket = config().bucket) =>
   `${datasetNameUri(bucket, name)}_validated.json`;
+const markerPrefix = (name: string, bucket: string) => `${datasetNameUri(bucket, name)}${DERIVED_FROM}`;
+
+/** `2026-11-22T04:07:49.123Z` → `20261122T040749123Z`: fixed width, so names sort in time order. */
+const stampOf = (iso: string) => new Date(iso).toISOString().replace(/[-:.]/g, '');
+const MARKER = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(\d{3})Z-(pass|warn)-(.+)\.json$/;
+
+const markerUri = (deps: Deps, name: string, e: IndexEntry) =>
+  `${markerPrefix(name, deps.config.bucket)}${stampOf(e.validatedAt)}-${e.status}-${checkDatasetVersion(e.version)}.json`;
+
+function entryOf(key: string): IndexEntry | undefined {
+  const m = MARKER.exec(key);
+  if (!m) return undefined;
+  const [, y, mo, d, h, mi, sec, ms, status, version] = m;
+  return {
+    version: version!,
+    validatedAt: `${y}-${mo}-${d}T${h}:${mi}:${sec}.${ms}Z`,
+    status: status as IndexEntry['status'],
+  };
+}
 
 const configHash = (cfg: ValidationConfig) =>
   createHash('sha256').update(JSON.stringify(cfg)).digest('hex').slice(0, 16);
@@ -76,12 +109,62 @@ function progress(detail: object): void {
   activityHeartbeat(detail);
 }
 
-async function readIndex(deps: Deps, name: string): Promise<ValidatedIndex> {
+/** Markers of every entry of a `_validated.json` written before the markers existed (same names on every run). */
+async function adoptLegacyIndex(deps: Deps, name: string): Promise<void> {
   const raw = await deps.store.getJson(validatedIndexUri(name, deps.config.bucket));
-  return raw === undefined ? { versions: [] } : ValidatedIndex.parse(raw);
+  if (raw === undefined) return;
+  const view = ValidatedIndex.parse(raw);
+  if (view.derivedFrom !== undefined) return;
+  for (const e of view.versions) await deps.store.putJson(markerUri(deps, name, e), e);
 }
 
-/** Lists a passing version once (idempotent) and removes a failing one. */
+/** The index: one entry per listed version, in validation order (listing order of the marker names). */
+async function readIndex(deps: Deps, name: string): Promise<ValidatedIndex> {
+  await adoptLegacyIndex(deps, name);
+  return listIndex(deps, name);
+}
+
+async function listIndex(deps: Deps, name: string): Promise<ValidatedIndex> {
+  const prefix = markerPrefix(name, deps.config.bucket);
+  const uris = (await deps.store.list(prefix)).sort();
+  const versions: IndexEntry[] = [];
+  for (const uri of uris) {
+    const e = entryOf(uri.slice(prefix.length));
+    // Two validations of one version at once may both add a marker: the first one counts.
+    if (e && !versions.some((v) => v.version === e.version)) versions.push(e);
+  }
+  return { versions };
+}
+
+/** Markers of one version (usually one). */
+async function markersOf(deps: Deps, name: string, version: string): Promise<string[]> {
+  const prefix = markerPrefix(name, deps.config.bucket);
+  return (await deps.store.list(prefix)).filter((u) => entryOf(u.slice(prefix.length))?.version === version);
+}
+
+const VIEW_ROUNDS = 10;
+
+/**
+ * Rewrites `_validated.json` from the markers until what it holds is what they list. Another validation may list
+ * before this one's marker exists and write its view after this one's; the last writer to land sees the difference
+ * on its next listing. Bounded: the markers are the index, so a view left behind is corrected by the next validation.
+ */
+async function refreshView(deps: Deps, name: string): Promise<void> {
+  const uri = validatedIndexUri(name, deps.config.bucket);
+  for (let round = 0; round < VIEW_ROUNDS; round++) {
+    const { versions } = await listIndex(deps, name);
+    const raw = await deps.store.getJson(uri);
+    const view = raw === undefined ? undefined : ValidatedIndex.parse(raw);
+    const upToDate =
+      view === undefined
+        ? versions.length === 0
+        : view.derivedFrom !== undefined && JSON.stringify(view.versions) === JSON.stringify(versions);
+    if (upToDate) return;
+    await deps.store.putJson(uri, { derivedFrom: DERIVED_FROM, versions } satisfies ValidatedIndex);
+  }
+}
+
+/** Lists a passing version once (idempotent) and removes a failing one; only this version's marker is touched. */
 async function recordOutcome(
   deps: Deps,
   name: string,
@@ -89,16 +172,14 @@ async function recordOutcome(
   status: ValidationStatus,
   at: string,
 ): Promise<void> {
-  const index = await readIndex(deps, name);
-  const listed = index.versions.some((v) => v.version === version);
-  if (status === 'fail') {
-    if (!listed) return;
-    index.versions = index.versions.filter((v) => v.version !== version);
-  } else {
-    if (listed) return;
-    index.versions.push({ version, validatedAt: at, status });
+  await adoptLegacyIndex(deps, name);
+  const markers = await markersOf(deps, name, version);
+  if (status === 'fail') for (const uri of markers) await deps.store.delete(uri);
+  else if (markers.length === 0) {
+    const entry: IndexEntry = { version, validatedAt: at, status };
+    await deps.store.putJson(markerUri(deps, name, entry), entry);
   }
-  await deps.store.putJson(validatedIndexUri(name, deps.config.bucket), index);
+  await refreshView(deps, name);
 }
 
 /** The previous validated version: the last listed before this one (or the last listed, if this one is not). */
@@ -129,9 +210,16 @@ export async function versionStatistics(
     );
   const manifest = Manifest.parse(rawManifest);
   progress({ step: 'download', version: ref.version });
-  const dir = await localDataset(manifestAt, store, deps.config.cacheDir);
+  // Downloads and DuckDB scans of a large version outlast the heartbeat timeout: heartbeat while they run.
+  const dir = await heartbeating(
+    () => ({ step: 'download', version: ref.version }),
+    () => localDataset(manifestAt, store, deps.config.cacheDir),
+  );
   progress({ step: 'statistics', version: ref.version });
-  const stats = await computeStatistics(dir, manifest);
+  const stats = await heartbeating(
+    () => ({ step: 'statistics', version: ref.version }),
+    () => computeStatistics(dir, manifest),
+  );
   await store.putJson(uri, stats);
   return { stats, uri };
 }
@@ -192,12 +280,13 @@ async function validateDataset(deps: Deps, input: ValidateDatasetInput): Promise
   if (previous && current.stats.timestamp.max > previous.stats.timestamp.max) {
     progress({ step: 'statistics', version: dataset.version, newerThan: previous.stats.timestamp.max });
     const manifest = Manifest.parse(await store.getJson(manifestUri(dataset.uri)));
-    newRows = await computeStatistics(
-      await localDataset(manifestUri(dataset.uri), store, deps.config.cacheDir),
-      manifest,
-      {
-        newerThan: previous.stats.timestamp.max,
-      },
+    const newerThan = previous.stats.timestamp.max;
+    newRows = await heartbeating(
+      () => ({ step: 'statistics', version: dataset.version, newerThan }),
+      async () =>
+        computeStatistics(await localDataset(manifestUri(dataset.uri), store, deps.config.cacheDir), manifest, {
+          newerThan,
+        }),
     );
   }
 

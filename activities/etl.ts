@@ -26,7 +26,7 @@ import { validateRecord } from '../lib/dataset/validate';
 import { INTERACTION_SCHEMA, ITEM_SCHEMA, USER_SCHEMA, writeDatasetParquet } from '../lib/dataset/write-parquet';
 import type { EtlInput } from './contracts';
 import { defaultDeps, type ActivityDeps } from './deps';
-import { activityHeartbeat, throwIfCancelled } from './heartbeat';
+import { activityHeartbeat, heartbeating, throwIfCancelled } from './heartbeat';
 
 interface SourceInfo {
   uri: string;
@@ -136,10 +136,17 @@ export async function buildDatasetVersion(
     const files: { uri: string; local: string }[] = [];
     for (const [i, uri] of input.sources.entries()) {
       parseS3Uri(uri);
+      // The name keeps the source's extension: `.gz` is what makes the reader decompress.
       const local = path.join(dir, 'raw', `${i}-${path.posix.basename(uri)}`);
       if (!(await store.exists(uri)))
         throw ApplicationFailure.nonRetryable(`source ${uri} does not exist`, 'SourceNotFound');
-      await store.downloadFile(uri, local);
+      progress({ step: 'download', source: i + 1, of: input.sources.length, uri });
+      let bytes = 0;
+      // A large source downloads for longer than the heartbeat timeout: heartbeat while it does.
+      await heartbeating(
+        () => ({ step: 'download', source: i + 1, of: input.sources.length, uri, bytes }),
+        () => store.downloadFile(uri, local, (n) => (bytes = n)),
+      );
       files.push({ uri, local });
     }
     progress({ step: 'validate', files: files.length });
@@ -180,14 +187,22 @@ export async function buildDatasetVersion(
     progress({ step: 'write', version: ds.version });
     const out = path.join(dir, 'out');
     await fs.mkdir(out);
-    const rowsByFile = await writeDatasetParquet(ds, out);
+    const rowsByFile = await heartbeating(
+      () => ({ step: 'write', version: ds.version }),
+      () => writeDatasetParquet(ds, out),
+    );
     const manifestFiles: Manifest['files'] = {};
     // Data files first, manifest last: readers treat a version without a manifest as nonexistent.
     for (const [file, rows] of Object.entries(rowsByFile)) {
       const local = path.join(out, file);
       const uri = datasetFileUri(prefix, file);
-      await store.putFile(uri, local);
-      manifestFiles[file] = { uri, rows, sha256: await sha256File(local) };
+      await heartbeating(
+        () => ({ step: 'upload', version: ds.version, file }),
+        async () => {
+          await store.putFile(uri, local);
+          manifestFiles[file] = { uri, rows, sha256: await sha256File(local) };
+        },
+      );
     }
     const manifest = manifestOf(input.name, prefix, cfg, ds, raw, validated.sources, manifestFiles);
     await store.putJson(manifestUri, manifest);

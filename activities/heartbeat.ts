@@ -13,6 +13,11 @@ export function activityHeartbeat(details?: unknown): void {
   currentContext()?.heartbeat(details);
 }
 
+/** The activity's cancellation signal (none outside an activity). */
+export function cancellationSignal(): AbortSignal | undefined {
+  return currentContext()?.cancellationSignal;
+}
+
 export function throwIfCancelled(): void {
   const ctx = currentContext();
   if (ctx?.cancellationSignal.aborted) throw new CancelledFailure('activity cancelled');

@@ -5,6 +5,7 @@
  */
 import { dataValidationActivities } from './data-validation';
 import { deployActivities } from './deploy';
+import { environmentLeaseActivities } from './environment-lease';
 import { defaultDeps, type ActivityDeps } from './deps';
 import { etlActivities } from './etl';
 import { evaluationActivities } from './evaluation';
@@ -26,6 +27,7 @@ export function createActivities(deps: ActivityDeps = defaultDeps()) {
     ...gateActivities(),
     ...registryActivities(deps),
     ...deployActivities(deps),
+    ...environmentLeaseActivities(),
     ...rolloutAnalysisActivities(deps),
   };
 }

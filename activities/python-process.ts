@@ -58,6 +58,8 @@ export async function runPython(run: PythonRun): Promise<PythonEvent> {
     env: {
       ...process.env,
       PYTHONUNBUFFERED: '1',
+      // models/jsonl.py exits (code 3) when this process is gone: no step outlives the worker that started it.
+      RECSYS_SUPERVISOR_PID: String(process.pid),
       OMP_NUM_THREADS: process.env.OMP_NUM_THREADS ?? '1',
       GLOO_SOCKET_IFNAME: process.env.GLOO_SOCKET_IFNAME ?? 'lo',
     },

@@ -33,6 +33,17 @@ const RETRY_DELAY_MS = 500;
 export type Progress = (detail: string) => void;
 const quiet: Progress = () => undefined;
 
+/** How an operation is watched: progress reports, and a signal that stops it between replica calls. */
+export interface OperationContext {
+  progress?: Progress;
+  /** Aborted: the operation stops before its next replica call (a cancelled rollout's undo must not be overtaken). */
+  signal?: AbortSignal;
+}
+
+function checkNotAborted(signal: AbortSignal | undefined, what: string): void {
+  if (signal?.aborted) throw new FleetError('Cancelled', `cancelled before ${what}`);
+}
+
 export interface ReplicaState {
   index: number;
   name: string;
@@ -136,6 +147,11 @@ export interface EnsureEnvironmentInput {
   weights: Record<string, number>;
   /** Traffic salt; empty or absent keeps the replicas' current one. */
   salt?: string;
+  /**
+   * Restart a replica that serves another model (default false: that is another model's environment, and a rollout
+   * that does not own it must not take it over; it fails with `EnvironmentBusy`).
+   */
+  takeOver?: boolean;
 }
 
 function checkEnsure(input: EnsureEnvironmentInput): EnvName {
@@ -161,20 +177,36 @@ function checkEnsure(input: EnsureEnvironmentInput): EnvName {
 }
 
 /** Brings one replica to the state; returns it. */
-async function ensureReplica(r: Replica, input: EnsureEnvironmentInput, progress: Progress): Promise<ReplicaState> {
+async function ensureReplica(
+  r: Replica,
+  input: EnsureEnvironmentInput,
+  progress: Progress,
+  signal: AbortSignal | undefined,
+): Promise<ReplicaState> {
+  const step = (what: string) => {
+    checkNotAborted(signal, `${what} on ${r.name}`);
+    progress(`${r.name}: ${what}`);
+  };
   let pid = readPid(r);
   if (alive(pid)) {
+    let held: string | undefined;
     try {
       await waitServing(r, pid!, 30_000, () => progress(`${r.name}: waiting for SERVING`));
-      const s = await serverState(r.address);
-      const held = s.versions[0]?.model_name;
-      if (held !== undefined && held !== input.model) {
-        progress(`${r.name}: serves ${held}, restarting for ${input.model}`);
-        await stopReplica(r);
-        pid = undefined;
-      }
+      held = (await serverState(r.address)).versions[0]?.model_name;
     } catch (err) {
-      progress(`${r.name}: not healthy (${messageOf(err).split('\n')[0]}), restarting`);
+      step(`not healthy (${messageOf(err).split('\n')[0]}), restarting`);
+      await stopReplica(r);
+      pid = undefined;
+    }
+    if (pid !== undefined && held !== undefined && held !== input.model) {
+      if (!input.takeOver)
+        throw new FleetError(
+          'EnvironmentBusy',
+          `${r.env}#${r.index} (${r.address}) serves ${held}, not ${input.model}: this ${r.env} belongs to another ` +
+            `model's rollouts, and one of ${input.model} must not restart it (stop it first, or use another port range)`,
+          { env: r.env, index: r.index, model: held },
+        );
+      step(`serves ${held}, restarting for ${input.model}`);
       await stopReplica(r);
       pid = undefined;
     }
@@ -186,19 +218,22 @@ async function ensureReplica(r: Replica, input: EnsureEnvironmentInput, progress
         `port ${r.address} of ${r.env}#${r.index} is taken by a server this environment did not start ` +
           '(e.g. `make demo`); stop it or set RECSYS_ENV_PORT_BASE to another range',
       );
-    progress(`${r.name}: starting ${input.model} v${input.versions[0]}`);
+    step(`starting ${input.model} v${input.versions[0]}`);
     pid = spawnReplica(r, { model: input.model, version: input.versions[0]!, flags: ['--allow-faults'] });
     await waitServing(r, pid, START_TIMEOUT_MS, () => progress(`${r.name}: starting (pid ${pid})`));
   }
   for (const version of input.versions) {
-    progress(`${r.name}: loading v${version}`);
+    step(`loading v${version}`);
     await onReplica(r, `LoadVersion ${version}`, () => loadVersion(r.address, input.model, version, START_TIMEOUT_MS));
   }
+  step('setting the traffic policy');
   await onReplica(r, 'SetTrafficPolicy', () => setTrafficPolicy(r.address, input.weights, input.salt ?? ''));
   const s = await onReplica(r, 'GetState', () => serverState(r.address));
   for (const v of s.versions)
-    if (!input.versions.includes(v.model_version))
+    if (!input.versions.includes(v.model_version)) {
+      step(`unloading v${v.model_version}`);
       await onReplica(r, `UnloadVersion ${v.model_version}`, () => unloadVersion(r.address, v.model_version));
+    }
   return stateOf(r, await onReplica(r, 'GetState', () => serverState(r.address)));
 }
 
@@ -208,18 +243,19 @@ async function ensureReplica(r: Replica, input: EnsureEnvironmentInput, progress
  */
 export async function ensureEnvironment(
   input: EnsureEnvironmentInput,
-  progress: Progress = quiet,
+  { progress = quiet, signal }: OperationContext = {},
 ): Promise<EnvironmentState> {
   const env = checkEnsure(input);
   progress(`${env}: converging`);
   for (const extra of replicaSlots(env).slice(input.replicas))
     if (hasPidFile(extra)) {
+      checkNotAborted(signal, `stopping ${extra.name}`);
       progress(`${extra.name}: stopping (scale down)`);
       await stopReplica(extra);
     }
   const replicas: ReplicaState[] = [];
   // One at a time: starting replicas loads models, which competes for the CPU with the ones already serving.
-  for (let i = 0; i < input.replicas; i++) replicas.push(await ensureReplica(replica(env, i), input, progress));
+  for (let i = 0; i < input.replicas; i++) replicas.push(await ensureReplica(replica(env, i), input, progress, signal));
   return { env, replicas };
 }
 
@@ -233,12 +269,13 @@ export interface SetTrafficWeightsResult {
 /** Sets the policy on every replica (the salt is kept). ReplicaUnavailable if one is down. */
 export async function setTrafficWeights(
   input: { env: string; weights: Record<string, number>; salt?: string },
-  progress: Progress = quiet,
+  { progress = quiet, signal }: OperationContext = {},
 ): Promise<SetTrafficWeightsResult> {
   const env = envOf(input.env);
   const replicas = membersOrFail(env);
   const out: SetTrafficWeightsResult['replicas'] = [];
   for (const r of replicas) {
+    checkNotAborted(signal, `setting weights on ${r.name}`);
     progress(`${r.name}: setting weights`);
     const res = await onReplica(r, 'SetTrafficPolicy', () =>
       setTrafficPolicy(r.address, input.weights, input.salt ?? ''),
@@ -268,7 +305,7 @@ export async function environmentState(input: { env: string }): Promise<Environm
 /** Stops every replica of the environment (drain, then SIGKILL after 15 s). Idempotent. */
 export async function stopEnvironment(
   input: { env: string },
-  progress: Progress = quiet,
+  { progress = quiet }: OperationContext = {},
 ): Promise<{ env: EnvName; stopped: string[] }> {
   const env = envOf(input.env);
   const stopped: string[] = [];

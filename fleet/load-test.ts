@@ -7,7 +7,7 @@ import type { DatasetRef } from '../lib/dataset/ref';
 import { manifestUri } from '../lib/dataset/ref';
 import type { ObjectStore } from '../lib/object-store';
 import { envOf, servingAddresses } from './environment';
-import { configError } from './errors';
+import { configError, FleetError } from './errors';
 import { simulate, type SimulationProgress, type SimulationResult } from './simulate/run';
 import { loadWorkload } from './simulate/workload';
 
@@ -39,23 +39,38 @@ export interface LoadTestResult {
 /** Replays the dataset's held-out interactions against the environment for `seconds`. */
 export async function runLoadTest(
   input: LoadTestInput,
-  deps: { store: ObjectStore; cacheDir: string; progress: (p: SimulationProgress | string) => void },
+  deps: {
+    store: ObjectStore;
+    cacheDir: string;
+    progress: (p: SimulationProgress | string) => void;
+    /** Aborted: the load stops at once (the calls in flight are abandoned). */
+    signal?: AbortSignal;
+  },
 ): Promise<LoadTestResult> {
   const env = envOf(input.env);
   if (!(input.seconds > 0 && input.seconds <= 3600))
     throw configError(`seconds must be in (0, 3600], got ${input.seconds}`);
   if (!(input.qps > 0 && input.qps <= 5000)) throw configError(`qps must be in (0, 5000], got ${input.qps}`);
   const addresses = await servingAddresses(env, input.model);
-  deps.progress('loading the dataset');
-  const dir = await localDataset(manifestUri(input.dataset.uri), deps.store, deps.cacheDir);
-  const users = await loadWorkload(dir, { maxUsers: input.users });
+  // Downloading and reading the dataset can take a while: say so while it happens, not only before.
+  const ticker = setInterval(() => deps.progress('loading the dataset'), 2000);
+  let users;
+  try {
+    deps.progress('loading the dataset');
+    const dir = await localDataset(manifestUri(input.dataset.uri), deps.store, deps.cacheDir);
+    users = await loadWorkload(dir, { maxUsers: input.users });
+  } finally {
+    clearInterval(ticker);
+  }
   const r = await simulate({
     addresses,
     users,
     qps: input.qps,
     seconds: input.seconds,
     onProgress: (p) => deps.progress(p),
+    signal: deps.signal,
   });
+  if (deps.signal?.aborted) throw new FleetError('Cancelled', 'load test cancelled: its figures cover part of the run');
   return {
     requests: r.requests,
     errors: r.errors,

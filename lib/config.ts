@@ -20,11 +20,30 @@ export interface RecsysConfig {
   python: string;
   /** Local cache of downloaded objects, keyed by content. */
   cacheDir: string;
+  /** Deadlines of S3 requests (ms): to connect, for a request until its response starts, and of silence mid-transfer. */
+  s3ConnectTimeoutMs: number;
+  s3RequestTimeoutMs: number;
+  s3IdleTimeoutMs: number;
+  /** Deadline of one MLflow REST call (ms), and of one artefact upload through MLflow's proxy. */
+  mlflowTimeoutMs: number;
+  mlflowUploadTimeoutMs: number;
 }
 
 function env(name: string, fallback: string): string {
   const value = process.env[name];
   return value === undefined || value === '' ? fallback : value;
+}
+
+/** A duration in ms from the environment; anything but a positive integer is an error naming the variable. */
+function envMs(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value <= 0)
+    throw new Error(
+      `environment variable ${name} must be a positive integer of milliseconds, got ${JSON.stringify(raw)}`,
+    );
+  return value;
 }
 
 export function loadConfig(): RecsysConfig {
@@ -42,6 +61,12 @@ export function loadConfig(): RecsysConfig {
     mlflowUrl: env('MLFLOW_TRACKING_URI', 'http://127.0.0.1:5000'),
     python: env('RECSYS_PYTHON', path.join(cache, 'venv', 'bin', 'python')),
     cacheDir: path.join(cache, 'objects'),
+    s3ConnectTimeoutMs: envMs('RECSYS_S3_CONNECT_TIMEOUT_MS', 5_000),
+    // Covers sending an upload's body too, so it is generous; a hung server is caught by the idle timeout first.
+    s3RequestTimeoutMs: envMs('RECSYS_S3_REQUEST_TIMEOUT_MS', 15 * 60_000),
+    s3IdleTimeoutMs: envMs('RECSYS_S3_IDLE_TIMEOUT_MS', 60_000),
+    mlflowTimeoutMs: envMs('RECSYS_MLFLOW_TIMEOUT_MS', 30_000),
+    mlflowUploadTimeoutMs: envMs('RECSYS_MLFLOW_UPLOAD_TIMEOUT_MS', 10 * 60_000),
   };
 }
 

@@ -111,6 +111,13 @@ def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None
     signal.signal(signal.SIGINT, _on_signal)
     code = 0
     try:
+        # Every step dies with the worker that started it (RECSYS_SUPERVISOR_PID, set by activities/python-process.ts):
+        # a killed worker must not leave an evaluation or an export running with nobody to read its result.
+        supervisor = os.environ.get("RECSYS_SUPERVISOR_PID")
+        if supervisor:
+            if not supervisor.isdigit() or int(supervisor) <= 0:
+                raise UsageError(f"RECSYS_SUPERVISOR_PID must be a positive pid, got {supervisor!r}")
+            start_supervisor_watch(int(supervisor))
         main(argv)
     except UsageError as exc:
         _emit_error(exc)

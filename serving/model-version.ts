@@ -2,6 +2,7 @@
  * From a registry reference to what serving needs to know about a version: its ONNX artefact (URI, checksum, graph
  * shape) and the dataset version it was trained on. All of it comes from the tags of lib/mlflow/tags.ts.
  */
+import { checkDatasetName, checkDatasetVersion, parseDatasetUri } from '../lib/dataset/ref';
 import { MlflowClient, tagsOf } from '../lib/mlflow/client';
 import type { MlflowModelVersion } from '../lib/mlflow/schemas';
 import { TAGS } from '../lib/mlflow/tags';
@@ -37,10 +38,24 @@ export function servableFromTags(name: string, version: string, tags: Record<str
     if (!Number.isInteger(v) || v < 1) throw bad(tag, 'must be a positive integer');
     return v;
   };
+  // Dataset names and versions become cache paths and S3 keys: a tag is refused before it can point elsewhere.
+  const checked = <T>(tag: string, check: (v: string) => T): T => {
+    try {
+      return check(text(tag));
+    } catch (err) {
+      if (err instanceof ModelLoadError) throw err;
+      throw bad(tag, `is refused: ${(err as Error).message}`);
+    }
+  };
   const onnxUri = text(TAGS.onnxUri);
   if (!onnxUri.startsWith('s3://')) throw bad(TAGS.onnxUri, 'must be an s3:// URI');
   const onnxSha256 = text(TAGS.onnxSha256).toLowerCase();
   if (!/^[0-9a-f]{64}$/.test(onnxSha256)) throw bad(TAGS.onnxSha256, 'must be a hex sha256');
+  const datasetName = checked(TAGS.datasetName, checkDatasetName);
+  const datasetVersion = checked(TAGS.datasetVersion, checkDatasetVersion);
+  const dataset = checked(TAGS.datasetUri, parseDatasetUri);
+  if (dataset.name !== datasetName || dataset.version !== datasetVersion)
+    throw bad(TAGS.datasetUri, `must be the URI of the tagged dataset ${datasetName}@${datasetVersion}`);
   return {
     name,
     version,
@@ -49,7 +64,7 @@ export function servableFromTags(name: string, version: string, tags: Record<str
     onnxSha256,
     topK: positive(TAGS.topK),
     historyLen: positive(TAGS.historyLen),
-    dataset: { name: text(TAGS.datasetName), version: text(TAGS.datasetVersion), uri: text(TAGS.datasetUri) },
+    dataset: { name: datasetName, version: datasetVersion, uri: dataset.uri },
   };
 }
 

@@ -4,6 +4,13 @@
  * or bad input: retrying them would give the same answer.
  */
 import { ActivityCancellationType, type ActivityOptions } from '@temporalio/workflow';
+import { controlTaskQueue } from '../lib/task-queues';
+
+/** The options on the control queue of the workflow's own queue (a rollback never waits behind a training). */
+export const onControlQueue = (options: ActivityOptions, workflowTaskQueue: string): ActivityOptions => ({
+  ...options,
+  taskQueue: controlTaskQueue(workflowTaskQueue),
+});
 
 export const etlOptions: ActivityOptions = {
   startToCloseTimeout: '30 minutes',
@@ -75,6 +82,9 @@ export const deployOptions: ActivityOptions = {
   startToCloseTimeout: '5 minutes',
   heartbeatTimeout: '30 seconds',
   retry: { initialInterval: '1 second', maximumAttempts: 3, nonRetryableErrorTypes: ['ReplicaUnavailable'] },
+  // A cancelled deploy stops between replica calls and reports back before the workflow goes on, so the rollback's
+  // own deploy is never overtaken by a late weight change of the cancelled one.
+  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   summary: 'Serving deployment (admin service)',
 };
 
@@ -88,5 +98,14 @@ export const loadTestOptions: ActivityOptions = {
   startToCloseTimeout: '15 minutes',
   heartbeatTimeout: '30 seconds',
   retry: { maximumAttempts: 2 },
+  // Staging is stopped only once the load against it has stopped.
+  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   summary: 'Staging load test (simulated traffic)',
+};
+
+/** Who holds an environment's lease (a Temporal describe call). */
+export const leaseOptions: ActivityOptions = {
+  startToCloseTimeout: '30 seconds',
+  retry: { maximumAttempts: 3 },
+  summary: 'Environment lease: who holds it',
 };

@@ -17,6 +17,7 @@ export interface RolloutInput {
 
 export type RolloutPhase =
   | 'starting'
+  | 'waiting-for-environment'
   | 'staging'
   | 'canary'
   | 'awaiting-traffic-decision'

@@ -59,6 +59,12 @@ export function acceptDecisions(state: RolloutState, note: (what: string) => voi
         checkDecision(d);
         if (state.outcome || state.phase === 'rolling-back' || state.phase === 'promoted')
           throw new Error(`the rollout is already ${state.phase}`);
+        // Promotion moves the alias and all traffic as one step; it is not interrupted half-way.
+        if (state.phase === 'promoting')
+          throw new Error(
+            `the rollout is promoting v${state.version}; it cannot be aborted now. ` +
+              `To go back, roll out the previous version once it is done`,
+          );
       },
     },
   );

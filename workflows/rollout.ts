@@ -9,20 +9,26 @@
  *   promote: move the `champion` alias (recording the previous one), shift all traffic, retire the old version
  *
  * Every step that changes the world registers its undo with a saga; failure, rejection, timeout and cancellation run
- * the undos in reverse, so no rollout leaves traffic split or an alias half-moved. The workflow history is the audit
- * log.
+ * the undos in reverse, so no rollout leaves traffic split or an alias half-moved. Promotion is one step that cannot
+ * be cancelled half-way. One rollout per environment: staging and production are held through a lease (a child
+ * workflow, environment-lease.ts) while used, and a rollout that finds one held waits for it. Every activity runs on
+ * the control task queue, so a rollback never waits behind a training. The workflow history is the audit log.
  */
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import {
   ActivityFailure,
   ApplicationFailure,
   CancellationScope,
   isCancellation,
   log,
+  ParentClosePolicy,
   proxyActivities,
   setHandler,
   sleep,
+  startChild,
   upsertSearchAttributes,
   workflowInfo,
+  type ChildWorkflowHandle,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { LoadTestResult, MetricsSnapshot } from '../activities/contracts';
@@ -30,7 +36,15 @@ import type { DatasetRef } from '../lib/dataset/ref';
 import { TAGS } from '../lib/mlflow/tags';
 import { parseRolloutConfig, RolloutConfigError, type RolloutConfig } from '../lib/rollout/config';
 import { RecsysModel, RecsysModelVersion, RecsysStage, RecsysTrigger } from '../lib/search-attributes';
-import { analysisOptions, deployOptions, loadTestOptions, registryOptions } from './activity-options';
+import {
+  analysisOptions,
+  deployOptions,
+  leaseOptions,
+  loadTestOptions,
+  onControlQueue,
+  registryOptions,
+} from './activity-options';
+import { environmentLease, environmentLeaseId, releaseLeaseSignal } from './environment-lease';
 import { acceptDecisions, type Decisions } from './rollout-decisions';
 import {
   rolloutStateQuery,
@@ -43,11 +57,34 @@ import {
 import { ms, pct, showRollout } from './rollout-view';
 import { failureMessage, Saga } from './saga';
 
-const { describeVersion, currentChampion, promote, restoreChampion, tagVersion } =
-  proxyActivities<Activities>(registryOptions);
-const { ensureEnvironment, stopEnvironment } = proxyActivities<Activities>(deployOptions);
-const { scrapeVersionMetrics, analyseCanaryWindow } = proxyActivities<Activities>(analysisOptions);
-const { runLoadTest } = proxyActivities<Activities>(loadTestOptions);
+/** The rollout's activities, all on the control queue of the workflow's task queue. */
+function controlActivities(taskQueue: string) {
+  const on = (options: Parameters<typeof onControlQueue>[0]) =>
+    proxyActivities<Activities>(onControlQueue(options, taskQueue));
+  const { describeVersion, currentChampion, promote, restoreChampion, tagVersion } = on(registryOptions);
+  const { ensureEnvironment, stopEnvironment, environmentPort } = on(deployOptions);
+  const { scrapeVersionMetrics, analyseCanaryWindow } = on(analysisOptions);
+  const { runLoadTest } = on(loadTestOptions);
+  const { leaseHolder } = on(leaseOptions);
+  return {
+    describeVersion,
+    currentChampion,
+    promote,
+    restoreChampion,
+    tagVersion,
+    ensureEnvironment,
+    stopEnvironment,
+    environmentPort,
+    scrapeVersionMetrics,
+    analyseCanaryWindow,
+    runLoadTest,
+    leaseHolder,
+  };
+}
+
+type Environment = 'staging' | 'production';
+/** A lease outlives any wait for approval (at most 7 days by config) only as a last resort. */
+const LEASE_MAX_SECONDS = 8 * 24 * 3600;
 
 /** A business outcome that ends the rollout with a rollback, as opposed to a fault. */
 class RollBack extends Error {
@@ -72,6 +109,8 @@ class Rollout {
   private readonly decisions: Decisions;
   private readonly workflowId = workflowInfo().workflowId;
   private readonly salt: string;
+  private readonly act = controlActivities(workflowInfo().taskQueue);
+  private readonly leases = new Map<Environment, ChildWorkflowHandle<typeof environmentLease>>();
 
   constructor(
     private readonly input: RolloutInput,
@@ -124,8 +163,8 @@ class Rollout {
 
   private async steps(): Promise<RolloutResult> {
     const { model, version } = this.input;
-    const target = await describeVersion({ model, version });
-    const champion = await currentChampion({ model });
+    const target = await this.act.describeVersion({ model, version });
+    const champion = await this.act.currentChampion({ model });
     if (champion?.version === version) return this.finish('already-champion', `v${version} is already the champion`);
     const baseline = champion?.version;
     this.state.baseline = baseline;
@@ -135,6 +174,7 @@ class Rollout {
         : `rolling out v${version}: no champion yet, so no canary (nothing to compare with)`,
     );
     await this.staging(target.dataset);
+    await this.hold('production');
     if (baseline) await this.canary(baseline);
     await this.approval();
     return this.promote(baseline);
@@ -144,17 +184,20 @@ class Rollout {
   private async staging(dataset: DatasetRef): Promise<void> {
     const { model, version } = this.input;
     const { staging } = this.cfg;
+    await this.hold('staging');
     this.enter('staging');
-    this.saga.add('stop staging', () => stopEnvironment({ env: 'staging' }));
-    await ensureEnvironment({
+    this.saga.add('stop staging', () => this.act.stopEnvironment({ env: 'staging' }));
+    await this.act.ensureEnvironment({
       env: 'staging',
       replicas: staging.replicas,
       model,
       versions: [version],
       weights: { [version]: 100 },
       salt: this.salt,
+      // Staging is this rollout's while it holds the lease, whatever a crashed rollout left on it.
+      takeOver: true,
     });
-    const result = await runLoadTest({
+    const result = await this.act.runLoadTest({
       env: 'staging',
       model,
       dataset,
@@ -166,7 +209,9 @@ class Rollout {
       `staging load test: ${result.requests} requests at ${result.achievedQps.toFixed(0)} QPS, ` +
         `errors ${pct(result.errorRate)}, p50 ${ms(result.p50Ms)}, p99 ${ms(result.p99Ms)}`,
     );
-    await stopEnvironment({ env: 'staging' });
+    await this.act.stopEnvironment({ env: 'staging' });
+    this.saga.pop();
+    await this.release('staging');
     this.saga.pop();
     const problems = stagingProblems(result, this.cfg);
     if (problems.length > 0) throw new RollBack(`staging gate failed: ${problems.join('; ')}`);
@@ -191,11 +236,11 @@ class Rollout {
   /** Bake, then analyse the window until it is conclusive; too little traffic for too long asks a human. */
   private async analyseStep(step: number, weight: number, bakeSeconds: number, baseline: string): Promise<void> {
     const analysis = this.cfg.canary.analysis;
-    const before: MetricsSnapshot = await scrapeVersionMetrics({ env: 'production' });
+    const before: MetricsSnapshot = await this.act.scrapeVersionMetrics({ env: 'production' });
     await sleep(bakeSeconds * 1000);
     let waited = 0;
     for (;;) {
-      const { result } = await analyseCanaryWindow({
+      const { result } = await this.act.analyseCanaryWindow({
         env: 'production',
         before,
         canary: this.input.version,
@@ -241,36 +286,104 @@ class Rollout {
     if (d.verdict === 'reject') throw new RollBack(`rejected by ${d.by}: ${d.reason}`);
   }
 
-  /** Moves `champion`, shifts all traffic, retires the old version; the rollout's changes become the outcome. */
+  /**
+   * Moves `champion`, shifts all traffic, retires the old version, as one step: once approved, a cancellation waits
+   * for it to finish (and `abort` is refused meanwhile), so no promotion is ever half done or half undone. Its undo is
+   * registered before it starts (restoreChampion acts only if the alias points here), for a failure half-way.
+   */
   private async promote(baseline: string | undefined): Promise<RolloutResult> {
     const { model, version } = this.input;
     const d = this.state.decision!;
     this.enter('promoting');
-    const promoted = await promote({
-      model,
-      version,
-      reason: `rollout ${this.workflowId} approved by ${d.by}: ${d.reason}`,
-      by: d.by,
-      expectedChampion: baseline ?? null,
-    });
     this.saga.add(`champion alias back to ${baseline ? `v${baseline}` : 'unset'}`, () =>
-      restoreChampion({ model, version, previousChampion: baseline }),
+      this.act.restoreChampion({ model, version, previousChampion: baseline }),
     );
-    this.note(`champion → v${version}` + (promoted.previousChampion ? ` (was v${promoted.previousChampion})` : ''));
-    await this.setProduction([version, 100]);
-    this.note(
-      `all production traffic on v${version}` +
-        (baseline ? `; v${baseline} retired (unloaded, tagged recsys.retired)` : ''),
-    );
-    await tagVersion({
-      model,
-      version,
-      tags: {
-        [TAGS.rollout]: `promoted ${new Date().toISOString()} by ${this.workflowId}, approved by ${d.by}: ${d.reason}`,
-      },
+    await CancellationScope.nonCancellable(async () => {
+      const promoted = await this.act.promote({
+        model,
+        version,
+        reason: `rollout ${this.workflowId} approved by ${d.by}: ${d.reason}`,
+        by: d.by,
+        expectedChampion: baseline ?? null,
+      });
+      this.note(`champion → v${version}` + (promoted.previousChampion ? ` (was v${promoted.previousChampion})` : ''));
+      await this.setProduction([version, 100]);
+      this.note(
+        `all production traffic on v${version}` +
+          (baseline ? `; v${baseline} retired (unloaded, tagged recsys.retired)` : ''),
+      );
+      await this.act.tagVersion({
+        model,
+        version,
+        tags: {
+          [TAGS.rollout]: `promoted ${new Date().toISOString()} by ${this.workflowId}, approved by ${d.by}: ${d.reason}`,
+        },
+      });
+      this.saga.clear();
+      await this.release('production');
     });
-    this.saga.clear();
     return this.finish('promoted', `approved by ${d.by}: ${d.reason}`);
+  }
+
+  /**
+   * Takes an environment's lease, waiting while another rollout holds it (phase `waiting-for-environment`, the holder
+   * named); its release is registered with the saga, so compensation still runs while it is held.
+   */
+  private async hold(env: Environment): Promise<void> {
+    const { port } = await this.act.environmentPort({ env });
+    const leaseId = environmentLeaseId(env, port);
+    const { retrySeconds, maxWaitSeconds } = this.cfg.environments;
+    let waited = 0;
+    let holder: string | undefined;
+    for (;;) {
+      try {
+        // Started outside the rollout's cancellation scope: an abort must not end the lease before the undos ran.
+        const lease = await CancellationScope.nonCancellable(() =>
+          startChild(environmentLease, {
+            workflowId: leaseId,
+            args: [{ env, holder: this.workflowId, maxSeconds: LEASE_MAX_SECONDS }],
+            // The lease ends with its holder, however the holder ends: it cannot leak.
+            parentClosePolicy: ParentClosePolicy.TERMINATE,
+            staticSummary: `${env} held by ${this.workflowId}`,
+          }),
+        );
+        this.leases.set(env, lease);
+        this.saga.add(`release ${env}`, () => this.release(env));
+        if (waited > 0) this.note(`${env} is free after ${waited} s: holding it (${leaseId})`);
+        return;
+      } catch (err) {
+        if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+      }
+      if (waited >= maxWaitSeconds)
+        throw ApplicationFailure.nonRetryable(
+          `${env} is held by ${holder ?? 'another rollout'} (lease ${leaseId}) and was not free within ` +
+            `${maxWaitSeconds} s (config environments.maxWaitSeconds)`,
+          'EnvironmentBusy',
+        );
+      const now = await this.act.leaseHolder({ leaseId });
+      if (waited === 0 || now !== holder) {
+        holder = now;
+        this.enter('waiting-for-environment');
+        this.note(`waiting for ${env}: held by ${holder ?? 'another rollout'} (lease ${leaseId})`);
+      }
+      await sleep(retrySeconds * 1000);
+      waited += retrySeconds;
+    }
+  }
+
+  /** Releases a held environment and waits until the lease has ended (idempotent). */
+  private async release(env: Environment): Promise<void> {
+    const lease = this.leases.get(env);
+    if (!lease) return;
+    try {
+      await lease.signal(releaseLeaseSignal);
+      await lease.result();
+    } catch (err) {
+      if (isCancellation(err)) throw err;
+      // The lease ended on its own (expired, or terminated by hand): the environment is free either way.
+      log.warn(`lease of ${env} had already ended`, { error: failureMessage(err) });
+    }
+    this.leases.delete(env);
   }
 
   /**
@@ -279,7 +392,7 @@ class Rollout {
    */
   private async setProduction(...split: [version: string, weight: number][]): Promise<void> {
     const weights = Object.fromEntries(split);
-    await ensureEnvironment({
+    await this.act.ensureEnvironment({
       env: 'production',
       replicas: this.cfg.production.replicas,
       model: this.input.model,
@@ -297,7 +410,7 @@ class Rollout {
     await this.saga.compensate(
       ({ what, error }) => this.note(error === undefined ? `undone: ${what}` : `undo failed: ${what}: ${error}`),
       () =>
-        tagVersion({
+        this.act.tagVersion({
           model,
           version,
           tags: { [TAGS.rollout]: `rolled back ${new Date().toISOString()} by ${this.workflowId}: ${reason}` },

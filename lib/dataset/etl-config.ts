@@ -5,6 +5,7 @@ import { ColumnMapping, RAW_FORMATS } from './raw-formats';
 export const EtlConfig = z
   .object({
     format: z.enum(RAW_FORMATS),
+    /** Where the canonical fields are; a `rating` column is read unless `rating` is mapped to null (see ColumnMapping). */
     columns: ColumnMapping.default({ user: 'user_id', item: 'item_id', timestamp: 'timestamp' }),
     /** Unit of numeric timestamps in the raw logs; stored timestamps are always unix seconds. */
     timestampUnit: z.enum(['s', 'ms']).default('s'),

@@ -77,3 +77,17 @@ export function parseDatasetUri(uri: string): DatasetRef {
     uri: uri.endsWith('/') ? uri : `${uri}/`,
   };
 }
+
+/**
+ * File names of a version (the keys of its manifest's `files`) become local paths in the dataset cache, so one must be
+ * a plain file name: no directory part, no `..`, no hidden name (the cache keeps `.complete` and temporary files).
+ */
+export const DATASET_FILE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+export function checkDatasetFileName(file: string): string {
+  if (!DATASET_FILE.test(file) || file.includes('..'))
+    throw new DatasetRefError(
+      `dataset file name ${JSON.stringify(file)} must be a plain file name matching ${String(DATASET_FILE)}, without '..'`,
+    );
+  return file;
+}

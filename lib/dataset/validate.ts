@@ -2,7 +2,7 @@
 import type { InputProblem } from '../errors';
 import type { EtlConfig } from './etl-config';
 import { ID_MAX_LENGTH } from './etl-config';
-import type { RawRecord } from './raw-formats';
+import { RATING_COLUMN, type RawRecord } from './raw-formats';
 
 export interface Interaction {
   user: string;
@@ -27,6 +27,9 @@ function checkId(value: string | undefined): string | undefined {
   if (value === undefined || value === '') return 'is empty';
   if (value.length > ID_MAX_LENGTH) return `is longer than ${ID_MAX_LENGTH} characters`;
   if (BAD_ID.test(value)) return 'has control characters or surrounding whitespace';
+  // U+FFFD in an id is the trace of an earlier lossy decoding: two different ids may now look the same.
+  if (value.includes('\uFFFD'))
+    return 'contains U+FFFD (replacement character): the data was decoded with the wrong encoding before';
   return undefined;
 }
 
@@ -61,8 +64,10 @@ export function validateRecord(
   }
 
   let rating = NaN;
-  if (cfg.columns.rating !== undefined || rec.rating !== undefined) {
-    const field = cfg.columns.rating ?? 'rating';
+  // A mapped rating column must have values; an unmapped one was found by its conventional name and is validated
+  // all the same (null in the mapping is what ignores ratings, and then the reader gives none).
+  if (typeof cfg.columns.rating === 'string' || rec.rating !== undefined) {
+    const field = cfg.columns.rating ?? RATING_COLUMN;
     const [lo, hi] = cfg.ratingRange;
     if (rec.rating === undefined || rec.rating === '') bad(field, rec.rating, 'is empty');
     else if (!NUMBER.test(rec.rating.trim())) bad(field, rec.rating, 'is not a number');

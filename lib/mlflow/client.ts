@@ -1,7 +1,8 @@
 /**
  * A small typed client of the MLflow tracking and model-registry REST API (`/api/2.0/mlflow/...`). There is no
  * maintained MLflow client for Node, so this covers what the platform uses: experiments, runs, artefact upload through
- * the tracking server's artefact proxy, registered models, versions, tags and aliases. Responses are validated.
+ * the tracking server's artefact proxy, registered models, versions, tags and aliases. Responses are validated; every
+ * call has a deadline (RECSYS_MLFLOW_TIMEOUT_MS, uploads RECSYS_MLFLOW_UPLOAD_TIMEOUT_MS).
  */
 import { readFile } from 'node:fs/promises';
 import type { z } from 'zod';
@@ -26,6 +27,19 @@ export class MlflowError extends Error {
   }
 }
 
+/** A call that got no usable HTTP answer: no connection, or none within the deadline. */
+export class MlflowUnavailableError extends Error {
+  override readonly name = 'MlflowUnavailableError';
+  constructor(
+    readonly endpoint: string,
+    readonly timedOut: boolean,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
 type Tags = Record<string, string>;
 const toTagList = (tags: Tags = {}) => Object.entries(tags).map(([key, value]) => ({ key, value }));
 
@@ -34,13 +48,76 @@ export function tagsOf(entity: { tags?: { key: string; value: string }[] | undef
   return Object.fromEntries((entity.tags ?? []).map((t) => [t.key, t.value]));
 }
 
-/** Quotes a value for MLflow's search filter grammar. */
+/**
+ * Quotes a value for MLflow's search filter grammar. MLflow (checked on 3.17) has no escapes: it takes the text
+ * between the quotes verbatim, while its tokenizer reads a backslash before a quote as part of the string. So a value
+ * is quoted with a quote character it does not contain, and one that ends in a backslash (it would swallow the
+ * closing quote) or holds both quote characters cannot be searched for: an error naming it, never a wrong match.
+ */
 export function filterValue(value: string): string {
-  return `'${value.replace(/'/g, "\\'")}'`;
+  const problem = value.endsWith('\\')
+    ? 'ends with a backslash'
+    : value.includes("'") && value.includes('"')
+      ? 'contains both quote characters'
+      : undefined;
+  if (problem)
+    throw new Error(
+      `MLflow filter value ${JSON.stringify(value)} ${problem}: MLflow's filter strings cannot express it`,
+    );
+  return value.includes("'") ? `"${value}"` : `'${value}'`;
+}
+
+/** The text of an error body worth quoting: the title of an HTML page (a proxy's 502), else its start. */
+function bodySnippet(text: string, contentType: string | null): string {
+  if (/html/i.test(contentType ?? '') || /^\s*</.test(text)) {
+    const title = /<title[^>]*>([^<]*)<\/title>/i.exec(text)?.[1]?.trim();
+    const plain = text
+      .replace(/<[^>]*>/g, ' ')
+      .replace(/\s+/g, ' ')
+      .trim();
+    return `${contentType ?? 'HTML'} page: ${(title || plain).slice(0, 200)}`;
+  }
+  return text.slice(0, 300);
+}
+
+export interface MlflowClientOptions {
+  /** Deadline of one REST call, ms. */
+  timeoutMs?: number;
+  /** Deadline of one artefact upload, ms. */
+  uploadTimeoutMs?: number;
 }
 
 export class MlflowClient {
-  constructor(readonly baseUrl: string = config().mlflowUrl) {}
+  readonly timeoutMs: number;
+  readonly uploadTimeoutMs: number;
+
+  constructor(
+    readonly baseUrl: string = config().mlflowUrl,
+    options: MlflowClientOptions = {},
+  ) {
+    this.timeoutMs = options.timeoutMs ?? config().mlflowTimeoutMs;
+    this.uploadTimeoutMs = options.uploadTimeoutMs ?? config().mlflowUploadTimeoutMs;
+  }
+
+  /** One HTTP exchange, body included, under a deadline; transport failures name the endpoint. */
+  private async exchange(
+    endpoint: string,
+    url: string,
+    init: RequestInit,
+    timeoutMs: number,
+  ): Promise<{ res: Response; text: string }> {
+    const where = `MLflow ${init.method ?? 'GET'} ${endpoint} at ${this.baseUrl}`;
+    try {
+      const res = await fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
+      return { res, text: await res.text() };
+    } catch (err) {
+      if ((err as Error).name === 'TimeoutError')
+        throw new MlflowUnavailableError(endpoint, true, `${where}: no answer within ${timeoutMs} ms`, { cause: err });
+      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+      const detail = cause?.message ?? cause?.code ?? (err as Error).message;
+      throw new MlflowUnavailableError(endpoint, false, `${where}: ${detail}`, { cause: err });
+    }
+  }
 
   private async call<S extends z.ZodType>(
     method: 'GET' | 'POST' | 'PATCH' | 'DELETE',
@@ -59,16 +136,29 @@ export class MlflowClient {
       init.body = JSON.stringify(body);
       init.headers = { 'content-type': 'application/json' };
     }
-    const res = await fetch(url, init);
-    const text = await res.text();
-    const json: unknown = text ? JSON.parse(text) : {};
+    const { res, text } = await this.exchange(endpoint, url, init, this.timeoutMs);
+    // The status first: a proxy's HTML error page is not JSON, and its status is the news.
     if (!res.ok) {
+      let json: unknown;
+      try {
+        json = JSON.parse(text);
+      } catch {
+        json = undefined;
+      }
       const err = ApiError.safeParse(json);
       throw new MlflowError(
         res.status,
         err.success ? err.data.error_code : 'HTTP_ERROR',
-        err.success ? err.data.message : text.slice(0, 300),
+        err.success ? err.data.message : bodySnippet(text, res.headers.get('content-type')),
         endpoint,
+      );
+    }
+    let json: unknown;
+    try {
+      json = text ? JSON.parse(text) : {};
+    } catch {
+      throw new Error(
+        `MLflow ${endpoint}: HTTP ${res.status} but the body is not JSON: ${bodySnippet(text, res.headers.get('content-type'))}`,
       );
     }
     const parsed = schema.safeParse(json);
@@ -151,8 +241,14 @@ export class MlflowClient {
     if (!root.startsWith(prefix)) throw new Error(`run ${run.info.run_id} artefact root is not proxied: ${root}`);
     const rel = `${root.slice(prefix.length).replace(/^\/+/, '')}/${artifactPath}`;
     const url = `${this.baseUrl}/api/2.0/mlflow-artifacts/artifacts/${rel.split('/').map(encodeURIComponent).join('/')}`;
-    const res = await fetch(url, { method: 'PUT', body });
-    if (!res.ok) throw new MlflowError(res.status, 'ARTIFACT_UPLOAD_FAILED', await res.text(), 'mlflow-artifacts');
+    const { res, text } = await this.exchange('mlflow-artifacts', url, { method: 'PUT', body }, this.uploadTimeoutMs);
+    if (!res.ok)
+      throw new MlflowError(
+        res.status,
+        'ARTIFACT_UPLOAD_FAILED',
+        bodySnippet(text, res.headers.get('content-type')),
+        'mlflow-artifacts',
+      );
   }
 
   async uploadArtifactFile(run: MlflowRun, artifactPath: string, file: string): Promise<void> {

@@ -9,8 +9,11 @@ export const CanaryStep = z
   .object({
     /** Percent of production traffic routed (sticky by user) to the new version. */
     weight: z.number().int().min(1).max(99),
-    /** How long traffic runs at this weight before it is analysed. */
-    bakeSeconds: z.number().positive(),
+    /** How long traffic runs at this weight before it is analysed (at most a day). */
+    bakeSeconds: z
+      .number()
+      .positive()
+      .max(24 * 3600),
   })
   .strict();
 
@@ -32,9 +35,16 @@ export const AnalysisConfig = z
     alpha: z.number().gt(0).lt(0.5).default(0.01),
     /** ...and by at least this relative drop (a practically meaningful difference). */
     minCtrDrop: z.number().min(0).max(1).default(0.1),
-    /** With too little traffic, re-analyse every `retrySeconds` up to `maxWaitSeconds`, then ask a human. */
-    retrySeconds: z.number().positive().default(15),
-    maxWaitSeconds: z.number().positive().default(120),
+    /**
+     * With too little traffic, re-analyse every `retrySeconds` up to `maxWaitSeconds`, then ask a human. Bounded so a
+     * step analyses at most MAX_REANALYSES windows (each is an activity and events in the history).
+     */
+    retrySeconds: z.number().min(1).max(3600).default(15),
+    maxWaitSeconds: z
+      .number()
+      .positive()
+      .max(6 * 3600)
+      .default(120),
   })
   .strict();
 export type AnalysisConfig = z.infer<typeof AnalysisConfig>;
@@ -62,6 +72,7 @@ export const RolloutConfig = z
         steps: z
           .array(CanaryStep)
           .min(1)
+          .max(10)
           .default([
             { weight: 5, bakeSeconds: 60 },
             { weight: 25, bakeSeconds: 60 },
@@ -84,10 +95,26 @@ export const RolloutConfig = z
         timeoutSeconds: z
           .number()
           .positive()
+          .max(7 * 24 * 3600)
           .default(24 * 3600),
       })
       .strict()
       .default({ timeoutSeconds: 24 * 3600 }),
+    /**
+     * One rollout per environment: a rollout waits (phase `waiting-for-environment`) while another holds staging or
+     * production, re-trying every `retrySeconds`, and fails after `maxWaitSeconds`.
+     */
+    environments: z
+      .object({
+        retrySeconds: z.number().min(1).max(600).default(10),
+        maxWaitSeconds: z
+          .number()
+          .positive()
+          .max(7 * 24 * 3600)
+          .default(6 * 3600),
+      })
+      .strict()
+      .default({ retrySeconds: 10, maxWaitSeconds: 6 * 3600 }),
     /** Salt of the sticky user → version assignment; kept for the whole rollout so users only move towards the canary. */
     salt: z.string().min(1).optional(),
   })
@@ -95,9 +122,18 @@ export const RolloutConfig = z
 export type RolloutConfig = z.infer<typeof RolloutConfig>;
 export type RolloutConfigInput = z.input<typeof RolloutConfig>;
 
+/** Re-analyses of one canary step at most: maxWaitSeconds / retrySeconds. */
+export const MAX_REANALYSES = 360;
+
 export function parseRolloutConfig(input: unknown, source = 'rollout config'): RolloutConfig {
   const parsed = RolloutConfig.safeParse(input ?? {});
   if (parsed.success) {
+    const { retrySeconds, maxWaitSeconds } = parsed.data.canary.analysis;
+    if (maxWaitSeconds / retrySeconds > MAX_REANALYSES)
+      throw new RolloutConfigError(
+        `${source} is invalid: canary.analysis: maxWaitSeconds ${maxWaitSeconds} / retrySeconds ${retrySeconds} ` +
+          `would re-analyse a step ${Math.floor(maxWaitSeconds / retrySeconds)} times; at most ${MAX_REANALYSES}`,
+      );
     const weights = parsed.data.canary.steps.map((s) => s.weight);
     const bad = weights.findIndex((w, i) => i > 0 && w <= weights[i - 1]!);
     if (bad > 0)

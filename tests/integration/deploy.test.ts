@@ -9,6 +9,7 @@ import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { createActivities } from '../../activities';
 import type { EnsureEnvironmentInput } from '../../activities/contracts';
+import * as fleet from '../../fleet/environment';
 import { windowStats } from '../../fleet/version-metrics';
 import { replica, replicaSlots } from '../../fleet/environments';
 import { MlflowClient, tagsOf } from '../../lib/mlflow/client';
@@ -81,6 +82,30 @@ test('ensureEnvironment starts 2 replicas holding both versions; a second call i
   expect(second).toEqual(first); // same pids: no second process
   expect(replicaSlots('staging').filter(hasPidFile)).toHaveLength(2);
   expect(await environmentState({ env: 'staging' })).toEqual(first);
+});
+
+test('an environment that serves another model is not taken over: EnvironmentBusy, its replicas untouched', async () => {
+  const before = await environmentState({ env: 'staging' });
+  const other = { ...input, model: `${model}-other` };
+  const refused = await failure(ensureEnvironment(other));
+  expect(refused).toMatchObject({ type: 'EnvironmentBusy', nonRetryable: true });
+  expect(refused.message).toMatch(
+    `staging#0 (${replica('staging', 0).address}) serves ${model}, not ${model}-other: this staging belongs to ` +
+      "another model's rollouts",
+  );
+  expect(await environmentState({ env: 'staging' })).toEqual(before); // same pids, same versions
+});
+
+test('a cancelled ensureEnvironment stops before its next replica call', async () => {
+  const abort = new AbortController();
+  abort.abort();
+  await expect(
+    fleet.ensureEnvironment({ ...input, weights: { [v1]: 90, [v2]: 10 } }, { signal: abort.signal }),
+  ).rejects.toMatchObject({ type: 'Cancelled' });
+  expect((await environmentState({ env: 'staging' })).replicas.map((r) => r.weights)).toEqual([
+    { [v1]: 50, [v2]: 50 },
+    { [v1]: 50, [v2]: 50 },
+  ]);
 });
 
 /** Synthetic users with one real history: many distinct user ids, so the 50/50 split puts users on both versions. */

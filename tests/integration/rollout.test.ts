@@ -5,7 +5,6 @@
  */
 import { WorkflowFailedError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import type { Worker } from '@temporalio/worker';
 import { localDataset } from '../../lib/dataset/cache';
 import { createActivities } from '../../activities';
 import type { FaultInput } from '../../activities/contracts';
@@ -14,7 +13,7 @@ import { MlflowClient, tagsOf } from '../../lib/mlflow/client';
 import type { RolloutConfigInput } from '../../lib/rollout/config';
 import { simulate, type SimulationResult } from '../../fleet/simulate/run';
 import { expandPopulation, loadWorkload, type SimUser } from '../../fleet/simulate/workload';
-import { createTrainingWorker } from '../../worker/create-worker';
+import { createTrainingWorker, type RecsysWorker } from '../../worker/create-worker';
 import {
   approveUpdate,
   rejectUpdate,
@@ -76,7 +75,7 @@ let model: string;
 let users: SimUser[];
 let champion: string;
 let taskQueue: string;
-let worker: Worker;
+let worker: RecsysWorker;
 let running: Promise<void>;
 let registered: { runId: string; artifact: string; tags: Record<string, string> };
 

@@ -133,3 +133,15 @@ def test_sigterm_stops_promptly(dataset, tmp_path):
         proc.kill()
     assert proc.returncode == 143
     assert parse_events(rest)[-1] == {"event": "error", "type": "Terminated", "message": "received SIGTERM"}
+
+
+def test_every_step_exits_when_the_worker_is_gone(tmp_path):
+    """RECSYS_SUPERVISOR_PID (set by the TypeScript runner for every step) stops any job run under models.jsonl."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    job = "import time\nfrom models.jsonl import run\nrun(lambda argv: time.sleep(30))\n"
+    proc = subprocess.run([sys.executable, "-c", job], cwd=REPO,
+                          env={**job_env(), "RECSYS_SUPERVISOR_PID": str(gone.pid)},
+                          capture_output=True, text=True, timeout=20)
+    assert proc.returncode == 3
+    assert parse_events(proc.stdout)[-1]["type"] == "SupervisorLost"

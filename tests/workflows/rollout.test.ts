@@ -23,6 +23,7 @@ import {
   type ActivityInput,
   type MockActivities,
 } from './harness';
+import { environmentLeaseActivities } from '../../activities/environment-lease';
 
 const t = useWorkflowTestEnv();
 
@@ -89,7 +90,9 @@ function describeCall({ name, input }: ActivityCall): string {
       return name;
   }
 }
-const describeCalls = (calls: ActivityCall[]) => calls.map(describeCall);
+/** The calls that change or read the world; the lease bookkeeping (environmentPort, leaseHolder) has tests of its own. */
+const describeCalls = (calls: ActivityCall[]) =>
+  calls.filter((c) => c.name !== 'environmentPort' && c.name !== 'leaseHolder').map(describeCall);
 
 /** The calls of a rollout of v2 against v1 through staging and both canary steps, all passing. */
 const THROUGH_CANARY = [
@@ -317,9 +320,11 @@ describe('rollout workflow (mocked activities, time skipping)', () => {
       'tagVersion rolled back',
     ]);
     const undoEvents = events(await state(handle)).filter((e) => e.startsWith('undo'));
+    // Production stays held until every undo has run: no other rollout can touch it half-way.
     expect(undoEvents).toEqual([
       'undo failed: champion alias back to v1: MLflow answered 503',
       'undone: production traffic back to v1, v2 unloaded',
+      'undone: release production',
     ]);
   });
 
@@ -381,5 +386,121 @@ describe('rollout workflow (mocked activities, time skipping)', () => {
       expect(describeCalls(calls)).not.toContain('promote v2 over v1');
       expect(describeCalls(calls).slice(-2)).toEqual([RESTORE_PRODUCTION, 'tagVersion rolled back']);
     });
+  });
+});
+
+describe('rollouts left unattended', () => {
+  test('two rollouts at once: the second waits for each environment the first holds, naming the holder', async () => {
+    // Both rollouts run on one worker, so they share its environments (one port, one lease per environment).
+    const { taskQueue, calls } = await t.worker({
+      ...passingActivities(),
+      leaseHolder: (i) => environmentLeaseActivities().leaseHolder({ leaseId: String(i.leaseId) }),
+    });
+    const begin = (model: string) =>
+      t.env().client.workflow.start(rollout, {
+        taskQueue,
+        workflowId: rolloutId(model),
+        args: [{ model, version: CANDIDATE, config: CONFIG, startedBy: 'cli test' }],
+      });
+    const first = await begin(uniqueId('first'));
+    await reachPhase(first, 'awaiting-approval');
+    const second = await begin(uniqueId('second'));
+    // The first holds production while it waits for approval (its canary split is live).
+    const waiting = await reachPhase(second, 'waiting-for-environment');
+    expect(events(waiting).at(-1)).toMatch(`waiting for production: held by ${first.workflowId}`);
+    const secondCalls = () => calls.filter((c) => c.input.model === waiting.model).map(describeCall);
+    expect(secondCalls()).not.toContain(`ensureEnvironment production v${BASELINE}=90,v${CANDIDATE}=10`);
+
+    await first.executeUpdate(approveUpdate, decision('alice', 'good'));
+    expect((await first.result()).outcome).toBe('promoted');
+    const next = await reachPhase(second, 'awaiting-approval');
+    expect(events(next)).toContainEqual(expect.stringMatching(/^production is free after \d+ s: holding it/));
+    expect(secondCalls()).toContain(`ensureEnvironment production v${BASELINE}=90,v${CANDIDATE}=10`);
+    await second.executeUpdate(rejectUpdate, decision('bob', 'not now'));
+    expect((await second.result()).outcome).toBe('rolled-back');
+  });
+
+  test('a rollout that cannot get an environment in time fails, saying who holds it', async () => {
+    const { taskQueue } = await t.worker({
+      ...passingActivities(),
+      leaseHolder: (i) => environmentLeaseActivities().leaseHolder({ leaseId: String(i.leaseId) }),
+    });
+    const begin = (model: string, config: RolloutInput['config']) =>
+      t.env().client.workflow.start(rollout, {
+        taskQueue,
+        workflowId: rolloutId(model),
+        args: [{ model, version: CANDIDATE, config, startedBy: 'cli test' }],
+      });
+    const holder = await begin(uniqueId('holder'), CONFIG);
+    await reachPhase(holder, 'awaiting-approval');
+    const late = await begin(uniqueId('late'), { ...CONFIG, environments: { retrySeconds: 10, maxWaitSeconds: 60 } });
+    const err = await late.result().then(
+      () => undefined,
+      (e: unknown) => e as { cause?: { message?: string; type?: string } },
+    );
+    expect(err?.cause?.type).toBe('EnvironmentBusy');
+    expect(err?.cause?.message).toMatch(
+      new RegExp(
+        `^production is held by ${holder.workflowId} \\(lease env-lease-production-\\d+\\) and was not free within 60 s`,
+      ),
+    );
+    // The holder never noticed (its own approval timer may have fired meanwhile: the server skips to it).
+    expect(events(await state(holder)).join('\n')).not.toMatch(late.workflowId);
+    await holder.result();
+  });
+
+  test('abort while promoting is refused, and a cancellation lets the promotion finish whole', async () => {
+    const promoting = blockingActivity({ previousChampion: BASELINE });
+    const { handle, calls } = await start(passingActivities({ promote: promoting.mock }));
+    await reachPhase(handle, 'awaiting-approval');
+    await handle.executeUpdate(approveUpdate, decision('alice', 'ship it'));
+    await promoting.started;
+    const refused = await handle.executeUpdate(abortUpdate, decision('bob', 'wait')).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(refused).toBeInstanceOf(WorkflowUpdateFailedError);
+    expect(String((refused as WorkflowUpdateFailedError).cause?.message)).toMatch(
+      /is promoting v2; it cannot be aborted now/,
+    );
+    await handle.cancel();
+    promoting.release();
+    const result = await handle.result();
+    expect(promoting.cancelled()).toBe(false);
+    expect(result.outcome).toBe('promoted');
+    const after = describeCalls(calls).slice(describeCalls(calls).indexOf('promote v2 over v1'));
+    expect(after).toEqual([
+      'promote v2 over v1',
+      `ensureEnvironment production v${CANDIDATE}=100`,
+      'tagVersion promoted',
+    ]);
+  });
+
+  test('a cancelled weight change finishes stopping before the rollback sets production back', async () => {
+    const order: string[] = [];
+    const stepping = blockingActivity({ env: 'production', replicas: [] });
+    const mocks = passingActivities({
+      ensureEnvironment: async (i) => {
+        const w = i.weights as Record<string, number>;
+        if (i.env === 'production' && w[CANDIDATE] === 10) {
+          try {
+            return await stepping.mock(i);
+          } finally {
+            // A replica call was in flight when the cancellation came: it takes a moment to return.
+            await new Promise((r) => setTimeout(r, 300));
+            order.push('weight change stopped');
+          }
+        }
+        if (i.env === 'production') order.push(`production set to ${JSON.stringify(w)}`);
+        return { env: i.env, replicas: [] };
+      },
+    });
+    const { handle } = await start(mocks);
+    await stepping.started;
+    await handle.executeUpdate(abortUpdate, decision('carol', 'wrong version'));
+    const result = await handle.result();
+    expect(result.outcome).toBe('rolled-back');
+    expect(stepping.cancelled()).toBe(true);
+    expect(order).toEqual(['weight change stopped', `production set to {"${BASELINE}":100}`]);
   });
 });
