@@ -210,8 +210,11 @@ async function promote(mlflow: MlflowClient, input: PromoteInput): Promise<Promo
 async function restoreChampion(mlflow: MlflowClient, input: RestoreChampionInput): Promise<{ restored: boolean }> {
   const current = await mlflow.getVersionByAlias(input.model, ALIASES.champion);
   if (current?.version !== input.version) return { restored: false };
-  if (input.previousChampion) await mlflow.setAlias(input.model, ALIASES.champion, input.previousChampion);
-  else await mlflow.deleteAlias(input.model, ALIASES.champion);
+  if (input.previousChampion) {
+    await mlflow.setAlias(input.model, ALIASES.champion, input.previousChampion);
+    // The restored champion serves again: it is no longer retired.
+    await mlflow.deleteModelVersionTag(input.model, input.previousChampion, TAGS.retired);
+  } else await mlflow.deleteAlias(input.model, ALIASES.champion);
   await mlflow.setModelVersionTag(input.model, input.version, TAGS.promoted, `reverted ${new Date().toISOString()}`);
   return { restored: true };
 }

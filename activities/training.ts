@@ -6,7 +6,9 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { ApplicationFailure } from '@temporalio/activity';
 import { z } from 'zod';
+import { checkModelName, ModelNameError } from '../lib/model-name';
 import { localDataset } from '../lib/dataset/cache';
 import type { ObjectStore } from '../lib/object-store';
 import { TrainResult, type TrainHeartbeat, type TrainInput } from './contracts';
@@ -66,13 +68,23 @@ async function latestCheckpoint(
   return best;
 }
 
+/** The model name as a key segment, checked: a bad one is a non-retryable ConfigError naming it. */
+function modelSegment(model: string): string {
+  try {
+    return checkModelName(model);
+  } catch (err) {
+    if (err instanceof ModelNameError) throw ApplicationFailure.nonRetryable(err.message, 'ConfigError');
+    throw err;
+  }
+}
+
 export function trainingActivities(deps: ActivityDeps) {
   const { store } = deps;
   // Arrow functions, not methods: the worker and tests call activities detached from this object.
   return {
     train: async (input: TrainInput): Promise<TrainResult> => {
       const key = trainingKey(input);
-      const prefix = `s3://${deps.config.bucket}/training/${input.model}/${key}/`;
+      const prefix = `s3://${deps.config.bucket}/training/${modelSegment(input.model)}/${key}/`;
       return runPythonStep<TrainResult, TrainHeartbeat>(deps, {
         name: 'training',
         summaryUri: `${prefix}result.json`,

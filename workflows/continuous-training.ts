@@ -24,6 +24,7 @@ import {
 import type { Activities } from '../activities';
 import type { ExportResult, QuantizationResult, ServingArtifact } from '../activities/contracts';
 import { familyOf } from '../lib/model-family';
+import { checkModelName, ModelNameError } from '../lib/model-name';
 import type { RolloutConfigInput } from '../lib/rollout/config';
 import {
   RecsysDatasetVersion,
@@ -59,6 +60,7 @@ const { register } = proxyActivities<Activities>(registerOptions);
 const { currentChampion } = proxyActivities<Activities>(registryOptions);
 
 export async function continuousTraining(input: ContinuousTrainingInput): Promise<ContinuousTrainingResult> {
+  configChecked(() => checkModelName(input.model));
   const info = workflowInfo();
   const steps = new TrainingSteps();
   const { progress } = steps;
@@ -208,6 +210,16 @@ export async function continuousTraining(input: ContinuousTrainingInput): Promis
     rollout: started,
     stepSeconds: steps.seconds,
   };
+}
+
+/** Bad input the workflow can see for itself fails it at once, naming what is wrong (not retryable). */
+function configChecked(check: () => unknown): void {
+  try {
+    check();
+  } catch (err) {
+    if (err instanceof ModelNameError) throw ApplicationFailure.nonRetryable(err.message, 'ConfigError');
+    throw err;
+  }
 }
 
 /** Starts the rollout as a child that outlives this workflow; a rollout of this version already running is fine. */

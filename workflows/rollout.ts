@@ -34,6 +34,7 @@ import type { Activities } from '../activities';
 import type { LoadTestResult, MetricsSnapshot } from '../activities/contracts';
 import type { DatasetRef } from '../lib/dataset/ref';
 import { TAGS } from '../lib/mlflow/tags';
+import { checkModelName, ModelNameError } from '../lib/model-name';
 import { parseRolloutConfig, RolloutConfigError, type RolloutConfig } from '../lib/rollout/config';
 import { RecsysModel, RecsysModelVersion, RecsysStage, RecsysTrigger } from '../lib/search-attributes';
 import {
@@ -94,9 +95,11 @@ class RollBack extends Error {
 export async function rollout(input: RolloutInput): Promise<RolloutResult> {
   let cfg: RolloutConfig;
   try {
+    checkModelName(input.model);
     cfg = parseRolloutConfig(input.config);
   } catch (err) {
     if (err instanceof RolloutConfigError) throw ApplicationFailure.nonRetryable(err.message, 'RolloutConfigError');
+    if (err instanceof ModelNameError) throw ApplicationFailure.nonRetryable(err.message, 'ConfigError');
     throw err;
   }
   return new Rollout(input, cfg).run();

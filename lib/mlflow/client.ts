@@ -305,6 +305,11 @@ export class MlflowClient {
     await this.call('POST', 'model-versions/set-tag', responses.empty, { name, version, key, value });
   }
 
+  /** Removes a version tag (absent already is fine: MLflow answers RESOURCE_DOES_NOT_EXIST only for the version). */
+  async deleteModelVersionTag(name: string, version: string, key: string): Promise<void> {
+    await this.call('DELETE', 'model-versions/delete-tag', responses.empty, { name, version, key });
+  }
+
   async setAlias(name: string, alias: string, version: string): Promise<void> {
     await this.call('POST', 'registered-models/alias', responses.empty, { name, alias, version });
   }
