@@ -142,7 +142,12 @@ export function registerTrainCommand(program: Command): void {
       'raw format: csv, tsv, jsonl, parquet, movielens-1m, movielens-100k, recbole, amazon-jsonl',
       'csv',
     )
-    .option('--etl <json>', 'extra ETL config as JSON (columns, ratingRange, split, ...)', '{}')
+    .option(
+      '--etl <json>',
+      'extra ETL config as JSON (columns, ratingRange, split, ...); a `rating` column is read without a mapping ' +
+        '(`{"columns":{"rating":null}}` ignores it); .gz sources are decompressed',
+      '{}',
+    )
     .option('--epochs <n>', 'training epochs', (v) => Number(v))
     .option('--set <key=value...>', 'training config overrides', [])
     .option('--nproc <n>', 'torchrun processes per node', (v) => Number(v), 2)
