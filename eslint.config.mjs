@@ -31,7 +31,11 @@ export default tseslint.config(
               message: 'workflows may not do I/O',
             },
             { group: ['@aws-sdk/*', '@duckdb/*', 'onnxruntime-node', '@grpc/*'], message: 'workflows may not do I/O' },
-            { group: ['**/activities', '**/activities/*'], allowTypeImports: true, message: 'import activities as types only' },
+            {
+              group: ['**/activities', '**/activities/*'],
+              allowTypeImports: true,
+              message: 'import activities as types only',
+            },
           ],
         },
       ],

@@ -1,6 +1,8 @@
 /**
  * The serving tier's Admin calls (recsys.v1.Admin), each on a client opened for it and with a deadline: what the
- * deployment activities, the simulator and the CLI use to read and steer a replica.
+ * deployment activities, the simulator and the CLI use to read and steer a replica. Every call carries the admin token
+ * (serving/client.ts adminClient; lib/admin-token.ts): RECSYS_ADMIN_TOKEN, else `$RECSYS_STACK_DIR/admin-token`, the
+ * same one the replicas started from this environment read.
  */
 import type { ServiceError } from '@grpc/grpc-js';
 import { adminClient } from '../serving/client';
@@ -45,7 +47,14 @@ export const setTrafficPolicy = (address: string, weights: Record<string, number
     c.SetTrafficPolicy({ policy: { weights, salt } }, o, cb),
   );
 
-export const setServerFault = (address: string, version: string, fault: FaultMessage, timeoutMs = 10_000) =>
+/** `ttlSeconds`: how long the fault lasts unless cleared first (0: the server's default, 600 s; at most 3600). */
+export const setServerFault = (
+  address: string,
+  version: string,
+  fault: FaultMessage,
+  timeoutMs = 10_000,
+  ttlSeconds = 0,
+) =>
   adminCall<SetFaultResponse__Output>(address, timeoutMs, (c, o, cb) =>
-    c.SetFault({ model_version: version, fault }, o, cb),
+    c.SetFault({ model_version: version, fault, ttl_seconds: ttlSeconds }, o, cb),
   );

@@ -302,7 +302,7 @@ export async function environmentState(input: { env: string }): Promise<Environm
   return { env, replicas };
 }
 
-/** Stops every replica of the environment (drain, then SIGKILL after 15 s). Idempotent. */
+/** Stops every replica of the environment (drain and ship its log, SIGKILL after the grace period). Idempotent. */
 export async function stopEnvironment(
   input: { env: string },
   { progress = quiet }: OperationContext = {},
@@ -320,6 +320,8 @@ export interface FaultInput {
   addedLatencyMs?: number;
   errorRate?: number;
   randomRecommendations?: boolean;
+  /** The fault clears itself after this many seconds (0: the server's default, 10 minutes; at most an hour). */
+  ttlSeconds?: number;
 }
 
 /** Injects (or, with an empty fault, clears) a fault into one version on every replica. */
@@ -336,7 +338,9 @@ export async function setFault(input: {
   };
   let faults: Record<string, FaultMessage> = {};
   for (const r of membersOrFail(env)) {
-    const res = await onReplica(r, 'SetFault', () => setServerFault(r.address, input.version, fault));
+    const res = await onReplica(r, 'SetFault', () =>
+      setServerFault(r.address, input.version, fault, 10_000, input.fault.ttlSeconds ?? 0),
+    );
     faults = { ...res.faults };
   }
   return { env, faults };

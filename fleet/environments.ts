@@ -6,8 +6,8 @@
  *   metrics  RECSYS_ENV_METRICS_PORT_BASE (9464)   + offset + i
  * with offset 0 for production and 10 for staging. Tests set other bases so they never meet `make demo`'s server.
  */
-import os from 'node:os';
 import path from 'node:path';
+import { stackDirOf } from '../lib/admin-token';
 
 export const ENVIRONMENTS = ['staging', 'production'] as const;
 export type EnvName = (typeof ENVIRONMENTS)[number];
@@ -49,9 +49,7 @@ export function portBases(): PortBases {
 
 /** $RECSYS_STACK_DIR (infra/env.sh), default ~/.cache/recsys/stack. */
 export function stackDir(): string {
-  const explicit = process.env.RECSYS_STACK_DIR;
-  if (explicit) return explicit;
-  return path.join(process.env.RECSYS_CACHE || path.join(os.homedir(), '.cache', 'recsys'), 'stack');
+  return stackDirOf();
 }
 
 export function checkEnv(env: string): EnvName {

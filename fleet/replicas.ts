@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { healthStatus } from '../serving/client';
+import { SHUTDOWN_BUDGET_MS } from '../serving/server';
 import type { Replica } from './environments';
 import { sleep } from '../lib/time';
 
@@ -92,7 +93,11 @@ export async function waitServing(r: Replica, pid: number, timeoutMs: number, ti
 }
 
 /** SIGTERM to the group, SIGKILL after `graceMs`; removes the pid file. True when a process was running. */
-export async function stopReplica(r: Replica, graceMs = 15_000): Promise<boolean> {
+// SIGTERM lets a replica drain, ship its request log and exit within SHUTDOWN_BUDGET_MS; a few seconds more for the
+// process to end before SIGKILL.
+const STOP_GRACE_MS = SHUTDOWN_BUDGET_MS + 5_000;
+
+export async function stopReplica(r: Replica, graceMs = STOP_GRACE_MS): Promise<boolean> {
   const pid = readPid(r);
   const running = alive(pid);
   if (pid !== undefined && running) {

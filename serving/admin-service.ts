@@ -5,14 +5,17 @@
  * twice changes nothing. Errors go back as status codes naming what was wrong; the pool is unchanged by them.
  *
  * SetFault injects latency, errors or random rankings into one version's requests, only on a server started with
- * --allow-faults (demonstrations of a rollback).
+ * --allow-faults (demonstrations of a rollback), and only until its TTL runs out.
  *
- * No authentication: the admin service is added only to a server bound to 127.0.0.1 (server.ts), so only processes
- * on this machine can reach it.
+ * Every call needs the admin token (lib/admin-token.ts) as metadata `authorization: Bearer <token>`
+ * (requireAdminToken): the server binds loopback only (server.ts), but on a shared machine that still lets every local
+ * process re-route production's traffic, so the token is what makes a caller an operator.
  */
-import { status, type ServiceError } from '@grpc/grpc-js';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { status, type Metadata, type ServiceError, type handleUnaryCall, type sendUnaryData } from '@grpc/grpc-js';
+import { ADMIN_TOKEN_ENV, ADMIN_TOKEN_METADATA } from '../lib/admin-token';
 import { ModelLoadError, messageOf } from './errors';
-import { faultOf, type FaultTable } from './faults';
+import { faultOf, faultTtlOf, type FaultTable } from './faults';
 import type { LoadedModel } from './loaded-model';
 import { PoolConflictError, type ModelPool } from './model-pool';
 import type { ModelRef } from './model-ref';
@@ -105,6 +108,7 @@ export function adminHandlers(pool: ModelPool, faults?: FaultTable): AdminHandle
         policy: policy && policyMessage(policy),
         faults: faults?.toJSON() ?? {},
         faults_allowed: faults !== undefined,
+        fault_expires_at_ms: faults?.expiries() ?? {},
       });
     },
 
@@ -117,8 +121,42 @@ export function adminHandlers(pool: ModelPool, faults?: FaultTable): AdminHandle
       if (!version) return callback(fail(status.INVALID_ARGUMENT, 'model_version is required'));
       const fault = faultOf(call.request.fault);
       if (typeof fault === 'string') return callback(fail(status.INVALID_ARGUMENT, fault));
-      faults.set(version, fault);
+      const ttlMs = faultTtlOf(call.request.ttl_seconds);
+      if (typeof ttlMs === 'string') return callback(fail(status.INVALID_ARGUMENT, ttlMs));
+      faults.set(version, fault, ttlMs);
       callback(null, { faults: faults.toJSON() });
     },
   };
+}
+
+const digest = (s: string) => createHash('sha256').update(s).digest();
+
+/** Why a call's metadata does not carry `token`, or undefined when it does. */
+export function tokenProblem(metadata: Metadata, token: string): string | undefined {
+  const sent = metadata.get(ADMIN_TOKEN_METADATA);
+  if (sent.length === 0)
+    return (
+      `recsys.v1.Admin needs the admin token: send metadata "${ADMIN_TOKEN_METADATA}: Bearer <token>" ` +
+      `(the token is $${ADMIN_TOKEN_ENV}, else the file $RECSYS_STACK_DIR/admin-token)`
+    );
+  const value = String(sent[0]);
+  const presented = value.startsWith('Bearer ') ? value.slice('Bearer '.length) : undefined;
+  if (presented === undefined) return `metadata "${ADMIN_TOKEN_METADATA}" must be "Bearer <token>"`;
+  // Digests of equal length, compared in constant time: the answer time says nothing about the token.
+  if (!timingSafeEqual(digest(presented), digest(token)))
+    return `the admin token sent does not match this server's ($${ADMIN_TOKEN_ENV} or $RECSYS_STACK_DIR/admin-token)`;
+  return undefined;
+}
+
+/** `handlers` answering UNAUTHENTICATED to any call whose metadata does not carry `token`. */
+export function requireAdminToken(handlers: AdminHandlers, token: string): AdminHandlers {
+  const guarded: Record<string, handleUnaryCall<unknown, unknown>> = {};
+  for (const [name, handler] of Object.entries(handlers) as [string, handleUnaryCall<unknown, unknown>][]) {
+    guarded[name] = (call, callback: sendUnaryData<unknown>) => {
+      const problem = tokenProblem(call.metadata, token);
+      if (problem) return callback(fail(status.UNAUTHENTICATED, problem));
+      handler(call, callback);
+    };
+  }
+  return guarded as unknown as AdminHandlers;
 }

@@ -2,7 +2,8 @@
  * The ONNX file of a version on local disk, verified against the checksum its registry tag recorded at export time.
  * Files are cached by that checksum and only ever renamed into the cache after verification, so a cached file was
  * good when written; it is re-hashed anyway on every load (tens of milliseconds) because a model that serves wrong
- * answers is worse than a slow load.
+ * answers is worse than a slow load. An aborted `signal` (the model pool's load deadline) ends the wait for a download
+ * at once; the download itself is left to finish or fail, and its temporary file is removed when it does.
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -14,7 +15,7 @@ export async function fetchVerifiedOnnx(
   model: string,
   uri: string,
   sha256: string,
-  opts: { store: ObjectStore; cacheDir: string },
+  opts: { store: ObjectStore; cacheDir: string; signal?: AbortSignal },
 ): Promise<string> {
   const file = path.join(opts.cacheDir, 'onnx', `${sha256}.onnx`);
   try {
@@ -26,7 +27,7 @@ export async function fetchVerifiedOnnx(
   const tmp = `${file}.${process.pid}.${Date.now()}.download`;
   try {
     try {
-      await opts.store.downloadFile(uri, tmp);
+      await untilAborted(opts.store.downloadFile(uri, tmp), opts.signal, () => fs.rm(tmp, { force: true }));
     } catch (err) {
       throw new ModelLoadError(model, 'download', `${uri}: ${messageOf(err)}`, { cause: err });
     }
@@ -42,4 +43,26 @@ export async function fetchVerifiedOnnx(
   } finally {
     await fs.rm(tmp, { force: true });
   }
+}
+
+/**
+ * `work`, or a rejection with the signal's reason as soon as it is aborted; `cleanup` runs once an abandoned `work`
+ * settles (it may still be writing its file when the caller gives up).
+ */
+function untilAborted(
+  work: Promise<void>,
+  signal: AbortSignal | undefined,
+  cleanup: () => Promise<void>,
+): Promise<void> {
+  if (!signal) return work;
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => {
+      void work.then(cleanup, cleanup);
+      reject(signal.reason as Error);
+    };
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+  });
+  return Promise.race([work, aborted]).finally(() => signal.removeEventListener('abort', onAbort!));
 }

@@ -1,5 +1,6 @@
-/** A typed Recommender client, for the CLI, tests and benchmarks. */
+/** Typed Recommender and Admin clients, for the CLI, the fleet, tests and benchmarks. */
 import * as grpc from '@grpc/grpc-js';
+import { ADMIN_TOKEN_METADATA, adminToken } from '../lib/admin-token';
 import type { FeedbackRequest } from '../proto/generated/recsys/v1/FeedbackRequest';
 import type { RecommendRequest } from '../proto/generated/recsys/v1/RecommendRequest';
 import {
@@ -32,9 +33,31 @@ export function feedback(client: RecommenderClient, req: FeedbackRequest, timeou
   );
 }
 
-/** A typed Admin client (loopback only: the server binds 127.0.0.1). */
-export function adminClient(address: string, options: grpc.ClientOptions = {}): AdminClient {
-  return new (recsysV1().Admin)(address, grpc.credentials.createInsecure(), options);
+/**
+ * Adds `authorization: Bearer <token>` to every call. An interceptor rather than call credentials: grpc-js refuses to
+ * compose call credentials with an insecure channel, and the server is loopback-only plaintext.
+ */
+function withToken(token: string): grpc.Interceptor {
+  return (options, nextCall) =>
+    new grpc.InterceptingCall(nextCall(options), {
+      start(metadata, listener, next) {
+        metadata.set(ADMIN_TOKEN_METADATA, `Bearer ${token}`);
+        next(metadata, listener);
+      },
+    });
+}
+
+/**
+ * A typed Admin client that sends the admin token with every call: `token`, by default lib/admin-token.ts' (from
+ * RECSYS_ADMIN_TOKEN or the stack directory, as the servers started from the same environment read it).
+ */
+export function adminClient(
+  address: string,
+  options: grpc.ClientOptions = {},
+  token: string = adminToken(),
+): AdminClient {
+  const interceptors = [withToken(token), ...(options.interceptors ?? [])];
+  return new (recsysV1().Admin)(address, grpc.credentials.createInsecure(), { ...options, interceptors });
 }
 
 interface HealthClient extends grpc.Client {

@@ -1,7 +1,8 @@
 /** Why a model version could not be put into service. The serving version (if any) is untouched by such a failure. */
 
-/** The step of loading that failed, in the order they run. */
-export type LoadStage = 'resolve' | 'download' | 'checksum' | 'session' | 'signature' | 'catalog' | 'warmup';
+/** The step of loading that failed, in the order they run; `deadline` when the whole load took too long. */
+export type LoadStage =
+  'resolve' | 'download' | 'checksum' | 'session' | 'signature' | 'catalog' | 'warmup' | 'deadline';
 
 export class ModelLoadError extends Error {
   override readonly name = 'ModelLoadError';

@@ -79,7 +79,7 @@ export class ServingMetrics implements LogShippingObserver {
     });
     this.logSpilled = new Counter({
       name: 'recsys_log_chunks_spilled_total',
-      help: 'Log chunks written to local disk because the object store could not take them yet.',
+      help: 'Log chunks written to the local spill directory (every sealed chunk, before it is uploaded).',
       labelNames: ['kind'],
       registers,
     });

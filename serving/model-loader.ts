@@ -40,13 +40,23 @@ async function catalogOf(model: string, v: ServableVersion, deps: LoaderDeps): P
   }
 }
 
-/** Loads and checks a resolved version. */
-export async function loadServable(version: ServableVersion, deps: LoaderDeps): Promise<LoadedModel> {
+/**
+ * Loads and checks a resolved version. `signal` (the pool's deadline) stops the download at once and the other steps
+ * at their next boundary, releasing what was opened.
+ */
+export async function loadServable(
+  version: ServableVersion,
+  deps: LoaderDeps,
+  signal?: AbortSignal,
+): Promise<LoadedModel> {
   const label = `models:/${version.name}/${version.version}`;
-  const file = await fetchVerifiedOnnx(label, version.onnxUri, version.onnxSha256, deps);
+  const file = await fetchVerifiedOnnx(label, version.onnxUri, version.onnxSha256, { ...deps, signal });
+  signal?.throwIfAborted();
   const ranker = await OnnxRanker.open(label, file, version);
   try {
+    signal?.throwIfAborted();
     const catalog = await catalogOf(label, version, deps);
+    signal?.throwIfAborted();
     await ranker.warmUp(label, catalog);
     return new LoadedModel(version, ranker, catalog, deps.limits);
   } catch (err) {
@@ -55,15 +65,20 @@ export async function loadServable(version: ServableVersion, deps: LoaderDeps): 
   }
 }
 
-/** How a ModelPool finds and loads versions; the registry-backed one below, or a stand-in in tests. */
+/**
+ * How a ModelPool finds and loads versions; the registry-backed one below, or a stand-in in tests. `signal` is aborted
+ * when the pool gives up on the load (its deadline, or close()); a loader should stop then, but the pool does not
+ * wait for it to.
+ */
 export interface ModelLoader {
-  resolve(ref: ModelRef): Promise<ServableVersion>;
-  load(version: ServableVersion): Promise<LoadedModel>;
+  resolve(ref: ModelRef, signal?: AbortSignal): Promise<ServableVersion>;
+  load(version: ServableVersion, signal?: AbortSignal): Promise<LoadedModel>;
 }
 
 export function registryLoader(deps: LoaderDeps = defaultLoaderDeps()): ModelLoader {
   return {
+    // The MLflow client takes no signal; the pool's deadline bounds the call all the same.
     resolve: (ref) => resolveServable(ref, deps.mlflow),
-    load: (version) => loadServable(version, deps),
+    load: (version, signal) => loadServable(version, deps, signal),
   };
 }

@@ -1,15 +1,17 @@
 /**
  * The request and feedback logs of a server: records are appended to a buffer on the request path (an O(1) push, no
- * I/O, nothing awaited), sealed into chunks when the buffer holds `batchRecords` or every `flushIntervalMs`, and
- * uploaded oldest first under the layout in log-layout.ts:
+ * I/O, nothing awaited), sealed into chunks when the buffer holds `batchRecords` or every `flushIntervalMs`, written
+ * at once to a local spill directory (log-spill.ts: fsync, then rename) and uploaded from there, oldest first, under
+ * the layout in log-layout.ts:
  *
  *   s3://<bucket>/serving-logs/<kind>/model=<name>/date=YYYY-MM-DD/hour=HH/<server-id>-<seq>.jsonl
  *
- * Memory is bounded: at most `maxChunksInMemory` sealed chunks wait in memory; when uploads fail for longer than that
- * lasts, the oldest of them are spilled to a local directory (log-spill.ts) and retried, oldest first, with backoff,
- * once the store answers again. Losing the object store for a while therefore costs disk space, not records.
- * close() seals and ships what is left, and spills to disk whatever it could not ship before its deadline (the next
- * server started on the same spill directory ships it).
+ * The spill file goes once the object store has the chunk. So what a SIGKILL (or a crash) can lose is bounded by what
+ * was not sealed yet: the records appended since the last seal (at most `flushIntervalMs` of traffic and about
+ * `batchRecords` records) plus a chunk whose write was under way. Losing the object store for a while costs disk
+ * space, not records or memory: failed uploads are retried with backoff. Only a chunk that cannot be written to disk
+ * stays in memory (and is lost on a kill). close() seals, ships what it can within its deadline and leaves the rest on
+ * disk, where the next server started on the same spill directory finds and ships it.
  */
 import { sealChunks, type LogChunk } from './log-chunks';
 import { newServerId } from './log-layout';
@@ -37,6 +39,7 @@ export interface RequestLogOptions {
   serverId?: string;
   batchRecords?: number;
   flushIntervalMs?: number;
+  /** Chunks kept in memory when they cannot be written to disk, before they count as lost in reports. */
   maxChunksInMemory?: number;
   /** First wait after a failed upload; doubles up to maxRetryDelayMs. */
   minRetryDelayMs?: number;
@@ -49,13 +52,24 @@ export interface RequestLogOptions {
 }
 
 export interface RequestLogStats {
+  /** Appended, not sealed yet. */
   buffered: number;
+  /** Sealed, not on disk: being written, or the write failed. */
   chunksInMemory: number;
+  /** On disk in the spill directory, not shipped yet. */
   chunksSpilled: number;
   recordsShipped: number;
   chunksShipped: number;
+  /** Spill files set aside as not being chunks (`.bad`). */
+  badFiles: number;
 }
 
+export const DEFAULT_FLUSH_INTERVAL_MS = 2_000;
+export const DEFAULT_BATCH_RECORDS = 1_000;
+/** How long close() spends shipping by default; what is left after that is already on disk. */
+export const DEFAULT_CLOSE_GRACE_MS = 8_000;
+/** Local disk writes get this long in close() even when the shipping grace is shorter: they are what keeps records. */
+const MIN_CLOSE_WRITE_MS = 2_000;
 
 /** Rejects after `ms` unless `p` settles first; `p` itself may still complete later (uploads are idempotent). */
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
@@ -70,8 +84,14 @@ export class RequestLog {
   readonly serverId: string;
   private buffer: LogEntry[] = [];
   private sealScheduled = false;
+  /** Sealed chunks not written to disk yet, oldest first. */
+  private readonly unwritten: LogChunk[] = [];
+  /** Chunks whose spill write failed: shipped from memory (lost if the process dies first). */
   private readonly memory: LogChunk[] = [];
+  /** The write of `unwritten`, one at a time, in order. */
+  private writing: Promise<void> = Promise.resolve();
   private readonly spill: SpillDir;
+  private badFiles = 0;
   private seq = 0;
   private pumping: Promise<void> | undefined;
   private retryAt = 0;
@@ -90,8 +110,11 @@ export class RequestLog {
 
   constructor(private readonly opts: RequestLogOptions) {
     this.serverId = opts.serverId ?? newServerId();
-    this.spill = new SpillDir(opts.spillDir);
-    this.batchRecords = opts.batchRecords ?? 1000;
+    this.spill = new SpillDir(opts.spillDir, (file, reason) => {
+      this.badFiles++;
+      this.report(`set aside ${file}: not a log chunk (${reason}); shipping the others`);
+    });
+    this.batchRecords = opts.batchRecords ?? DEFAULT_BATCH_RECORDS;
     this.maxChunksInMemory = opts.maxChunksInMemory ?? 16;
     this.minRetryDelayMs = opts.minRetryDelayMs ?? 500;
     this.maxRetryDelayMs = opts.maxRetryDelayMs ?? 30_000;
@@ -101,7 +124,7 @@ export class RequestLog {
   /** Adopts chunks spilled by earlier processes and starts the periodic flush. */
   async start(): Promise<void> {
     await this.spill.adopt();
-    const every = this.opts.flushIntervalMs ?? 10_000;
+    const every = this.opts.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS;
     this.flushTimer = setInterval(() => void this.flush(), every);
     this.flushTimer.unref(); // the log never keeps a process alive by itself
     void this.pump();
@@ -117,33 +140,39 @@ export class RequestLog {
     }
   }
 
-  /** Seals the buffer and ships what it can now; resolves when this attempt ends (shipped, or waiting to retry). */
-  flush(): Promise<void> {
-    this.seal();
+  /**
+   * Seals the buffer, waits until it is on disk and ships what it can now; resolves when this attempt ends (shipped,
+   * or waiting to retry).
+   */
+  async flush(): Promise<void> {
+    await this.seal();
     return this.pump();
   }
 
   get stats(): RequestLogStats {
     return {
       buffered: this.buffer.length,
-      chunksInMemory: this.memory.length,
+      chunksInMemory: this.unwritten.length + this.memory.length,
       chunksSpilled: this.spill.size,
       recordsShipped: this.recordsShipped,
       chunksShipped: this.chunksShipped,
+      badFiles: this.badFiles,
     };
   }
 
   /**
-   * Stops the timers, ships everything within `graceMs`, and spills what is still unshipped after that to disk, so
-   * that nothing appended is lost. Idempotent.
+   * Stops the timers, seals the buffer to disk, ships what it can within `graceMs` and leaves the rest in the spill
+   * directory for the next start, so that nothing appended is lost. Idempotent.
    */
-  close(graceMs = 10_000): Promise<RequestLogStats> {
+  close(graceMs = DEFAULT_CLOSE_GRACE_MS): Promise<RequestLogStats> {
     this.closed ??= (async () => {
       clearInterval(this.flushTimer);
       clearTimeout(this.retryTimer);
       const deadline = Date.now() + graceMs;
-      this.seal();
       const remaining = () => Math.max(0, deadline - Date.now());
+      await withTimeout(this.seal(), Math.max(remaining(), MIN_CLOSE_WRITE_MS), 'spill writes on close').catch(
+        (err: unknown) => this.report(messageOf(err)),
+      );
       while (this.memory.length + this.spill.size > 0 && remaining() > 0) {
         this.retryAt = 0; // shutting down: retry now rather than after the backoff
         // Bounded by the deadline even if an upload hangs; what is left then goes to disk below.
@@ -152,8 +181,9 @@ export class RequestLog {
       }
       clearTimeout(this.retryTimer);
       this.stopped = true;
-      // An upload still in flight keeps its chunk in memory, so the chunk is spilled below as well; if the upload
-      // succeeds after all, the next start uploads the same key again, which changes nothing.
+      // Only chunks whose earlier write failed are here: one more try. An upload still in flight keeps its chunk, so
+      // it is written as well; if the upload succeeds after all, the next start uploads the same key again, which
+      // changes nothing.
       for (const chunk of this.memory.splice(0)) {
         try {
           await this.spill.write(chunk);
@@ -167,12 +197,39 @@ export class RequestLog {
     return this.closed;
   }
 
-  private seal(): void {
+  /**
+   * Turns the buffer into chunks (synchronously: nothing appended later can get in) and writes them to the spill
+   * directory; resolves when every chunk sealed so far has been written (or has failed to be, and waits in memory).
+   */
+  private seal(): Promise<void> {
     this.sealScheduled = false;
-    if (this.buffer.length === 0) return;
-    const entries = this.buffer;
-    this.buffer = [];
-    this.memory.push(...sealChunks(entries, this.serverId, () => this.seq++, Date.now()));
+    if (this.buffer.length > 0) {
+      const entries = this.buffer;
+      this.buffer = [];
+      const chunks = sealChunks(entries, this.serverId, () => this.seq++, Date.now());
+      this.unwritten.push(...chunks);
+      this.writing = this.writing.then(() => this.writeChunks(chunks.length));
+    }
+    return this.writing;
+  }
+
+  /** Writes the oldest `n` unwritten chunks, in order, then lets shipping know. Never rejects. */
+  private async writeChunks(n: number): Promise<void> {
+    for (let i = 0; i < n; i++) {
+      const chunk = this.unwritten[0]!;
+      try {
+        await this.spill.write(chunk);
+        this.opts.observer?.spilled(chunk.kind);
+      } catch (err) {
+        // Better shipped from memory (and lost on a kill) than dropped now.
+        this.memory.push(chunk);
+        this.report(`cannot write ${chunk.key} to the spill directory, keeping it in memory: ${messageOf(err)}`);
+        if (this.memory.length > this.maxChunksInMemory)
+          this.report(`${this.memory.length} chunks wait in memory (bound ${this.maxChunksInMemory}): check the disk`);
+      }
+      this.unwritten.shift();
+    }
+    if (!this.closed) void this.pump();
   }
 
   /** One shipping loop at a time; later calls join the running one. */
@@ -185,10 +242,11 @@ export class RequestLog {
 
   private async drain(): Promise<void> {
     while (!this.stopped) {
-      await this.spillOverflow();
+      await this.respill();
       if (Date.now() < this.retryAt) return this.scheduleRetry();
       const next = await this.oldest();
-      if (!next) return;
+      // close() may have given up on shipping while the file was read: the chunk stays on disk for the next start.
+      if (!next || this.stopped) return;
       try {
         await withTimeout(
           this.opts.uploader.put(next.chunk.key, next.chunk.body),
@@ -204,30 +262,30 @@ export class RequestLog {
       }
       this.retryDelay = this.minRetryDelayMs;
       if (next.spilled !== undefined) await this.spill.remove(next.spilled);
-      else this.memory.shift();
+      else this.memory.splice(this.memory.indexOf(next.chunk), 1);
       this.recordsShipped += next.chunk.records;
       this.chunksShipped++;
       this.opts.observer?.shipped(next.chunk.kind, next.chunk.records);
     }
   }
 
-  /** Spilled chunks are all older than those in memory (only the oldest in memory are ever spilled). */
+  /** The oldest chunk waiting, on disk or (when its write failed) in memory. */
   private async oldest(): Promise<{ chunk: LogChunk; spilled?: string } | undefined> {
     const onDisk = await this.spill.oldest();
-    if (onDisk) return { chunk: onDisk.chunk, spilled: onDisk.name };
     const inMemory = this.memory[0];
+    if (onDisk && !(inMemory && inMemory.sealedAtMs < onDisk.chunk.sealedAtMs))
+      return { chunk: onDisk.chunk, spilled: onDisk.name };
     return inMemory && { chunk: inMemory };
   }
 
-  private async spillOverflow(): Promise<void> {
-    while (this.memory.length > this.maxChunksInMemory) {
+  /** Tries again to put chunks kept in memory on disk (the disk may have come back), oldest first. */
+  private async respill(): Promise<void> {
+    while (this.memory.length > 0) {
       const chunk = this.memory[0]!;
       try {
         await this.spill.write(chunk);
-      } catch (err) {
-        // Keep it in memory: better over the bound for a while than records lost.
-        this.report(`cannot spill ${chunk.key}: ${messageOf(err)}`);
-        return;
+      } catch {
+        return; // reported when the first write failed
       }
       this.memory.shift();
       this.opts.observer?.spilled(chunk.kind);

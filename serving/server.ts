@@ -2,28 +2,52 @@
  * The gRPC server of the serving tier: recsys.v1.Recommender, the standard grpc.health.v1 health service (SERVING
  * only while a model version is loaded, so load balancers and `grpc_health_probe` wait for a checked model), and
  * server reflection (grpcurl, grpcui, Postman work without the .proto), and optionally recsys.v1.Admin (load and
- * unload versions, set the traffic policy). Binds loopback only, which is what makes serving the unauthenticated
- * admin service on the same port acceptable: only processes on this machine reach either.
+ * unload versions, set the traffic policy). Binds loopback only (a non-loopback host is refused): the Recommender and
+ * health services are open to this machine, and the admin service on the same port also needs the admin token.
  */
+import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
-import { adminHandlers } from './admin-service';
+import { adminToken } from '../lib/admin-token';
+import { adminHandlers, requireAdminToken } from './admin-service';
 import type { FaultTable } from './faults';
 import type { ModelPool } from './model-pool';
 import { RECOMMENDER_SERVICE, packageDefinition, recsysV1 } from './proto';
+import { DEFAULT_CLOSE_GRACE_MS } from './request-log';
 import { recommenderHandlers, type ServiceHooks } from './service';
 
 export const HOST = '127.0.0.1';
+
+/**
+ * How long shutdown lets in-flight calls finish, then how long the request log gets to ship what is left (whatever it
+ * cannot ship is already in its spill directory). Whoever stops a server with SIGTERM should wait SHUTDOWN_BUDGET_MS
+ * before SIGKILL: the two budgets plus releasing the models and closing the metrics endpoint.
+ */
+export const DRAIN_GRACE_MS = 5_000;
+export const LOG_SHIP_GRACE_MS = DEFAULT_CLOSE_GRACE_MS;
+export const SHUTDOWN_BUDGET_MS = DRAIN_GRACE_MS + LOG_SHIP_GRACE_MS + 2_000;
+
+/** 127.0.0.0/8, ::1 and `localhost`: the hosts a server may bind. */
+export function isLoopbackHost(host: string): boolean {
+  if (host === 'localhost') return true;
+  if (net.isIPv4(host)) return host.startsWith('127.');
+  if (net.isIPv6(host)) return host === '::1' || host === '0:0:0:0:0:0:0:1';
+  return false;
+}
 
 export interface ServerOptions {
   /** The versions that serve and the traffic policy (a ModelPool). */
   slot: ModelPool;
   /** 0 picks a free port. */
   port: number;
+  /** A loopback address (default 127.0.0.1); anything else is refused. */
+  host?: string;
   hooks?: ServiceHooks;
-  /** Also serve recsys.v1.Admin. Safe only because HOST is loopback; keep it so if HOST ever changes. */
+  /** Also serve recsys.v1.Admin, to callers that send the admin token. */
   admin?: boolean;
+  /** The token Admin calls must carry; default: lib/admin-token.ts' (RECSYS_ADMIN_TOKEN or the stack dir's file). */
+  adminToken?: string;
   /**
    * Faults injected on purpose per version (demonstrations, tests): present only when the server was started with
    * --allow-faults; Admin.SetFault is refused (FAILED_PRECONDITION) without it.
@@ -49,9 +73,19 @@ export interface RunningServer {
 }
 
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
+  const host = opts.host ?? HOST;
+  // Neither the Recommender nor the health service authenticates anyone: both are for this machine only.
+  if (!isLoopbackHost(host))
+    throw new Error(
+      `refusing to serve on ${JSON.stringify(host)}: not a loopback address (127.0.0.0/8, ::1, localhost); ` +
+        'the serving tier is reachable from this machine only',
+    );
   const server = new grpc.Server();
   server.addService(recsysV1().Recommender.service, recommenderHandlers(opts.slot, opts.hooks, opts.faults));
-  if (opts.admin) server.addService(recsysV1().Admin.service, adminHandlers(opts.slot, opts.faults));
+  if (opts.admin) {
+    const token = opts.adminToken ?? adminToken();
+    server.addService(recsysV1().Admin.service, requireAdminToken(adminHandlers(opts.slot, opts.faults), token));
+  }
 
   // '' is the whole server, as health clients ask by default; the service name for clients that ask per service.
   const health = new HealthImplementation({ '': 'NOT_SERVING', [RECOMMENDER_SERVICE]: 'NOT_SERVING' });
@@ -65,13 +99,13 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   new ReflectionService(packageDefinition()).addToServer(server);
 
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${HOST}:${opts.port}`, grpc.ServerCredentials.createInsecure(), (err, bound) =>
+    server.bindAsync(`${hostPort(host, opts.port)}`, grpc.ServerCredentials.createInsecure(), (err, bound) =>
       err ? reject(err) : resolve(bound),
     ),
   );
 
   let stopping: Promise<void> | undefined;
-  const shutdown = (graceMs = 10_000): Promise<void> => {
+  const shutdown = (graceMs = DRAIN_GRACE_MS): Promise<void> => {
     stopping ??= (async () => {
       setHealth('NOT_SERVING');
       await new Promise<void>((resolve) => {
@@ -86,5 +120,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     })();
     return stopping;
   };
-  return { server, port, address: `${HOST}:${port}`, health, shutdown };
+  return { server, port, address: hostPort(host, port), health, shutdown };
 }
+
+const hostPort = (host: string, port: number) => (net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`);

@@ -6,7 +6,9 @@ import { createTrainingWorker } from './create-worker';
 
 async function main(): Promise<void> {
   const worker = await createTrainingWorker();
-  console.log(`[worker] polling task queues '${worker.taskQueue}' and '${worker.controlTaskQueue}' (pid ${process.pid})`);
+  console.log(
+    `[worker] polling task queues '${worker.taskQueue}' and '${worker.controlTaskQueue}' (pid ${process.pid})`,
+  );
   await worker.run();
 }
 

@@ -1,20 +1,24 @@
 /**
  * `recsys serve`: loads a registered model version (by alias, the champion by default) and serves recsys.v1 on
- * 127.0.0.1 until SIGINT/SIGTERM, then drains in-flight calls. SIGHUP re-resolves the alias and swaps to the version
- * it now points at; if that version fails its checks, the current one keeps serving. Every answered request and
- * feedback event goes to the request log (serving/request-log.ts, shipped to the object store and flushed on
- * shutdown); Prometheus metrics are served on http://127.0.0.1:<metrics-port>/metrics. recsys.v1.Admin on the same
- * port (loopback only) loads further versions and splits traffic between them (serving/admin-service.ts); SIGHUP goes
- * back to the single-model behaviour, all traffic to what the reference now resolves to. With --allow-faults,
- * Admin/SetFault injects latency, errors or random rankings into one version (serving/faults.ts), for demonstrations.
+ * 127.0.0.1 (or another loopback address; anything else is refused) until SIGINT/SIGTERM, then drains in-flight calls
+ * and ships its request log, within SHUTDOWN_BUDGET_MS (serving/server.ts). SIGHUP re-resolves the alias and swaps to
+ * the version it now points at; if that version fails its checks, the current one keeps serving. Every answered
+ * request and feedback event goes to the request log (serving/request-log.ts: on local disk as soon as a chunk is
+ * sealed, shipped to the object store from there); Prometheus metrics are served on
+ * http://127.0.0.1:<metrics-port>/metrics. recsys.v1.Admin on the same port loads further versions and splits traffic
+ * between them (serving/admin-service.ts), for callers with the admin token (lib/admin-token.ts); SIGHUP goes back to
+ * the single-model behaviour, all traffic to what the reference now resolves to. With --allow-faults, Admin/SetFault
+ * injects latency, errors or random rankings into one version until its TTL runs out (serving/faults.ts), for
+ * demonstrations.
  */
 import path from 'node:path';
 import type { Command } from 'commander';
+import { adminToken, adminTokenSource } from '../../lib/admin-token';
 import type { LoadedModel } from '../../serving/loaded-model';
 import { registryLoader } from '../../serving/model-loader';
 import type { ModelRef } from '../../serving/model-ref';
-import { ModelPool } from '../../serving/model-pool';
-import { startServer } from '../../serving/server';
+import { DEFAULT_LOAD_TIMEOUT_MS, ModelPool } from '../../serving/model-pool';
+import { DRAIN_GRACE_MS, HOST, SHUTDOWN_BUDGET_MS, isLoopbackHost, startServer } from '../../serving/server';
 import { messageOf } from '../../serving/errors';
 import { FaultTable } from '../../serving/faults';
 import { config } from '../../lib/config';
@@ -23,13 +27,15 @@ import { telemetryHooks } from '../../serving/log-hooks';
 import { defaultLogPrefix, objectStoreUploader } from '../../serving/log-uploader';
 import { ServingMetrics } from '../../serving/metrics';
 import { DEFAULT_METRICS_PORT, startMetricsServer } from '../../serving/metrics-server';
-import { RequestLog } from '../../serving/request-log';
+import { DEFAULT_FLUSH_INTERVAL_MS, RequestLog } from '../../serving/request-log';
 
 interface ServeOptions {
   model: string;
   alias: string;
   version?: string;
+  host: string;
   port: number;
+  loadTimeoutSeconds: number;
   metricsPort: number;
   logPrefix?: string;
   logFlushSeconds: number;
@@ -58,7 +64,14 @@ export function registerServeCommand(program: Command): void {
     .requiredOption('--model <name>', 'registered model name, e.g. two-tower-ml-100k')
     .option('--alias <alias>', 'registry alias to serve', 'champion')
     .option('--version <n>', 'serve this version instead of the alias')
-    .option('--port <port>', 'port on 127.0.0.1 (0 picks a free one)', (v) => Number(v), 50051)
+    .option('--host <address>', 'loopback address to bind (127.0.0.0/8, ::1, localhost); nothing else', HOST)
+    .option('--port <port>', 'port on the host (0 picks a free one)', (v) => Number(v), 50051)
+    .option(
+      '--load-timeout-seconds <s>',
+      'give up on loading a version (registry, download, checks) after this long',
+      (v) => Number(v),
+      DEFAULT_LOAD_TIMEOUT_MS / 1000,
+    )
     .option(
       '--metrics-port <port>',
       'Prometheus /metrics on 127.0.0.1 (0 picks a free one)',
@@ -66,21 +79,36 @@ export function registerServeCommand(program: Command): void {
       DEFAULT_METRICS_PORT,
     )
     .option('--log-prefix <uri>', 'where request and feedback logs go (default s3://<bucket>/serving-logs)')
-    .option('--log-flush-seconds <s>', 'ship buffered log records at least this often', (v) => Number(v), 10)
+    .option(
+      '--log-flush-seconds <s>',
+      'seal buffered log records to disk and ship them at least this often (a kill -9 loses at most this long)',
+      (v) => Number(v),
+      DEFAULT_FLUSH_INTERVAL_MS / 1000,
+    )
     .option(
       '--allow-faults',
       'accept recsys.v1.Admin/SetFault: inject latency, errors or random rankings into a version (demos, tests)',
       false,
     )
     .action(async (opts: ServeOptions) => {
+      // Checked before anything loads: the Recommender and health services authenticate nobody.
+      if (!isLoopbackHost(opts.host))
+        throw new Error(
+          `--host must be a loopback address (127.0.0.0/8, ::1, localhost), got ${JSON.stringify(opts.host)}: ` +
+            'recsys serve is reachable from this machine only',
+        );
       checkPort('--port', opts.port);
       checkPort('--metrics-port', opts.metricsPort);
       if (!(opts.logFlushSeconds > 0)) throw new Error(`--log-flush-seconds must be > 0, got ${opts.logFlushSeconds}`);
+      if (!(opts.loadTimeoutSeconds > 0))
+        throw new Error(`--load-timeout-seconds must be > 0, got ${opts.loadTimeoutSeconds}`);
+      // Read (or generated) now, so that an unusable token file stops the start rather than every admin call.
+      const token = adminToken();
       const ref: ModelRef =
         opts.version !== undefined
           ? { name: opts.model, version: opts.version }
           : { name: opts.model, alias: opts.alias };
-      const slot = new ModelPool(registryLoader());
+      const slot = new ModelPool(registryLoader(), { loadTimeoutMs: opts.loadTimeoutSeconds * 1000 });
       const started = Date.now();
       const { model } = await slot.load(ref);
       console.log(`Loaded ${describe(model)} in ${Date.now() - started} ms`);
@@ -95,21 +123,35 @@ export function registerServeCommand(program: Command): void {
         observer: metrics,
       });
       await log.start();
+      const spillDir = path.join(cfg.cacheDir, 'serving-log-spill');
+      const left = log.stats.chunksSpilled;
+      console.log(
+        `Request log spill directory ${spillDir}` + (left > 0 ? `: shipping ${left} chunks left by earlier runs` : ''),
+      );
       const metricsServer = await startMetricsServer(metrics, opts.metricsPort);
+      const faults = opts.allowFaults
+        ? new FaultTable({ onExpired: (v) => console.log(`Fault on version ${v} expired (its TTL ran out)`) })
+        : undefined;
       const running = await startServer({
         slot,
+        host: opts.host,
         port: opts.port,
         hooks: telemetryHooks({ slot, log, metrics }),
         closeAfterDrain: [log, metricsServer],
         admin: true,
-        faults: opts.allowFaults ? new FaultTable() : undefined,
+        adminToken: token,
+        faults,
       });
       // Tests and infra/proc.sh wait for this line: keep its start.
       console.log(
         `Serving recsys.v1.Recommender on ${running.address} (also recsys.v1.Admin; health: SERVING; Ctrl-C stops)`,
       );
       console.log(`Metrics on ${metricsServer.url}; request logs to ${logPrefix}/ (server id ${log.serverId})`);
-      if (opts.allowFaults) console.log('Fault injection allowed (recsys.v1.Admin/SetFault): for demonstrations only');
+      console.log(`recsys.v1.Admin needs the admin token from ${adminTokenSource()}`);
+      if (opts.allowFaults)
+        console.log(
+          'Fault injection allowed (recsys.v1.Admin/SetFault, each fault with a TTL): for demonstrations only',
+        );
 
       process.on('SIGHUP', () => {
         console.log(`SIGHUP: reloading ${ref.version ?? `@${ref.alias}`}`);
@@ -124,17 +166,21 @@ export function registerServeCommand(program: Command): void {
       await new Promise<void>((resolve) => {
         const stop = (signal: string) => {
           console.log(`${signal}: draining in-flight calls`);
-          void running.shutdown().then(resolve);
+          // Drain and ship have budgets of their own; this only catches a step that hangs past both. Records are
+          // on disk by then (the request log seals to its spill directory first), so exiting loses none of them.
+          setTimeout(() => {
+            console.error(`Shutdown took over ${SHUTDOWN_BUDGET_MS} ms; exiting`);
+            process.exit(1);
+          }, SHUTDOWN_BUDGET_MS).unref();
+          void running.shutdown(DRAIN_GRACE_MS).then(resolve);
         };
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
       });
-      const left = log.stats;
+      const end = log.stats;
       console.log(
-        `Request log: ${left.recordsShipped} records shipped` +
-          (left.chunksSpilled > 0
-            ? `; ${left.chunksSpilled} chunks kept in the spill directory for the next start`
-            : ''),
+        `Request log: ${end.recordsShipped} records shipped` +
+          (end.chunksSpilled > 0 ? `; ${end.chunksSpilled} chunks kept in the spill directory for the next start` : ''),
       );
       console.log('Stopped');
     });

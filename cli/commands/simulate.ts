@@ -2,7 +2,9 @@
  * `recsys simulate`: replays a dataset version's held-out interactions against a serving environment or one server,
  * as Recommend calls at a target rate for a bounded time plus the feedback a user would give (a click when a returned
  * item is one the user really interacted with next), and prints what each served version got. Optionally injects a
- * fault into one version first (the server must run with --allow-faults) and clears it afterwards.
+ * fault into one version first (the server must run with --allow-faults) and clears it afterwards, also when stopped
+ * by SIGINT/SIGTERM; and the fault carries a TTL a little longer than the run, so even a SIGKILLed simulate leaves no
+ * broken version behind for long.
  */
 import type { Command } from 'commander';
 import { localDataset } from '../../lib/dataset/cache';
@@ -12,7 +14,14 @@ import { simulate } from '../../fleet/simulate/run';
 import { setServerFault } from '../../fleet/admin';
 import { datasetFromUri, parseFaultSpec, servedDataset, type DatasetTarget } from '../../fleet/simulate/target';
 import { expandPopulation, loadWorkload } from '../../fleet/simulate/workload';
-import { faultOf, isEmptyFault, type FaultMessage } from '../../serving/faults';
+import {
+  DEFAULT_FAULT_TTL_MS,
+  MAX_FAULT_TTL_MS,
+  faultOf,
+  faultTtlOf,
+  isEmptyFault,
+  type FaultMessage,
+} from '../../serving/faults';
 import { table } from '../format';
 
 interface SimulateOptions {
@@ -31,6 +40,7 @@ interface SimulateOptions {
   fault?: string;
   version?: string;
   keepFault: boolean;
+  faultTtl?: number;
   allowRemote: boolean;
   json: boolean;
 }
@@ -42,6 +52,21 @@ const num = (flag: string) => (v: string) => {
 };
 const collect = (v: string, prev: string[] = []) => [...prev, ...v.split(',').filter((s) => s !== '')];
 const ms = (v: number | null) => (v === null ? '-' : v.toFixed(2));
+/** How long the run's fault may outlive the run (dataset already loaded; the last calls get 5 s). */
+const FAULT_TTL_SLACK_SECONDS = 60;
+
+/** The fault's TTL in seconds: --fault-ttl, else the run plus some slack (the server's default with --keep-fault). */
+export function faultTtlSeconds(opts: { faultTtl?: number; keepFault: boolean; seconds: number }): number {
+  const ttl =
+    opts.faultTtl ??
+    (opts.keepFault
+      ? DEFAULT_FAULT_TTL_MS / 1000
+      : Math.min(MAX_FAULT_TTL_MS / 1000, Math.ceil(opts.seconds) + FAULT_TTL_SLACK_SECONDS));
+  const checked = faultTtlOf(ttl);
+  if (typeof checked === 'string' || ttl === 0)
+    throw new Error(`--fault-ttl: ${typeof checked === 'string' ? checked : 'must be > 0'}`);
+  return ttl;
+}
 
 function addressesOf(opts: SimulateOptions): string[] {
   if (opts.env && opts.address) throw new Error('give --env or --address, not both');
@@ -74,7 +99,13 @@ export function registerSimulateCommand(program: Command): void {
     .option('--no-impressions', 'send no impression feedback for answers without a click')
     .option('--fault <spec>', 'inject into --version first: latency=200ms, errors=0.2, random (comma-separated), none')
     .option('--version <v>', 'the model version --fault applies to')
-    .option('--keep-fault', 'leave the fault in place after the run (default: cleared)', false)
+    .option('--keep-fault', 'leave the fault in place after the run (default: cleared); it still expires', false)
+    .option(
+      '--fault-ttl <s>',
+      `the fault expires by itself after this long (default: the run + ${FAULT_TTL_SLACK_SECONDS} s; ` +
+        `${DEFAULT_FAULT_TTL_MS / 1000} with --keep-fault; at most ${MAX_FAULT_TTL_MS / 1000})`,
+      num('--fault-ttl'),
+    )
     .option('--allow-remote', 'allow non-loopback addresses', false)
     .option('--json', 'print the result as JSON', false)
     .action(async (opts: SimulateOptions) => {
@@ -82,12 +113,14 @@ export function registerSimulateCommand(program: Command): void {
       if (opts.datasetUri && opts.model) throw new Error('give --dataset-uri or --model, not both');
       let fault: FaultMessage | undefined;
       let clears = false;
+      let ttlSeconds = 0;
       if (opts.fault !== undefined) {
         fault = parseFaultSpec(opts.fault);
         const checked = faultOf(fault);
         if (typeof checked === 'string') throw new Error(`--fault: ${checked}`);
         clears = isEmptyFault(checked);
         if (!opts.version) throw new Error('--fault needs --version (the model version to inject it into)');
+        ttlSeconds = faultTtlSeconds(opts);
       }
       const dataset: DatasetTarget = opts.datasetUri
         ? datasetFromUri(opts.datasetUri)
@@ -100,9 +133,23 @@ export function registerSimulateCommand(program: Command): void {
       };
       log(`Replaying ${users.length} test users of ${dataset.name}@${dataset.version} against ${addresses.join(', ')}`);
       log(`${opts.qps} calls/s for ${opts.seconds} s, k ${opts.k}, at most ${opts.concurrency} in flight`);
+      const clearFault = () =>
+        Promise.all(
+          addresses.map((a) => setServerFault(a, opts.version!, parseFaultSpec('none'), 5000).catch(() => undefined)),
+        );
+      const mustClear = fault !== undefined && !clears && !opts.keepFault;
+      // Installed before the fault is set: a signal while it is being set still clears it everywhere.
+      const onSignal = (signal: NodeJS.Signals) => {
+        console.error(`${signal}: clearing the fault on version ${opts.version}`);
+        void clearFault().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+      };
+      if (mustClear) {
+        process.once('SIGINT', onSignal);
+        process.once('SIGTERM', onSignal);
+      }
       if (fault) {
-        for (const a of addresses) await setServerFault(a, opts.version!, fault);
-        log(`Fault on version ${opts.version}: ${clears ? 'cleared' : opts.fault}`);
+        for (const a of addresses) await setServerFault(a, opts.version!, fault, 10_000, ttlSeconds);
+        log(`Fault on version ${opts.version}: ${clears ? 'cleared' : `${opts.fault} (expires in ${ttlSeconds} s)`}`);
       }
       try {
         const r = await simulate({
@@ -149,9 +196,10 @@ export function registerSimulateCommand(program: Command): void {
             (r.feedbackErrors > 0 ? `, ${r.feedbackErrors} feedback calls failed` : ''),
         );
       } finally {
-        if (fault && !clears && !opts.keepFault) {
-          const none = parseFaultSpec('none');
-          for (const a of addresses) await setServerFault(a, opts.version!, none).catch(() => undefined);
+        if (mustClear) {
+          process.removeListener('SIGINT', onSignal);
+          process.removeListener('SIGTERM', onSignal);
+          await clearFault();
           log(`Fault on version ${opts.version} cleared`);
         }
       }

@@ -2,17 +2,24 @@
  * Several registered versions in one server against the real stack: a small model is trained and registered by
  * continuousTraining, its artefact is registered again as a second version, and both are loaded through
  * recsys.v1.Admin from the registry (checksum, signature, warm-up). A 50/50 policy splits users stickily, a retried
- * LoadVersion does nothing, and a version that still takes traffic cannot be unloaded.
+ * LoadVersion does nothing, and a version that still takes traffic cannot be unloaded. A `recsys serve` process is
+ * steered by the fleet's Admin calls with the admin token both read from the stack directory, refuses callers without
+ * it, and `recsys simulate --fault` stopped with SIGTERM clears its fault.
  */
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
+import { loadVersion, serverState, setServerFault, setTrafficPolicy, unloadVersion } from '../../fleet/admin';
 import { MlflowClient, tagsOf } from '../../lib/mlflow/client';
 import { adminClient, recommend, recommenderClient } from '../../serving/client';
 import { call, failure } from '../grpc-calls';
 import { registryLoader } from '../../serving/model-loader';
 import { ModelPool } from '../../serving/model-pool';
-import type { AdminClient, RecommendRequest, RecommenderClient } from '../../serving/proto';
+import { recsysV1, type AdminClient, type RecommendRequest, type RecommenderClient } from '../../serving/proto';
 import { startServer, type RunningServer } from '../../serving/server';
 import type { ContinuousTrainingResult } from '../../workflows/training-api';
+import { spawnServe } from './serve-process';
 import { useTemporal } from './stack';
 import { trainTinyModel } from './training-fixture';
 
@@ -103,4 +110,89 @@ test('a version that still takes traffic cannot be unloaded; after the policy mo
   });
   const res = await recommend(client, { user_id: 'anyone', history: [], k: 3, exclude_item_ids: [] });
   expect(res.model_version).toBe(v2);
+});
+
+/** A replica as fleet/replicas.ts starts one: the same environment (so the same stack directory and token). */
+const replicaArgs = () => ['--model', model, '--version', v1, '--port', '0', '--metrics-port', '0', '--allow-faults'];
+
+test('a `recsys serve` process: fleet Admin calls carry the token, callers without it are refused', async () => {
+  const replica = spawnServe(replicaArgs());
+  try {
+    const [, address] = await replica.waitFor(/Serving recsys\.v1\.Recommender on (127\.0\.0\.1:\d+)/);
+    // The fleet's calls, as the deployment activities make them.
+    expect((await serverState(address!)).versions.map((v) => v.model_version)).toEqual([v1]);
+    expect(await loadVersion(address!, model, v2, 120_000)).toMatchObject({ already_loaded: false });
+    expect((await setTrafficPolicy(address!, { [v1]: 50, [v2]: 50 })).policy?.weights).toEqual({ [v1]: 50, [v2]: 50 });
+    expect((await setServerFault(address!, v2, { added_latency_ms: 5 }, 10_000, 30)).faults).toHaveProperty(v2);
+    const state = await serverState(address!);
+    expect(state.fault_expires_at_ms[v2]).toBeGreaterThan(Date.now() + 25_000);
+    await setServerFault(address!, v2, {});
+    await setTrafficPolicy(address!, { [v1]: 100 });
+    expect(await unloadVersion(address!, v2)).toEqual({ was_loaded: true });
+    // Any other local process without the token.
+    const bare = new (recsysV1().Admin)(address!, grpc.credentials.createInsecure());
+    const refused = await failure(
+      call(bare.SetTrafficPolicy.bind(bare), { policy: { weights: { [v1]: 100 }, salt: '' } }),
+    );
+    bare.close();
+    expect(refused).toMatchObject({ code: status.UNAUTHENTICATED, details: expect.stringContaining('admin token') });
+    const stranger = adminClient(address!, {}, 'not-the-token-of-this-machine');
+    expect(await failure(call(stranger.GetState.bind(stranger), {}))).toMatchObject({ code: status.UNAUTHENTICATED });
+    stranger.close();
+    // The Recommender needs nothing.
+    const open = recommenderClient(address!);
+    expect((await recommend(open, { user_id: 'anyone', history: [], k: 3, exclude_item_ids: [] })).model_version).toBe(
+      v1,
+    );
+    open.close();
+    expect(replica.output()).toMatch(/recsys\.v1\.Admin needs the admin token from \S+admin-token\n/);
+  } finally {
+    replica.child.kill('SIGTERM');
+    await replica.exited;
+  }
+});
+
+test('`recsys simulate --fault` stopped by SIGTERM mid-run clears its fault before it exits', async () => {
+  const replica = spawnServe(replicaArgs());
+  try {
+    const [, address] = await replica.waitFor(/Serving recsys\.v1\.Recommender on (127\.0\.0\.1:\d+)/);
+    const sim = spawn(
+      process.execPath,
+      ['--import', 'tsx', 'cli/main.ts', 'simulate', '--address', address!, '--model', model].concat(
+        ['--qps', '5', '--seconds', '120'],
+        ['--fault', 'errors=1', '--version', v1],
+      ),
+      { cwd: path.resolve(__dirname, '..', '..'), stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let simOutput = '';
+    sim.stdout.on('data', (b: Buffer) => (simOutput += b.toString()));
+    sim.stderr.on('data', (b: Buffer) => (simOutput += b.toString()));
+    const simExited = new Promise<number | null>((resolve) => sim.on('exit', resolve));
+    try {
+      const deadline = Date.now() + 120_000;
+      while (!(v1 in (await serverState(address!)).faults)) {
+        if (Date.now() > deadline || sim.exitCode !== null) throw new Error(`simulate set no fault:\n${simOutput}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    } finally {
+      sim.kill('SIGTERM');
+    }
+    expect(await simExited).toBe(143);
+    expect(simOutput).toContain(`SIGTERM: clearing the fault on version ${v1}`);
+    expect((await serverState(address!)).faults).toEqual({});
+    // Had it been SIGKILLed instead, the fault would end by itself 60 s after the run's planned end.
+    expect(simOutput).toMatch(/Fault on version \d+: errors=1 \(expires in 180 s\)/);
+  } finally {
+    replica.child.kill('SIGTERM');
+    await replica.exited;
+  }
+});
+
+test('`recsys serve` refuses a non-loopback host before loading anything', async () => {
+  const replica = spawnServe(['--model', model, '--version', v1, '--host', '0.0.0.0', '--port', '0']);
+  expect(await replica.exited).toBe(1);
+  expect(replica.output()).toContain(
+    'recsys: --host must be a loopback address (127.0.0.0/8, ::1, localhost), got "0.0.0.0": ' +
+      'recsys serve is reachable from this machine only',
+  );
 });

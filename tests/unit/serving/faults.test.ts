@@ -1,11 +1,24 @@
 /**
  * Fault injection and feedback attribution with stand-in models (no stack needed): SetFault is refused without
  * --allow-faults, validated, idempotent and reported by GetState; a fault changes only its version's answers and
- * metrics; feedback counts for the version that served the request it names, within bounded memory.
+ * metrics, and expires by itself after its TTL; feedback counts for the version that served the request it names,
+ * within bounded memory.
  */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { adminClient, feedback, recommend, recommenderClient } from '../../../serving/client';
-import { FaultTable, faultOf, faultyRanker, randomTopK } from '../../../serving/faults';
+import {
+  DEFAULT_FAULT_TTL_MS,
+  FaultTable,
+  MAX_FAULT_TTL_MS,
+  faultOf,
+  faultTtlOf,
+  faultyRanker,
+  randomTopK,
+  type Fault,
+} from '../../../serving/faults';
 import { LoadedModel } from '../../../serving/loaded-model';
 import { telemetryHooks } from '../../../serving/log-hooks';
 import { ServingMetrics } from '../../../serving/metrics';
@@ -22,6 +35,12 @@ import { RecentRequests } from '../../../serving/recent-requests';
 import { startServer, type RunningServer } from '../../../serving/server';
 import { FakeRanker, fakeCatalog, fakeServable } from './fakes';
 import { call, failure } from '../../grpc-calls';
+
+// The admin token of the servers and clients here comes from a stack directory of this file's own.
+const stackDir = fs.mkdtempSync(path.join(os.tmpdir(), 'serving-faults-stack-'));
+process.env.RECSYS_STACK_DIR = stackDir;
+delete process.env.RECSYS_ADMIN_TOKEN;
+afterAll(() => fs.rmSync(stackDir, { recursive: true, force: true }));
 
 class FakeLoader implements ModelLoader {
   resolve(ref: ModelRef) {
@@ -55,6 +74,43 @@ describe('faults (pure)', () => {
     t.set('2', { addedLatencyMs: 0, errorRate: 0, randomRecommendations: false });
     expect(t.get('2')).toBeUndefined();
     expect(t.toJSON()).toEqual({ '1': { added_latency_ms: 0, error_rate: 0.5, random_recommendations: true } });
+  });
+
+  test('a fault expires after its TTL (default 10 minutes, at most an hour), and says so once', () => {
+    let now = 1_000_000;
+    const expired: string[] = [];
+    const t = new FaultTable({ now: () => now, onExpired: (v) => expired.push(v) });
+    const slow: Fault = { addedLatencyMs: 5, errorRate: 0, randomRecommendations: false };
+    t.set('1', slow);
+    t.set('2', slow, 2000);
+    t.set('3', slow, 10 * 3600_000);
+    expect(t.expiries()).toEqual({
+      '1': 1_000_000 + DEFAULT_FAULT_TTL_MS,
+      '2': 1_002_000,
+      '3': 1_000_000 + MAX_FAULT_TTL_MS,
+    });
+    now += 1999;
+    expect(t.get('2')).toEqual(slow);
+    now += 1;
+    expect(t.get('2')).toBeUndefined();
+    expect(Object.keys(t.toJSON())).toEqual(['1', '3']);
+    now += DEFAULT_FAULT_TTL_MS;
+    expect(t.toJSON()).toEqual({ '3': expect.any(Object) as object });
+    now += MAX_FAULT_TTL_MS;
+    expect(t.get('3')).toBeUndefined();
+    expect(t.expiries()).toEqual({});
+    expect(expired).toEqual(['2', '1', '3']);
+    // Setting again starts the TTL again.
+    t.set('2', slow, 1000);
+    expect(t.expiries()).toEqual({ '2': now + 1000 });
+  });
+
+  test('the TTL on the wire: 0 is the default, over an hour is refused naming the field', () => {
+    expect(faultTtlOf(0)).toBe(600_000);
+    expect(faultTtlOf(undefined)).toBe(600_000);
+    expect(faultTtlOf(30)).toBe(30_000);
+    expect(faultTtlOf(3600)).toBe(3_600_000);
+    expect(faultTtlOf(3601)).toBe('ttl_seconds must be an integer in [0, 3600] (0: the default, 600) (value: 3601)');
   });
 
   test('random rankings are distinct in-catalogue indices; errors follow the rate; latency is added', async () => {
@@ -213,5 +269,47 @@ describe.each([true, false])('SetFault over gRPC (allow faults: %s)', (allowed) 
     expect(count(after, unknown) - count(before, unknown)).toBe(1);
     const eligible = (v: string) => new RegExp(`recsys_feedback_eligible_total\\{model="m",version="${v}"\\} (\\d+)`);
     expect(count(after, eligible(res.model_version)) - count(before, eligible(res.model_version))).toBe(1);
+  });
+
+  test('a fault set with ttl_seconds stops by itself; GetState says when it expires; over an hour is refused', async () => {
+    const set = (ttl_seconds: number) =>
+      call(admin.SetFault.bind(admin), { model_version: '1', fault: { error_rate: 1 }, ttl_seconds });
+    expect(await failure(set(3601))).toMatchObject({
+      code: status.INVALID_ARGUMENT,
+      details: 'ttl_seconds must be an integer in [0, 3600] (0: the default, 600) (value: 3601)',
+    });
+    // Last in this block: the errors it causes on version 1 would show in the metrics the tests above check.
+    await call(admin.SetTrafficPolicy.bind(admin), { policy: { weights: { '1': 100 }, salt: '' } });
+    const before = Date.now();
+    await set(1);
+    const state = await call(admin.GetState.bind(admin), {});
+    expect(Object.keys(state.faults)).toEqual(['1']);
+    expect(state.fault_expires_at_ms['1']).toBeGreaterThanOrEqual(before + 1000);
+    expect(state.fault_expires_at_ms['1']).toBeLessThanOrEqual(Date.now() + 1000);
+    const failing = await Promise.all(
+      users.map((u) =>
+        recommend(client, req(u)).then(
+          () => 'ok',
+          () => 'failed',
+        ),
+      ),
+    );
+    expect(new Set(failing)).toEqual(new Set(['failed']));
+    await new Promise((r) => setTimeout(r, 1100));
+    const after = await Promise.all(
+      users.map((u) =>
+        recommend(client, req(u)).then(
+          () => 'ok',
+          () => 'failed',
+        ),
+      ),
+    );
+    expect(new Set(after)).toEqual(new Set(['ok']));
+    expect(await call(admin.GetState.bind(admin), {})).toMatchObject({ faults: {}, fault_expires_at_ms: {} });
+    // Without a TTL: the default ten minutes.
+    await call(admin.SetFault.bind(admin), { model_version: '1', fault: { added_latency_ms: 1 } });
+    const expires = (await call(admin.GetState.bind(admin), {})).fault_expires_at_ms['1']!;
+    expect(Math.abs(expires - (Date.now() + 600_000))).toBeLessThan(1000);
+    await call(admin.SetFault.bind(admin), { model_version: '1', fault: {} });
   });
 });

@@ -1,6 +1,8 @@
 /**
  * The request log's own logic with a fake uploader: layout and keys, batching by size and time, bounded memory with
- * spilling to disk while uploads fail, retries oldest first under the same keys, and nothing lost across close().
+ * spilling to disk while uploads fail, retries oldest first under the same keys, nothing lost across close(), every
+ * sealed chunk on disk before it ships (so a process that dies without close() loses only what it had not sealed),
+ * and spill files that are not chunks set aside as `.bad` while the others ship.
  */
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -8,6 +10,7 @@ import path from 'node:path';
 import { sealChunks } from '../../../serving/log-chunks';
 import { chunkKey, partitionOf } from '../../../serving/log-layout';
 import type { LogEntry } from '../../../serving/log-records';
+import { parseSpillFile } from '../../../serving/log-spill';
 import { RequestLog, type ChunkUploader } from '../../../serving/request-log';
 
 const T0 = Date.UTC(2026, 10, 22, 5, 59, 59, 500);
@@ -207,4 +210,108 @@ test('an upload that hangs times out, and close() keeps its deadline and spills 
   const bodies = await Promise.all(files.map((f) => fs.readFile(path.join(dir, f), 'utf8')));
   // One header line per file, then the records.
   expect(bodies.map((b) => b.trim().split('\n').length - 1).reduce((a, b) => a + b, 0)).toBe(6);
+});
+
+test('a sealed chunk is on disk before it ships: a log abandoned without close() (SIGKILL) loses only the unsealed', async () => {
+  const store = new FakeStore();
+  store.down = true;
+  // Plenty of room in memory: nothing reaches the disk for want of memory.
+  const first = newLog(store, { serverId: 'killed', maxChunksInMemory: 100, minRetryDelayMs: 60_000 });
+  await first.start();
+  for (let i = 0; i < 7; i++) {
+    first.append(rec(i));
+    if (i % 2 === 1 || i === 6) await first.flush(); // sealed: chunks of 2, 2, 2 and 1 records
+  }
+  first.append(rec(100)); // appended after the last seal: the bound of what a kill may lose
+  const files = (await fs.readdir(dir)).filter((n) => n.endsWith('.chunk'));
+  expect(files).toHaveLength(4);
+  // Each file is a complete chunk with the checksum of its body.
+  for (const f of files) {
+    const text = await fs.readFile(path.join(dir, f), 'utf8');
+    expect(typeof parseSpillFile(text)).toBe('object');
+    expect(JSON.parse(text.slice(0, text.indexOf('\n')))).toMatchObject({
+      sha256: expect.stringMatching(/^[0-9a-f]{64}$/),
+    });
+  }
+  // `first` is never closed, as after kill -9. The next server on the directory ships everything it had sealed.
+  store.down = false;
+  const second = newLog(store, { serverId: 'next' });
+  await second.start();
+  await waitFor(() => store.records().length === 7);
+  await second.close();
+  expect(
+    store
+      .records()
+      .map((r) => r.request_id)
+      .sort(),
+  ).toEqual(['r0', 'r1', 'r2', 'r3', 'r4', 'r5', 'r6']);
+  expect([...store.objects.keys()].every((k) => k.includes('/killed-'))).toBe(true);
+  expect(first.stats).toMatchObject({ buffered: 1 });
+});
+
+test('spill files that are not chunks are set aside as .bad, and the others still ship', async () => {
+  const store = new FakeStore();
+  store.down = true;
+  const writer = newLog(store, { serverId: 'w', maxChunksInMemory: 100 });
+  await writer.start();
+  for (let i = 0; i < 4; i++) {
+    writer.append(rec(i));
+    if (i % 2 === 1) await writer.flush();
+  }
+  await writer.close(0); // two good chunks on disk
+  const good = (await fs.readdir(dir)).sort();
+  expect(good).toHaveLength(2);
+  const goodText = await fs.readFile(path.join(dir, good[0]!), 'utf8');
+  // Sorted among the good ones: an empty file, a truncated copy, one with a changed body, a header that is no JSON.
+  await fs.writeFile(path.join(dir, '000000000000001-empty.chunk'), '');
+  await fs.writeFile(path.join(dir, '000000000000002-truncated.chunk'), goodText.slice(0, goodText.length - 20));
+  await fs.writeFile(path.join(dir, '000000000000003-changed.chunk'), goodText.replace('"u0"', '"u9"'));
+  await fs.writeFile(path.join(dir, '999999999999999-header.chunk'), '{not json\n{}\n');
+  // A complete chunk a writer (with this pid: a predecessor, as pids repeat in containers) never renamed, and a
+  // half-written one.
+  const pending = `000000000000004-pending.chunk.${process.pid}.tmp`;
+  const half = `000000000000005-half.chunk.${process.pid}.tmp`;
+  const pendingText = goodText.replace(/w-00000000/g, 'p-00000000');
+  await fs.writeFile(path.join(dir, pending), pendingText);
+  await fs.writeFile(path.join(dir, half), goodText.slice(0, 30));
+
+  store.down = false;
+  const reports: string[] = [];
+  const log = newLog(store, { serverId: 'next', onError: (m) => reports.push(m) });
+  await log.start();
+  await waitFor(() => store.objects.size === 3);
+  const left = await log.close();
+  expect(left).toMatchObject({ chunksSpilled: 0, badFiles: 5 });
+  expect(store.records()).toHaveLength(6); // both good chunks and the salvaged one
+  expect([...store.objects.keys()].some((k) => k.includes('/p-00000000'))).toBe(true);
+  expect((await fs.readdir(dir)).sort()).toEqual([
+    '000000000000001-empty.chunk.bad',
+    '000000000000002-truncated.chunk.bad',
+    '000000000000003-changed.chunk.bad',
+    `${half}.bad`,
+    '999999999999999-header.chunk.bad',
+  ]);
+  expect(reports.filter((r) => r.startsWith('set aside ')).sort()).toEqual([
+    `set aside ${path.join(dir, '000000000000001-empty.chunk.bad')}: not a log chunk (empty file); shipping the others`,
+    `set aside ${path.join(dir, '000000000000002-truncated.chunk.bad')}: not a log chunk (the body's sha256 does not match the header's (truncated or changed on disk)); shipping the others`,
+    `set aside ${path.join(dir, '000000000000003-changed.chunk.bad')}: not a log chunk (the body's sha256 does not match the header's (truncated or changed on disk)); shipping the others`,
+    `set aside ${path.join(dir, `${half}.bad`)}: not a log chunk (unfinished write: no header line); shipping the others`,
+    `set aside ${path.join(dir, '999999999999999-header.chunk.bad')}: not a log chunk (the header line is not JSON); shipping the others`,
+  ]);
+});
+
+test('spill files without a checksum (written before it was recorded) are still checked by their record count', () => {
+  const header = (records: number) =>
+    JSON.stringify({
+      key: 'recommend/model=m/date=2026-11-22/hour=05/s-00000001.jsonl',
+      kind: 'recommend',
+      records,
+      sealedAtMs: 1,
+    });
+  expect(parseSpillFile(`${header(2)}\n{"a":1}\n{"a":2}\n`)).toMatchObject({ records: 2 });
+  expect(parseSpillFile(`${header(2)}\n{"a":1}\n`)).toBe('the header says 2 records, the body has 1 lines');
+  expect(parseSpillFile(`${header(2)}\n{"a":1}\n{"a":`)).toBe(
+    'the header says 2 records, the body has no final newline',
+  );
+  expect(parseSpillFile(header(1).replace('recommend/model', '../model') + '\n{}\n')).toMatch(/^bad key in the header/);
 });

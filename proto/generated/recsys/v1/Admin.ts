@@ -148,8 +148,10 @@ export interface AdminClient extends grpc.Client {
   /**
    * Injects a fault into one version's requests, for demonstrations and tests of rollbacks; an empty fault (all fields
    * at their defaults) clears it. Setting the same fault twice changes nothing. The version need not be loaded (the
-   * fault waits for it). Errors: FAILED_PRECONDITION unless the server was started with --allow-faults;
-   * INVALID_ARGUMENT naming the field (error_rate outside [0, 1], a negative or over-60 s latency, no version).
+   * fault waits for it). A fault expires by itself after ttl_seconds, so a caller that dies before clearing it never
+   * leaves a version broken. Errors: FAILED_PRECONDITION unless the server was started with --allow-faults;
+   * INVALID_ARGUMENT naming the field (error_rate outside [0, 1], a negative or over-60 s latency, no version, a TTL
+   * over 3600 s).
    */
   SetFault(
     argument: _recsys_v1_SetFaultRequest,
@@ -174,8 +176,10 @@ export interface AdminClient extends grpc.Client {
   /**
    * Injects a fault into one version's requests, for demonstrations and tests of rollbacks; an empty fault (all fields
    * at their defaults) clears it. Setting the same fault twice changes nothing. The version need not be loaded (the
-   * fault waits for it). Errors: FAILED_PRECONDITION unless the server was started with --allow-faults;
-   * INVALID_ARGUMENT naming the field (error_rate outside [0, 1], a negative or over-60 s latency, no version).
+   * fault waits for it). A fault expires by itself after ttl_seconds, so a caller that dies before clearing it never
+   * leaves a version broken. Errors: FAILED_PRECONDITION unless the server was started with --allow-faults;
+   * INVALID_ARGUMENT naming the field (error_rate outside [0, 1], a negative or over-60 s latency, no version, a TTL
+   * over 3600 s).
    */
   setFault(
     argument: _recsys_v1_SetFaultRequest,
@@ -314,8 +318,10 @@ export interface AdminHandlers extends grpc.UntypedServiceImplementation {
   /**
    * Injects a fault into one version's requests, for demonstrations and tests of rollbacks; an empty fault (all fields
    * at their defaults) clears it. Setting the same fault twice changes nothing. The version need not be loaded (the
-   * fault waits for it). Errors: FAILED_PRECONDITION unless the server was started with --allow-faults;
-   * INVALID_ARGUMENT naming the field (error_rate outside [0, 1], a negative or over-60 s latency, no version).
+   * fault waits for it). A fault expires by itself after ttl_seconds, so a caller that dies before clearing it never
+   * leaves a version broken. Errors: FAILED_PRECONDITION unless the server was started with --allow-faults;
+   * INVALID_ARGUMENT naming the field (error_rate outside [0, 1], a negative or over-60 s latency, no version, a TTL
+   * over 3600 s).
    */
   SetFault: grpc.handleUnaryCall<_recsys_v1_SetFaultRequest__Output, _recsys_v1_SetFaultResponse>;
 

@@ -10,6 +10,7 @@ import type {
   TrafficPolicy__Output as _recsys_v1_TrafficPolicy__Output,
 } from '../../recsys/v1/TrafficPolicy';
 import type { Fault as _recsys_v1_Fault, Fault__Output as _recsys_v1_Fault__Output } from '../../recsys/v1/Fault';
+import type { Long } from '@grpc/proto-loader';
 
 export interface GetStateResponse {
   versions?: _recsys_v1_LoadedVersion[];
@@ -25,6 +26,10 @@ export interface GetStateResponse {
    * True when the server accepts SetFault.
    */
   faults_allowed?: boolean;
+  /**
+   * When each fault in force expires (epoch milliseconds), by version.
+   */
+  fault_expires_at_ms?: { [key: string]: number | string | Long };
 }
 
 export interface GetStateResponse__Output {
@@ -41,4 +46,8 @@ export interface GetStateResponse__Output {
    * True when the server accepts SetFault.
    */
   faults_allowed: boolean;
+  /**
+   * When each fault in force expires (epoch milliseconds), by version.
+   */
+  fault_expires_at_ms: { [key: string]: number };
 }

@@ -12,6 +12,11 @@ export interface SetFaultRequest {
    * Absent or empty: clear the version's fault.
    */
   fault?: _recsys_v1_Fault | null;
+  /**
+   * How long the fault stays in force: 0 means the default, 600 s; at most 3600 s. Setting a fault again (the same or
+   * another) starts its TTL again.
+   */
+  ttl_seconds?: number;
 }
 
 export interface SetFaultRequest__Output {
@@ -23,4 +28,9 @@ export interface SetFaultRequest__Output {
    * Absent or empty: clear the version's fault.
    */
   fault: _recsys_v1_Fault__Output | null;
+  /**
+   * How long the fault stays in force: 0 means the default, 600 s; at most 3600 s. Setting a fault again (the same or
+   * another) starts its TTL again.
+   */
+  ttl_seconds: number;
 }

@@ -5,14 +5,14 @@ import type { Fault as _recsys_v1_Fault, Fault__Output as _recsys_v1_Fault__Outp
 
 export interface SetFaultResponse {
   /**
-   * The faults in force after the call, by version.
+   * The faults in force after the call, by version (GetState says when each expires).
    */
   faults?: { [key: string]: _recsys_v1_Fault };
 }
 
 export interface SetFaultResponse__Output {
   /**
-   * The faults in force after the call, by version.
+   * The faults in force after the call, by version (GetState says when each expires).
    */
   faults: { [key: string]: _recsys_v1_Fault__Output };
 }
