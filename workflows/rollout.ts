@@ -14,21 +14,17 @@
  * workflow, environment-lease.ts) while used, and a rollout that finds one held waits for it. Every activity runs on
  * the control task queue, so a rollback never waits behind a training. The workflow history is the audit log.
  */
-import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import {
   ActivityFailure,
   ApplicationFailure,
   CancellationScope,
   isCancellation,
   log,
-  ParentClosePolicy,
   proxyActivities,
   setHandler,
   sleep,
-  startChild,
   upsertSearchAttributes,
   workflowInfo,
-  type ChildWorkflowHandle,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { LoadTestResult, MetricsSnapshot } from '../activities/contracts';
@@ -45,7 +41,7 @@ import {
   onControlQueue,
   registryOptions,
 } from './activity-options';
-import { environmentLease, environmentLeaseId, releaseLeaseSignal } from './environment-lease';
+import { EnvironmentHolds, type Environment } from './environment-holds';
 import { acceptDecisions, type Decisions } from './rollout-decisions';
 import {
   rolloutStateQuery,
@@ -83,10 +79,6 @@ function controlActivities(taskQueue: string) {
   };
 }
 
-type Environment = 'staging' | 'production';
-/** A lease outlives any wait for approval (at most 7 days by config) only as a last resort. */
-const LEASE_MAX_SECONDS = 8 * 24 * 3600;
-
 /** A business outcome that ends the rollout with a rollback, as opposed to a fault. */
 class RollBack extends Error {
   override name = 'RollBack';
@@ -113,7 +105,13 @@ class Rollout {
   private readonly workflowId = workflowInfo().workflowId;
   private readonly salt: string;
   private readonly act = controlActivities(workflowInfo().taskQueue);
-  private readonly leases = new Map<Environment, ChildWorkflowHandle<typeof environmentLease>>();
+  private readonly holds = new EnvironmentHolds(this.workflowId, this.act, {
+    waiting: (env, holder, leaseId) => {
+      this.enter('waiting-for-environment');
+      this.note(`waiting for ${env}: held by ${holder ?? 'another rollout'} (lease ${leaseId})`);
+    },
+    free: (env, waited, leaseId) => this.note(`${env} is free after ${waited} s: holding it (${leaseId})`),
+  });
 
   constructor(
     private readonly input: RolloutInput,
@@ -328,65 +326,14 @@ class Rollout {
     return this.finish('promoted', `approved by ${d.by}: ${d.reason}`);
   }
 
-  /**
-   * Takes an environment's lease, waiting while another rollout holds it (phase `waiting-for-environment`, the holder
-   * named); its release is registered with the saga, so compensation still runs while it is held.
-   */
+  /** Holds an environment (waiting while another rollout does); its release is an undo, so compensation runs held. */
   private async hold(env: Environment): Promise<void> {
-    const { port } = await this.act.environmentPort({ env });
-    const leaseId = environmentLeaseId(env, port);
-    const { retrySeconds, maxWaitSeconds } = this.cfg.environments;
-    let waited = 0;
-    let holder: string | undefined;
-    for (;;) {
-      try {
-        // Started outside the rollout's cancellation scope: an abort must not end the lease before the undos ran.
-        const lease = await CancellationScope.nonCancellable(() =>
-          startChild(environmentLease, {
-            workflowId: leaseId,
-            args: [{ env, holder: this.workflowId, maxSeconds: LEASE_MAX_SECONDS }],
-            // The lease ends with its holder, however the holder ends: it cannot leak.
-            parentClosePolicy: ParentClosePolicy.TERMINATE,
-            staticSummary: `${env} held by ${this.workflowId}`,
-          }),
-        );
-        this.leases.set(env, lease);
-        this.saga.add(`release ${env}`, () => this.release(env));
-        if (waited > 0) this.note(`${env} is free after ${waited} s: holding it (${leaseId})`);
-        return;
-      } catch (err) {
-        if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
-      }
-      if (waited >= maxWaitSeconds)
-        throw ApplicationFailure.nonRetryable(
-          `${env} is held by ${holder ?? 'another rollout'} (lease ${leaseId}) and was not free within ` +
-            `${maxWaitSeconds} s (config environments.maxWaitSeconds)`,
-          'EnvironmentBusy',
-        );
-      const now = await this.act.leaseHolder({ leaseId });
-      if (waited === 0 || now !== holder) {
-        holder = now;
-        this.enter('waiting-for-environment');
-        this.note(`waiting for ${env}: held by ${holder ?? 'another rollout'} (lease ${leaseId})`);
-      }
-      await sleep(retrySeconds * 1000);
-      waited += retrySeconds;
-    }
+    await this.holds.hold(env, this.cfg.environments);
+    this.saga.add(`release ${env}`, () => this.holds.release(env));
   }
 
-  /** Releases a held environment and waits until the lease has ended (idempotent). */
-  private async release(env: Environment): Promise<void> {
-    const lease = this.leases.get(env);
-    if (!lease) return;
-    try {
-      await lease.signal(releaseLeaseSignal);
-      await lease.result();
-    } catch (err) {
-      if (isCancellation(err)) throw err;
-      // The lease ended on its own (expired, or terminated by hand): the environment is free either way.
-      log.warn(`lease of ${env} had already ended`, { error: failureMessage(err) });
-    }
-    this.leases.delete(env);
+  private release(env: Environment): Promise<void> {
+    return this.holds.release(env);
   }
 
   /**

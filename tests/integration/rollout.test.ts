@@ -15,6 +15,7 @@ import { simulate, type SimulationResult } from '../../fleet/simulate/run';
 import { expandPopulation, loadWorkload, type SimUser } from '../../fleet/simulate/workload';
 import { createTrainingWorker, type RecsysWorker } from '../../worker/create-worker';
 import {
+  abortUpdate,
   approveUpdate,
   rejectUpdate,
   rolloutStateQuery,
@@ -265,6 +266,31 @@ test('a rejection rolls back; an approval outside the approval phase is refused'
   await handle.executeUpdate(rejectUpdate, { args: [{ by: 'bob', reason: 'not this week' }] });
   const result = await handle.result();
   expect(result).toMatchObject({ outcome: 'rolled-back', reason: 'rejected by bob: not this week' });
+  await expectProductionOn(champion);
+});
+
+test('two rollouts of the model at once: the second waits for production while the first holds it', async () => {
+  const a = await candidate();
+  const b = await candidate();
+  const first = await start(a, ONE_STEP);
+  await untilCanaryAt(first, a);
+  const second = await start(b, ONE_STEP);
+  // Staging is free again (the first is done with it); production is not.
+  const waiting = await until(second, 'waiting-for-environment');
+  expect(waiting.events.at(-1)?.what).toMatch(`waiting for production: held by ${first.workflowId}`);
+  expect(waiting.staging?.errors).toBe(0);
+  const held = await act(environmentState, { env: 'production' });
+  for (const r of held.replicas) expect(r.versions.map((v) => v.version).sort()).toEqual([champion, a].sort());
+
+  // No traffic here: the first's canary asks a human, who rejects it.
+  await until(first, 'awaiting-traffic-decision');
+  await first.executeUpdate(rejectUpdate, { args: [{ by: 'bob', reason: 'first one out' }] });
+  expect((await first.result()).outcome).toBe('rolled-back');
+  await untilCanaryAt(second, b);
+  const after = await act(environmentState, { env: 'production' });
+  for (const r of after.replicas) expect(r.versions.map((v) => v.version).sort()).toEqual([champion, b].sort());
+  await second.executeUpdate(abortUpdate, { args: [{ by: 'bob', reason: 'second one out' }] });
+  expect((await second.result()).outcome).toBe('rolled-back');
   await expectProductionOn(champion);
 });
 
