@@ -1,5 +1,6 @@
 /** Heartbeats that also work when an activity function is called outside a worker (benchmarks, scripts). */
 import { CancelledFailure, Context } from '@temporalio/activity';
+import { withTicker } from '../lib/time';
 
 function currentContext(): Context | undefined {
   try {
@@ -34,10 +35,5 @@ export function lastHeartbeatDetails<T>(): T | undefined {
  */
 export async function heartbeating<T>(detail: () => unknown, work: () => Promise<T>, everyMs = 2000): Promise<T> {
   activityHeartbeat(detail());
-  const timer = setInterval(() => activityHeartbeat(detail()), everyMs);
-  try {
-    return await work();
-  } finally {
-    clearInterval(timer);
-  }
+  return withTicker(everyMs, () => activityHeartbeat(detail()), work);
 }

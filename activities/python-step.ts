@@ -13,6 +13,7 @@
 import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
 import type { z } from 'zod';
 import { withTempDir } from '../lib/files';
+import { withTicker } from '../lib/time';
 import type { ActivityDeps } from './deps';
 import { PythonStepError, runPython } from './python-process';
 
@@ -97,22 +98,26 @@ export async function runPythonStep<S extends { reused: boolean }, H>(
   if (existing.success) return { ...existing.data, reused: true };
 
   let details = step.heartbeat;
-  const ticker = setInterval(() => activity.heartbeat(details), HEARTBEAT_EVERY_MS);
   try {
-    return await withTempDir(step.name, async (dir) => {
-      const ctx: StepContext<H> = {
-        dir,
-        heartbeat(next) {
-          details = typeof next === 'function' ? next(details) : { ...details, ...next };
-          activity.heartbeat(details);
-        },
-        python: (call) => python(call, deps.config.python, activity.cancellationSignal),
-      };
-      const summary = await step.work(ctx);
-      // The summary last: its presence means every output above is stored.
-      await deps.store.putJson(step.summaryUri, summary);
-      return summary;
-    });
+    return await withTicker(
+      HEARTBEAT_EVERY_MS,
+      () => activity.heartbeat(details),
+      () =>
+        withTempDir(step.name, async (dir) => {
+          const ctx: StepContext<H> = {
+            dir,
+            heartbeat(next) {
+              details = typeof next === 'function' ? next(details) : { ...details, ...next };
+              activity.heartbeat(details);
+            },
+            python: (call) => python(call, deps.config.python, activity.cancellationSignal),
+          };
+          const summary = await step.work(ctx);
+          // The summary last: its presence means every output above is stored.
+          await deps.store.putJson(step.summaryUri, summary);
+          return summary;
+        }),
+    );
   } catch (err) {
     if (activity.cancellationSignal.aborted) throw new CancelledFailure(`${step.name} cancelled`);
     if (err instanceof PythonStepError) {
@@ -123,8 +128,6 @@ export async function runPythonStep<S extends { reused: boolean }, H>(
     // Output that does not fit its schema will not fit on the next attempt either.
     if (err instanceof PythonOutputError) throw ApplicationFailure.nonRetryable(err.message, err.name);
     throw err;
-  } finally {
-    clearInterval(ticker);
   }
 }
 

@@ -7,7 +7,7 @@
  * with offset 0 for production and 10 for staging. Tests set other bases so they never meet `make demo`'s server.
  */
 import path from 'node:path';
-import { stackDirOf } from '../lib/admin-token';
+import { stackDirOf } from '../lib/config';
 
 export const ENVIRONMENTS = ['staging', 'production'] as const;
 export type EnvName = (typeof ENVIRONMENTS)[number];
@@ -47,11 +47,6 @@ export function portBases(): PortBases {
   return { grpc: portFrom('RECSYS_ENV_PORT_BASE', 50051), metrics: portFrom('RECSYS_ENV_METRICS_PORT_BASE', 9464) };
 }
 
-/** $RECSYS_STACK_DIR (infra/env.sh), default ~/.cache/recsys/stack. */
-export function stackDir(): string {
-  return stackDirOf();
-}
-
 export function checkEnv(env: string): EnvName {
   if (!(ENVIRONMENTS as readonly string[]).includes(env))
     throw new Error(`environment must be one of ${ENVIRONMENTS.join(', ')}, got ${JSON.stringify(env)}`);
@@ -70,7 +65,7 @@ export function replica(env: EnvName, index: number, bases: PortBases = portBase
   const grpcPort = bases.grpc + OFFSET[env] + index;
   const metricsPort = bases.metrics + OFFSET[env] + index;
   const name = `env-${env}-${grpcPort}`;
-  const dir = stackDir();
+  const dir = stackDirOf();
   return {
     env,
     index,

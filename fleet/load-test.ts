@@ -10,6 +10,7 @@ import { envOf, servingAddresses } from './environment';
 import { configError, FleetError } from './errors';
 import { simulate, type SimulationProgress, type SimulationResult } from './simulate/run';
 import { loadWorkload } from './simulate/workload';
+import { withTicker } from '../lib/time';
 
 export interface LoadTestInput {
   env: string;
@@ -53,15 +54,13 @@ export async function runLoadTest(
   if (!(input.qps > 0 && input.qps <= 5000)) throw configError(`qps must be in (0, 5000], got ${input.qps}`);
   const addresses = await servingAddresses(env, input.model);
   // Downloading and reading the dataset can take a while: say so while it happens, not only before.
-  const ticker = setInterval(() => deps.progress('loading the dataset'), 2000);
-  let users;
-  try {
-    deps.progress('loading the dataset');
-    const dir = await localDataset(manifestUri(input.dataset.uri), deps.store, deps.cacheDir);
-    users = await loadWorkload(dir, { maxUsers: input.users });
-  } finally {
-    clearInterval(ticker);
-  }
+  const loading = () => deps.progress('loading the dataset');
+  loading();
+  const users = await withTicker(2000, loading, async () =>
+    loadWorkload(await localDataset(manifestUri(input.dataset.uri), deps.store, deps.cacheDir), {
+      maxUsers: input.users,
+    }),
+  );
   const r = await simulate({
     addresses,
     users,

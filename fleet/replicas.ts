@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { healthStatus } from '../serving/client';
-import { SHUTDOWN_BUDGET_MS } from '../serving/server';
+import { SHUTDOWN_BUDGET_MS } from '../serving/shutdown-budget';
 import type { Replica } from './environments';
 import { sleep } from '../lib/time';
 

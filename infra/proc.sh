@@ -14,7 +14,7 @@ stop() {
   local pid; pid=$(cat "$pidfile")
   if kill -0 "$pid" 2>/dev/null; then
     kill -TERM -- "-$pid" 2>/dev/null || true
-    # 20 s: a serving replica drains and ships its request log within 15 s (serving/server.ts SHUTDOWN_BUDGET_MS).
+    # 20 s: a serving replica drains and ships its request log within 15 s (serving/shutdown-budget.ts SHUTDOWN_BUDGET_MS).
     for _ in $(seq 1 80); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
     kill -KILL -- "-$pid" 2>/dev/null || true
     log "$name: stopped"

@@ -10,19 +10,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
+import { stackDirOf } from './config';
 
 export const ADMIN_TOKEN_ENV = 'RECSYS_ADMIN_TOKEN';
 /** gRPC metadata key the token travels in, as `Bearer <token>` (what grpcurl -H 'authorization: ...' sends). */
 export const ADMIN_TOKEN_METADATA = 'authorization';
 export const MIN_TOKEN_LENGTH = 16;
-
-/** $RECSYS_STACK_DIR (infra/env.sh), default ~/.cache/recsys/stack; the same rule as fleet/environments.ts. */
-export function stackDirOf(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.RECSYS_STACK_DIR) return env.RECSYS_STACK_DIR;
-  return path.join(env.RECSYS_CACHE || path.join(os.homedir(), '.cache', 'recsys'), 'stack');
-}
 
 export const adminTokenFile = (env: NodeJS.ProcessEnv = process.env): string =>
   path.join(stackDirOf(env), 'admin-token');

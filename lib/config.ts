@@ -70,6 +70,12 @@ export function loadConfig(): RecsysConfig {
   };
 }
 
+/** $RECSYS_STACK_DIR (infra/env.sh): the local stack's data, pid files and logs; default ~/.cache/recsys/stack. */
+export function stackDirOf(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.RECSYS_STACK_DIR) return env.RECSYS_STACK_DIR;
+  return path.join(env.RECSYS_CACHE || path.join(os.homedir(), '.cache', 'recsys'), 'stack');
+}
+
 let cached: RecsysConfig | undefined;
 /** The process-wide configuration. */
 export function config(): RecsysConfig {

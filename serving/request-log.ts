@@ -19,6 +19,7 @@ import type { LogEntry, LogKind } from './log-records';
 import { SpillDir } from './log-spill';
 import { messageOf } from './errors';
 import { sleep } from '../lib/time';
+import { LOG_SHIP_GRACE_MS } from './shutdown-budget';
 
 /** Writes one chunk under its key (relative to the log prefix). Must be safe to repeat with the same key and body. */
 export interface ChunkUploader {
@@ -67,7 +68,7 @@ export interface RequestLogStats {
 export const DEFAULT_FLUSH_INTERVAL_MS = 2_000;
 export const DEFAULT_BATCH_RECORDS = 1_000;
 /** How long close() spends shipping by default; what is left after that is already on disk. */
-export const DEFAULT_CLOSE_GRACE_MS = 8_000;
+export const DEFAULT_CLOSE_GRACE_MS = LOG_SHIP_GRACE_MS;
 /** Local disk writes get this long in close() even when the shipping grace is shorter: they are what keeps records. */
 const MIN_CLOSE_WRITE_MS = 2_000;
 

@@ -14,19 +14,11 @@ import { adminHandlers, requireAdminToken } from './admin-service';
 import type { FaultTable } from './faults';
 import type { ModelPool } from './model-pool';
 import { RECOMMENDER_SERVICE, packageDefinition, recsysV1 } from './proto';
-import { DEFAULT_CLOSE_GRACE_MS } from './request-log';
 import { recommenderHandlers, type ServiceHooks } from './service';
 
 export const HOST = '127.0.0.1';
 
-/**
- * How long shutdown lets in-flight calls finish, then how long the request log gets to ship what is left (whatever it
- * cannot ship is already in its spill directory). Whoever stops a server with SIGTERM should wait SHUTDOWN_BUDGET_MS
- * before SIGKILL: the two budgets plus releasing the models and closing the metrics endpoint.
- */
-export const DRAIN_GRACE_MS = 5_000;
-export const LOG_SHIP_GRACE_MS = DEFAULT_CLOSE_GRACE_MS;
-export const SHUTDOWN_BUDGET_MS = DRAIN_GRACE_MS + LOG_SHIP_GRACE_MS + 2_000;
+import { DRAIN_GRACE_MS } from './shutdown-budget';
 
 /** 127.0.0.0/8, ::1 and `localhost`: the hosts a server may bind. */
 export function isLoopbackHost(host: string): boolean {

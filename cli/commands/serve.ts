@@ -1,7 +1,7 @@
 /**
  * `recsys serve`: loads a registered model version (by alias, the champion by default) and serves recsys.v1 on
  * 127.0.0.1 (or another loopback address; anything else is refused) until SIGINT/SIGTERM, then drains in-flight calls
- * and ships its request log, within SHUTDOWN_BUDGET_MS (serving/server.ts). SIGHUP re-resolves the alias and swaps to
+ * and ships its request log, within SHUTDOWN_BUDGET_MS (serving/shutdown-budget.ts). SIGHUP re-resolves the alias and swaps to
  * the version it now points at; if that version fails its checks, the current one keeps serving. Every answered
  * request and feedback event goes to the request log (serving/request-log.ts: on local disk as soon as a chunk is
  * sealed, shipped to the object store from there); Prometheus metrics are served on
@@ -18,7 +18,8 @@ import type { LoadedModel } from '../../serving/loaded-model';
 import { registryLoader } from '../../serving/model-loader';
 import type { ModelRef } from '../../serving/model-ref';
 import { DEFAULT_LOAD_TIMEOUT_MS, ModelPool } from '../../serving/model-pool';
-import { DRAIN_GRACE_MS, HOST, SHUTDOWN_BUDGET_MS, isLoopbackHost, startServer } from '../../serving/server';
+import { HOST, isLoopbackHost, startServer } from '../../serving/server';
+import { DRAIN_GRACE_MS, SHUTDOWN_BUDGET_MS } from '../../serving/shutdown-budget';
 import { messageOf } from '../../serving/errors';
 import { FaultTable } from '../../serving/faults';
 import { config } from '../../lib/config';

@@ -6,21 +6,19 @@
  * start, and sets aside a corrupt spill file without stopping. Every acknowledged call must be in the object store
  * except those acknowledged in the last flush interval (plus a little for the write under way) before the kill.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { stackDirOf } from '../../lib/admin-token';
-import { config } from '../../lib/config';
+import { config, stackDirOf } from '../../lib/config';
 import { objectStore, parseS3Uri } from '../../lib/object-store';
 import { feedback, recommend, recommenderClient } from '../../serving/client';
 import { defaultLoaderDeps, registryLoader } from '../../serving/model-loader';
 import type { RecommenderClient } from '../../serving/proto';
+import { spawnServe, type ServeProcess } from './serve-process';
 import { uniqueName, useTemporal } from './stack';
 import { trainTinyModel } from './training-fixture';
 
-const ROOT = path.resolve(__dirname, '..', '..');
 const FLUSH_SECONDS = 1;
 /** Beyond the flush interval: the spill write of the last sealed chunk, and event-loop lag under load. */
 const SLACK_MS = 500;
@@ -32,45 +30,10 @@ let model: string;
 let cache: string;
 let prefix: string;
 
-interface Serve {
-  child: ChildProcess;
-  exited: Promise<number | null>;
-  output: () => string;
-  waitFor: (re: RegExp) => Promise<RegExpExecArray>;
-}
-
 /** `recsys serve` as cli/bin/recsys runs it, with an environment of the test's choosing. */
-function serve(env: NodeJS.ProcessEnv): Serve {
+function serve(env: NodeJS.ProcessEnv): ServeProcess {
   const args = ['--model', model, '--alias', 'challenger', '--port', '0', '--metrics-port', '0'];
-  const child = spawn(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      'cli/main.ts',
-      'serve',
-      ...args,
-      '--log-prefix',
-      prefix,
-      '--log-flush-seconds',
-      `${FLUSH_SECONDS}`,
-    ],
-    { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let output = '';
-  child.stdout.on('data', (b: Buffer) => (output += b.toString()));
-  child.stderr.on('data', (b: Buffer) => (output += b.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
-  const waitFor = async (re: RegExp) => {
-    for (let i = 0; i < 600; i++) {
-      const m = re.exec(output);
-      if (m) return m;
-      if (child.exitCode !== null || child.signalCode !== null) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    throw new Error(`no ${String(re)} in the output of recsys serve:\n${output}`);
-  };
-  return { child, exited, output: () => output, waitFor };
+  return spawnServe([...args, '--log-prefix', prefix, '--log-flush-seconds', `${FLUSH_SECONDS}`], env);
 }
 
 /** A loopback port nothing listens on: bound once to learn it, then closed. */

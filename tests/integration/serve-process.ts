@@ -14,9 +14,11 @@ export interface ServeProcess {
   waitFor: (re: RegExp) => Promise<RegExpExecArray>;
 }
 
-export function spawnServe(args: string[]): ServeProcess {
+/** `env` replaces the process's environment (default: this one's). */
+export function spawnServe(args: string[], env?: NodeJS.ProcessEnv): ServeProcess {
   const child = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', 'serve', ...args], {
     cwd: ROOT,
+    env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
