@@ -7,10 +7,14 @@ import { z } from 'zod';
 import type { Anomaly, ValidationStatus } from '../lib/dataset/anomalies';
 import type { EtlConfigInput } from '../lib/dataset/etl-config';
 import type { DatasetRef, DatasetVersion } from '../lib/dataset/ref';
+import type { SourceSpecInput } from '../lib/dataset/source';
+import type { DriftConfig } from '../lib/drift/config';
+import type { WindowVerdict } from '../lib/drift/evaluate';
 import type { ValidationConfigInput } from '../lib/dataset/validation-config';
 import type { GateConfigInput } from '../lib/gates/config';
 import type { GateDecision } from '../lib/gates/decide';
 import type { AnalysisResult } from '../lib/rollout/analysis';
+import type { RolloutConfigInput } from '../lib/rollout/config';
 import type { MetricsSnapshot } from '../fleet/version-metrics';
 
 // --- python steps: train, evaluate, export, quantize --------------------------------------------------------------
@@ -219,8 +223,11 @@ export interface QuantizationInput {
 export interface EtlInput {
   /** Dataset name, e.g. `ml-100k`. */
   name: string;
-  /** Raw log files in the object store. */
-  sources: string[];
+  /**
+   * Raw logs in the object store: a URI string is read as `config` says; a spec `{ uri, format, ... }` with its own
+   * reading (e.g. the serving tier's feedback log, format `recsys-feedback`). See lib/dataset/source.ts.
+   */
+  sources: SourceSpecInput[];
   config: EtlConfigInput;
 }
 
@@ -271,6 +278,10 @@ export interface RegisterInput {
   /** Quantization figures recorded as version tags (`recsys.quantization.<key>`). */
   quantization?: Record<string, string | number>;
   gates: GateDecision;
+  /** The recipe this training was asked to follow (recordRecipe), tagged so a retrain can start from it. */
+  recipeUri?: string;
+  /** Why it ran, when not by hand: the drift report and the workflow that asked (tagged on run and version). */
+  cause?: { driftReportUri?: string; requestedBy?: string };
 }
 
 export interface RegisterResult {
@@ -336,4 +347,90 @@ export type { MetricsSnapshot } from '../fleet/version-metrics';
 export interface CanaryAnalysis {
   result: AnalysisResult;
   after: MetricsSnapshot;
+}
+
+// --- retraining: what a training was asked to do, and the next one planned from the champion's --------------------
+
+/**
+ * Everything a continuousTraining run was asked to do except who asked: recorded next to the registered version
+ * (`recsys.training_input_uri`), so a retrain can start from the champion's own recipe with the new data appended.
+ */
+export interface TrainingRecipe {
+  dataset: { name: string; sources: EtlInput['sources']; etl: EtlInput['config'] };
+  train?: Record<string, unknown>;
+  nprocPerNode?: number;
+  topK?: number;
+  validation?: ValidationConfigInput;
+  gates?: GateConfigInput;
+  autoRollout?: boolean;
+  rollout?: RolloutConfigInput;
+  /** Served feedback up to this instant (epoch ms) is in the dataset's sources; the next retrain starts there. */
+  feedbackUntilMs?: number;
+}
+
+export interface PlanRetrainInput {
+  model: string;
+  /** Fields of the recipe to replace (validation, gates, rollout, train config, ...). */
+  overrides?: Partial<Omit<TrainingRecipe, 'dataset' | 'feedbackUntilMs'>>;
+  /** The serving environment whose feedback becomes training data. */
+  feedbackEnv?: string;
+}
+
+export interface RetrainPlan {
+  recipe: TrainingRecipe;
+  basedOn: { championVersion: string; datasetVersion: string; recipeUri: string };
+  /** The served feedback appended (rows 0: none since the champion's data; its uri is then undefined). */
+  feedback: { uri?: string; rows: number; fromMs: number; toMs: number };
+}
+
+export interface RecordRecipeInput {
+  model: string;
+  workflowId: string;
+  workflowRunId: string;
+  recipe: TrainingRecipe;
+}
+
+// --- drift monitoring ------------------------------------------------------------------------------------------------
+
+export interface DriftContext {
+  /** The champion whose traffic is watched and whose dataset defines the buckets (absent: nothing to watch). */
+  champion?: { version: string; datasetUri: string; datasetVersion: string };
+  /** A rollout of the model running now (its workflow id): drift decisions wait while traffic is being moved. */
+  rolloutRunning?: string;
+}
+
+export interface SummarizeWindowInput {
+  model: string;
+  env: string;
+  window: { startMs: number; endMs: number };
+  /** Feedback up to endMs + graceMs joins the window's answers (clicks come after the answer). */
+  graceMs: number;
+  /** The dataset version whose statistics define the buckets. */
+  datasetUri: string;
+}
+
+export interface SummarizeWindowResult {
+  uri: string;
+  requests: number;
+  feedback: number;
+  versions: Record<string, number>;
+  chunks: number;
+  /** The summary existed already (a retried or replayed window is never counted twice). */
+  reused: boolean;
+}
+
+export interface EvaluateWindowInput {
+  model: string;
+  env: string;
+  summaryUri: string;
+  baselineUris: string[];
+  config: DriftConfig;
+  /** The earlier windows' verdicts, oldest first (for persistence). */
+  history: WindowVerdict[];
+}
+
+export interface EvaluateWindowResult {
+  verdict: WindowVerdict;
+  /** The window's report: verdict, per-signal figures, the summaries and config it was judged with. */
+  reportUri: string;
 }

@@ -1,18 +1,21 @@
 /**
  * ETL activity: raw interaction logs (s3:// URIs) → a validated, content-addressed dataset version.
  *
+ * Each source is read as the config says or with its own reading (lib/dataset/source.ts), so served feedback joins
+ * the logs a dataset was first built from; the manifest records how each source was read.
+ *
  * Nothing is written until every record has been validated, and the manifest goes last, so a failed or interrupted
  * run never leaves a version behind. Re-running on the same input and config finds the manifest and reuses it.
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/activity';
-import { DataValidationError, type InputProblem } from '../lib/errors';
+import { ConfigError, DataValidationError, type InputProblem } from '../lib/errors';
 import { fileDigest, sha256File, withTempDir } from '../lib/files';
 import { parseS3Uri } from '../lib/object-store';
 import { buildDataset, dedupe, type BuiltDataset, type SourcedInteraction } from '../lib/dataset/build';
 import { EtlConfig } from '../lib/dataset/etl-config';
-import { Manifest } from '../lib/dataset/manifest';
+import { Manifest, manifestSources, type ManifestSource } from '../lib/dataset/manifest';
 import {
   datasetFileUri,
   datasetUri,
@@ -21,6 +24,14 @@ import {
   type DatasetVersion,
 } from '../lib/dataset/ref';
 import { isProblem, readRaw } from '../lib/dataset/raw-formats';
+import {
+  parseSources,
+  readingOf,
+  sourcesKey,
+  sourceUri,
+  type SourceReading,
+  type SourceSpec,
+} from '../lib/dataset/source';
 import { SPLIT_NAMES } from '../lib/dataset/split';
 import { validateRecord } from '../lib/dataset/validate';
 import { INTERACTION_SCHEMA, ITEM_SCHEMA, USER_SCHEMA, writeDatasetParquet } from '../lib/dataset/write-parquet';
@@ -28,46 +39,61 @@ import type { EtlInput } from './contracts';
 import { defaultDeps, type ActivityDeps } from './deps';
 import { activityHeartbeat, heartbeating, throwIfCancelled } from './heartbeat';
 
-interface SourceInfo {
+/** A downloaded source: where it is here, and as given (a URI string when absent: read as the config says). */
+export interface LocalSource {
   uri: string;
-  sha256: string;
-  bytes: number;
-  records: number;
+  local: string;
+  source?: SourceSpec;
 }
 
 /** Reads and validates every source; throws DataValidationError naming file, line, field and value. */
 export async function readAndValidate(
-  files: { uri: string; local: string }[],
+  files: LocalSource[],
   cfg: EtlConfig,
   onProgress: (rows: number) => void = () => undefined,
-): Promise<{ rows: SourcedInteraction[]; sources: SourceInfo[] }> {
+): Promise<{ rows: SourcedInteraction[]; sources: ManifestSource[] }> {
   const now = Math.floor(Date.now() / 1000);
   const rows: SourcedInteraction[] = [];
   const problems: InputProblem[] = [];
   let totalProblems = 0;
-  const sources: SourceInfo[] = [];
-  for (const { uri, local } of files) {
+  const sources: ManifestSource[] = [];
+  for (const { uri, local, source = uri } of files) {
+    const reading: SourceReading = readingOf(source, cfg);
+    // The config's rules with this source's columns and time unit.
+    const rules = { ...cfg, columns: reading.columns, timestampUnit: reading.timestampUnit };
     let records = 0;
+    const skipped: Record<string, number> = {};
+    const onSkip = (event: string) => (skipped[event] = (skipped[event] ?? 0) + 1);
     const report = (p: InputProblem[]) => {
       totalProblems += p.length;
       for (const x of p) if (problems.length < cfg.maxReportedProblems) problems.push(x);
     };
-    for await (const batch of readRaw(local, cfg.format, cfg.columns)) {
+    const options = { events: reading.events, rating: reading.rating, onSkip };
+    for await (const batch of readRaw(local, reading.format, reading.columns, options)) {
       for (const entry of batch) {
         if (isProblem(entry)) {
           report([{ file: uri, ...entry }]);
           continue;
         }
         records += 1;
-        const result = validateRecord(entry, uri, cfg, now);
+        const result = validateRecord(entry, uri, rules, now);
         if (Array.isArray(result)) report(result);
         else rows.push(result);
       }
       onProgress(rows.length);
     }
-    if (records === 0 && totalProblems === 0)
+    // A feedback log whose lines were all skipped (impressions only) is not empty: it had nothing to give.
+    const skippedAny = Object.keys(skipped).length > 0;
+    if (records === 0 && totalProblems === 0 && !skippedAny)
       report([{ file: uri, line: 1, field: '(file)', value: '', message: 'has no records' }]);
-    sources.push({ uri, ...(await fileDigest(local)), records });
+    sources.push({
+      uri,
+      ...(await fileDigest(local)),
+      records,
+      format: reading.format,
+      spec: source,
+      ...(skippedAny ? { skipped } : {}),
+    });
   }
   if (totalProblems > 0) throw new DataValidationError(problems, totalProblems);
   return { rows, sources };
@@ -79,7 +105,7 @@ function manifestOf(
   cfg: EtlConfig,
   ds: BuiltDataset,
   raw: number,
-  sources: SourceInfo[],
+  sources: ManifestSource[],
   files: Manifest['files'],
 ): Manifest {
   return {
@@ -129,25 +155,34 @@ export async function buildDatasetVersion(
   if (!parsed.success)
     throw ApplicationFailure.nonRetryable(`invalid ETL config: ${parsed.error.message}`, 'ConfigError');
   const cfg = parsed.data;
+  let specs: SourceSpec[];
+  try {
+    specs = parseSources(input.sources, cfg);
+  } catch (err) {
+    if (err instanceof ConfigError)
+      throw ApplicationFailure.nonRetryable(`invalid sources: ${err.message}`, 'ConfigError');
+    throw err;
+  }
   const { store } = deps;
   const { bucket } = deps.config;
 
   return withTempDir('etl', async (dir) => {
-    const files: { uri: string; local: string }[] = [];
-    for (const [i, uri] of input.sources.entries()) {
+    const files: LocalSource[] = [];
+    for (const [i, source] of specs.entries()) {
+      const uri = sourceUri(source);
       parseS3Uri(uri);
       // The name keeps the source's extension: `.gz` is what makes the reader decompress.
       const local = path.join(dir, 'raw', `${i}-${path.posix.basename(uri)}`);
       if (!(await store.exists(uri)))
         throw ApplicationFailure.nonRetryable(`source ${uri} does not exist`, 'SourceNotFound');
-      progress({ step: 'download', source: i + 1, of: input.sources.length, uri });
+      progress({ step: 'download', source: i + 1, of: specs.length, uri });
       let bytes = 0;
       // A large source downloads for longer than the heartbeat timeout: heartbeat while it does.
       await heartbeating(
-        () => ({ step: 'download', source: i + 1, of: input.sources.length, uri, bytes }),
+        () => ({ step: 'download', source: i + 1, of: specs.length, uri, bytes }),
         () => store.downloadFile(uri, local, (n) => (bytes = n)),
       );
-      files.push({ uri, local });
+      files.push({ uri, local, source });
     }
     progress({ step: 'validate', files: files.length });
 
@@ -172,7 +207,15 @@ export async function buildDatasetVersion(
     }
     let ds: BuiltDataset;
     try {
-      ds = buildDataset(deduped.rows, deduped.dropped, cfg);
+      ds = buildDataset(
+        deduped.rows,
+        deduped.dropped,
+        cfg,
+        sourcesKey(
+          validated.sources.map((s) => ({ source: s.spec ?? s.uri, sha256: s.sha256 })),
+          cfg,
+        ),
+      );
     } catch (err) {
       throw ApplicationFailure.nonRetryable((err as Error).message, 'DataValidationError');
     }
@@ -181,7 +224,16 @@ export async function buildDatasetVersion(
     const existing = await store.getJson(manifestUri);
     if (existing !== undefined) {
       const m = Manifest.parse(existing);
-      return { name: input.name, version: m.version, uri: prefix, manifestUri, counts: m.counts, reused: true };
+      // The stored version's own sources: the same content read the same way (the address covers both).
+      return {
+        name: input.name,
+        version: m.version,
+        uri: prefix,
+        manifestUri,
+        counts: m.counts,
+        reused: true,
+        sources: manifestSources(m),
+      };
     }
 
     progress({ step: 'write', version: ds.version });
@@ -206,7 +258,15 @@ export async function buildDatasetVersion(
     }
     const manifest = manifestOf(input.name, prefix, cfg, ds, raw, validated.sources, manifestFiles);
     await store.putJson(manifestUri, manifest);
-    return { name: input.name, version: ds.version, uri: prefix, manifestUri, counts: manifest.counts, reused: false };
+    return {
+      name: input.name,
+      version: ds.version,
+      uri: prefix,
+      manifestUri,
+      counts: manifest.counts,
+      reused: false,
+      sources: specs,
+    };
   });
 }
 

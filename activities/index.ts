@@ -5,6 +5,7 @@
  */
 import { dataValidationActivities } from './data-validation';
 import { deployActivities } from './deploy';
+import { driftActivities } from './drift';
 import { environmentLeaseActivities } from './environment-lease';
 import { defaultDeps, type ActivityDeps } from './deps';
 import { etlActivities } from './etl';
@@ -13,6 +14,7 @@ import { exportActivities } from './export';
 import { gateActivities } from './gates';
 import { quantizationActivities } from './quantization';
 import { registryActivities } from './registry';
+import { retrainActivities } from './retrain';
 import { rolloutAnalysisActivities } from './rollout-analysis';
 import { trainingActivities } from './training';
 
@@ -29,6 +31,8 @@ export function createActivities(deps: ActivityDeps = defaultDeps()) {
     ...deployActivities(deps),
     ...environmentLeaseActivities(),
     ...rolloutAnalysisActivities(deps),
+    ...retrainActivities(deps),
+    ...driftActivities(deps),
   };
 }
 

@@ -38,6 +38,9 @@ const lineageTags = (input: RegisterInput): Record<string, string> => ({
   [TAGS.datasetVersion]: input.dataset.version,
   [TAGS.datasetUri]: input.dataset.uri,
   [TAGS.codeVersion]: codeVersion(),
+  ...(input.recipeUri ? { [TAGS.trainingInputUri]: input.recipeUri } : {}),
+  ...(input.cause?.driftReportUri ? { [TAGS.driftReportUri]: input.cause.driftReportUri } : {}),
+  ...(input.cause?.requestedBy ? { [TAGS.requestedBy]: input.cause.requestedBy } : {}),
 });
 
 async function findOrCreateRun(mlflow: MlflowClient, experimentId: string, input: RegisterInput): Promise<MlflowRun> {
@@ -137,6 +140,8 @@ async function register(deps: ActivityDeps, input: RegisterInput): Promise<Regis
     [TAGS.promotionDecision]: input.gates.passed
       ? 'passed the promotion gates'
       : `kept as challenger: ${input.gates.summary}`.slice(0, 4000),
+    ...(input.recipeUri ? { [TAGS.trainingInputUri]: input.recipeUri } : {}),
+    ...(input.cause?.driftReportUri ? { [TAGS.driftReportUri]: input.cause.driftReportUri } : {}),
   };
   for (const check of input.gates.checks)
     tags[gateTag(check.gate)] = `${check.outcome}: ${check.detail}`.slice(0, 4000);

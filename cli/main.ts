@@ -1,7 +1,9 @@
 /** `recsys`: the command line of the platform. */
 import { Command } from 'commander';
+import { registerDriftCommand } from './commands/drift';
 import { registerRecommendCommand } from './commands/recommend';
 import { registerRolloutCommand } from './commands/rollout';
+import { registerScheduleCommand } from './commands/schedule';
 import { registerServeCommand } from './commands/serve';
 import { registerSimulateCommand } from './commands/simulate';
 import { registerStatusCommand } from './commands/status';
@@ -13,7 +15,9 @@ registerStatusCommand(program);
 registerServeCommand(program);
 registerRecommendCommand(program);
 registerRolloutCommand(program);
+registerScheduleCommand(program);
 registerSimulateCommand(program);
+registerDriftCommand(program);
 
 program.parseAsync(process.argv).then(
   () => process.exit(process.exitCode ?? 0),

@@ -1,8 +1,9 @@
 /**
  * One serving replica as a process: `recsys serve` started detached in its own process group (so a worker restart
  * does not take it down and `infra/proc.sh stop <name>` can signal the group), its pid in a pid file and its output in
- * a log file (lib/environments.ts' layout), and a gRPC health check to tell when it is up. Stopping is SIGTERM to the
- * group (the server drains and flushes its request log), SIGKILL after a grace period.
+ * a log file (lib/environments.ts' layout), and a gRPC health check to tell when it is up. A replica serves with
+ * `--environment <its env>`, so its request logs are filed under env=staging or env=production and never mix.
+ * Stopping is SIGTERM to the group (the server drains and flushes its request log), SIGKILL after a grace period.
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -64,6 +65,7 @@ export function spawnReplica(r: Replica, o: StartOptions): number {
       ...['--import', loader, path.join(ROOT, 'cli', 'main.ts'), 'serve'],
       ...['--model', o.model, '--version', o.version],
       ...['--port', String(r.grpcPort), '--metrics-port', String(r.metricsPort)],
+      ...['--environment', r.env],
       ...(o.flags ?? []),
     ];
     const child = spawn(process.execPath, args, { cwd: ROOT, detached: true, stdio: ['ignore', log, log] });

@@ -9,7 +9,7 @@ set -euo pipefail
 
 RUN="$RECSYS_STACK_DIR/run"
 LOGS="$RECSYS_STACK_DIR/logs"
-SEARCH_ATTRIBUTES=(RecsysModel RecsysModelVersion RecsysDatasetVersion RecsysStage RecsysTrigger)
+SEARCH_ATTRIBUTES=(RecsysModel RecsysModelVersion RecsysDatasetVersion RecsysStage RecsysTrigger RecsysDrift)
 BUCKETS=(recsys mlflow)
 
 pid_alive() { [[ -f "$RUN/$1.pid" ]] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }

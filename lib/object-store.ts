@@ -22,6 +22,16 @@ import {
 } from '@aws-sdk/client-s3';
 import { config, type RecsysConfig } from './config';
 
+/** One listed object. */
+export interface ObjectInfo {
+  uri: string;
+  /** The object's key in its bucket. */
+  key: string;
+  /** The ETag as the store gives it, without the surrounding quotes ('' when the store gives none). */
+  etag: string;
+  size: number;
+}
+
 export interface S3Location {
   bucket: string;
   key: string;
@@ -183,17 +193,32 @@ export class ObjectStore {
 
   /** All object URIs under a prefix. */
   async list(prefixUri: string): Promise<string[]> {
+    return (await this.listObjects(prefixUri)).map((o) => o.uri);
+  }
+
+  /**
+   * The objects under a prefix with what identifies their content (ETag, without its quotes) and their size: what a
+   * cache keyed by key and ETag needs to tell a changed object from an unchanged one without downloading it.
+   */
+  async listObjects(prefixUri: string): Promise<ObjectInfo[]> {
     const { bucket, key } = parseS3Uri(prefixUri);
-    const uris: string[] = [];
+    const out: ObjectInfo[] = [];
     let token: string | undefined;
     do {
       const page = await this.deadline('ListObjectsV2', prefixUri, () =>
         this.client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: key, ContinuationToken: token })),
       );
-      for (const obj of page.Contents ?? []) if (obj.Key) uris.push(s3Uri(bucket, obj.Key));
+      for (const obj of page.Contents ?? [])
+        if (obj.Key)
+          out.push({
+            uri: s3Uri(bucket, obj.Key),
+            key: obj.Key,
+            etag: (obj.ETag ?? '').replace(/^"|"$/g, ''),
+            size: obj.Size ?? 0,
+          });
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
-    return uris;
+    return out;
   }
 
   async deletePrefix(prefixUri: string): Promise<number> {

@@ -6,3 +6,5 @@ export const RecsysModelVersion = defineSearchAttributeKey('RecsysModelVersion',
 export const RecsysDatasetVersion = defineSearchAttributeKey('RecsysDatasetVersion', SearchAttributeType.KEYWORD);
 export const RecsysStage = defineSearchAttributeKey('RecsysStage', SearchAttributeType.KEYWORD);
 export const RecsysTrigger = defineSearchAttributeKey('RecsysTrigger', SearchAttributeType.KEYWORD);
+/** A drift monitor's latest window: ok, warning, drift, insufficient-data (or paused). */
+export const RecsysDrift = defineSearchAttributeKey('RecsysDrift', SearchAttributeType.KEYWORD);

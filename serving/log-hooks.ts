@@ -1,14 +1,50 @@
 /**
  * Connects the service's hooks to the request log and the metrics: one record per answered Recommend and per accepted
  * Feedback, counters and latency per model version. Runs on the request path: builds a record and appends it, no I/O.
+ * A recommend record carries the last HISTORY_LOG_ITEMS item ids of the request's history (bounded: a copy of at most
+ * that many ids per request), so drift monitors see the popularity of what is requested.
  * Feedback is attributed to the version that served the request_id it names (recent-requests.ts); feedback about a
  * request that is unknown or forgotten counts as unattributed and is logged with the version serving the user now.
  */
+import type { TimedItem } from './history';
+import { HISTORY_LOG_ITEMS } from './log-records';
 import type { ModelPool } from './model-pool';
 import type { ServingMetrics } from './metrics';
 import { RecentRequests } from './recent-requests';
 import type { RequestLog } from './request-log';
 import type { ServiceHooks } from './service';
+
+/**
+ * The item ids of the `n` most recent entries of `history`, most recent last, in the order the server reads a history
+ * (history.ts: by timestamp, stable, so a history without timestamps is taken as sent). Allocates only the result:
+ * an ordered history (the usual case) is a slice of its tail; an unordered one is scanned once, keeping the n most
+ * recent positions in a small sorted buffer.
+ */
+export function lastHistoryItems(history: readonly TimedItem[], n = HISTORY_LOG_ITEMS): string[] {
+  const len = history.length;
+  let ordered = true;
+  for (let i = 1; i < len && ordered; i++) ordered = history[i]!.timestamp_ms >= history[i - 1]!.timestamp_ms;
+  const take = Math.min(n, len);
+  const out = new Array<string>(take);
+  if (ordered || take === 0) {
+    for (let j = 0; j < take; j++) out[j] = history[len - take + j]!.item_id;
+    return out;
+  }
+  // Positions of the `take` latest entries by (timestamp, position), kept sorted oldest first.
+  const latest: number[] = [];
+  const before = (a: number, b: number) =>
+    history[a]!.timestamp_ms < history[b]!.timestamp_ms ||
+    (history[a]!.timestamp_ms === history[b]!.timestamp_ms && a < b);
+  for (let i = 0; i < len; i++) {
+    if (latest.length === take && before(i, latest[0]!)) continue;
+    if (latest.length === take) latest.shift();
+    let at = latest.length;
+    while (at > 0 && before(i, latest[at - 1]!)) at--;
+    latest.splice(at, 0, i);
+  }
+  for (let j = 0; j < take; j++) out[j] = history[latest[j]!]!.item_id;
+  return out;
+}
 
 export function telemetryHooks(opts: {
   slot: ModelPool;
@@ -34,6 +70,7 @@ export function telemetryHooks(opts: {
           request_id: res.request_id,
           user_id: req.user_id,
           history_len: req.history.length,
+          history_items: lastHistoryItems(req.history),
           items: res.items, // fresh per request and never changed after the answer: no copy needed
           model_name: model,
           model_version: version,

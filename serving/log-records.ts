@@ -6,11 +6,23 @@ import type { FallbackReason, FeedbackEvent } from './proto';
 
 export type LogKind = 'recommend' | 'feedback';
 
+/**
+ * How many of a request's history items a recommend record keeps (the most recent ones): enough for drift monitors
+ * to see the popularity of what is requested, while a record stays small whatever history a caller sends.
+ */
+export const HISTORY_LOG_ITEMS = 20;
+
 export interface RecommendLogRecord {
   time_ms: number;
   request_id: string;
   user_id: string;
+  /** Items in the request's history (all of them, not only those logged in history_items). */
   history_len: number;
+  /**
+   * The last HISTORY_LOG_ITEMS item ids of the request's history, most recent last (in the order the server reads
+   * it: by timestamp, stable). Records written before it existed lack it: read them with historyItemsOf.
+   */
+  history_items: string[];
   items: { item_id: string; score: number }[];
   model_name: string;
   model_version: string;
@@ -35,6 +47,15 @@ export interface FeedbackLogRecord {
   model_version: string;
 }
 
-/** One buffered line: where it goes (kind, model, hour from time_ms) and what it says. */
+/**
+ * A recommend record's history_items as readers should take it: chunks written before the field existed have none,
+ * which means [] (nothing known), not an error.
+ */
+export function historyItemsOf(record: { history_items?: unknown }): string[] {
+  const items = record.history_items;
+  return Array.isArray(items) ? items.filter((i): i is string => typeof i === 'string') : [];
+}
+
+/** One buffered line: where it goes (kind, model, hour from time_ms; the environment is the log's) and what it says. */
 export type LogEntry =
   { kind: 'recommend'; record: RecommendLogRecord } | { kind: 'feedback'; record: FeedbackLogRecord };

@@ -4,7 +4,10 @@
  * at once to a local spill directory (log-spill.ts: fsync, then rename) and uploaded from there, oldest first, under
  * the layout in log-layout.ts:
  *
- *   s3://<bucket>/serving-logs/<kind>/model=<name>/date=YYYY-MM-DD/hour=HH/<server-id>-<seq>.jsonl
+ *   s3://<bucket>/serving-logs/<kind>/model=<name>/env=<environment>/date=YYYY-MM-DD/hour=HH/<server-id>-<seq>.jsonl
+ *
+ * The environment is the server's (`recsys serve --environment`, `adhoc` by default; the fleet's replicas say
+ * `staging` or `production`), so traffic of different environments never shares a chunk or a partition.
  *
  * The spill file goes once the object store has the chunk. So what a SIGKILL (or a crash) can lose is bounded by what
  * was not sealed yet: the records appended since the last seal (at most `flushIntervalMs` of traffic and about
@@ -14,7 +17,7 @@
  * disk, where the next server started on the same spill directory finds and ships it.
  */
 import { sealChunks, type LogChunk } from './log-chunks';
-import { newServerId } from './log-layout';
+import { ADHOC_ENV, newServerId } from './log-layout';
 import type { LogEntry, LogKind } from './log-records';
 import { SpillDir } from './log-spill';
 import { messageOf } from './errors';
@@ -33,8 +36,20 @@ export interface LogShippingObserver {
   uploadFailed(): void;
 }
 
+/** Environment names become a key segment (`env=<name>`): lowercase letters, digits and '-', 1 to 32 of them. */
+export const ENVIRONMENT_NAME = /^[a-z0-9-]{1,32}$/;
+
+/** Why `name` cannot be an environment name (`what` names the flag or field), or undefined when it can. */
+export function environmentNameProblem(what: string, name: string): string | undefined {
+  return ENVIRONMENT_NAME.test(name)
+    ? undefined
+    : `${what} must be 1 to 32 lowercase letters, digits or '-', got ${JSON.stringify(name)}`;
+}
+
 export interface RequestLogOptions {
   uploader: ChunkUploader;
+  /** The serving environment, the `env=` partition of every chunk (default ADHOC_ENV, 'adhoc'). */
+  environment?: string;
   /** Local directory for chunks that could not be uploaded yet. */
   spillDir: string;
   serverId?: string;
@@ -83,6 +98,7 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 
 export class RequestLog {
   readonly serverId: string;
+  readonly environment: string;
   private buffer: LogEntry[] = [];
   private sealScheduled = false;
   /** Sealed chunks not written to disk yet, oldest first. */
@@ -111,6 +127,9 @@ export class RequestLog {
 
   constructor(private readonly opts: RequestLogOptions) {
     this.serverId = opts.serverId ?? newServerId();
+    this.environment = opts.environment ?? ADHOC_ENV;
+    const problem = environmentNameProblem('environment', this.environment);
+    if (problem) throw new Error(`request log: ${problem}`);
     this.spill = new SpillDir(opts.spillDir, (file, reason) => {
       this.badFiles++;
       this.report(`set aside ${file}: not a log chunk (${reason}); shipping the others`);
@@ -207,7 +226,12 @@ export class RequestLog {
     if (this.buffer.length > 0) {
       const entries = this.buffer;
       this.buffer = [];
-      const chunks = sealChunks(entries, this.serverId, () => this.seq++, Date.now());
+      const chunks = sealChunks(
+        entries,
+        { serverId: this.serverId, env: this.environment },
+        () => this.seq++,
+        Date.now(),
+      );
       this.unwritten.push(...chunks);
       this.writing = this.writing.then(() => this.writeChunks(chunks.length));
     }

@@ -109,3 +109,17 @@ export const leaseOptions: ActivityOptions = {
   retry: { maximumAttempts: 3 },
   summary: 'Environment lease: who holds it',
 };
+
+/** Planning a retrain: reads the registry and exports served feedback (one window of logs; minutes at most). */
+export const planOptions: ActivityOptions = {
+  startToCloseTimeout: '15 minutes',
+  heartbeatTimeout: '1 minute',
+  retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['NoChampion', 'NoRecipe'] },
+};
+
+/** Drift windows: summarising reads one window's log chunks; evaluating reads small summaries. */
+export const driftWindowOptions: ActivityOptions = {
+  startToCloseTimeout: '20 minutes',
+  heartbeatTimeout: '1 minute',
+  retry: { initialInterval: '2 seconds', maximumInterval: '1 minute', maximumAttempts: 10 },
+};

@@ -22,7 +22,13 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { ExportResult, QuantizationResult, ServingArtifact } from '../activities/contracts';
+import type {
+  ExportResult,
+  QuantizationResult,
+  RetrainPlan,
+  ServingArtifact,
+  TrainingRecipe,
+} from '../activities/contracts';
 import { familyOf } from '../lib/model-family';
 import { checkModelName, ModelNameError } from '../lib/model-name';
 import type { RolloutConfigInput } from '../lib/rollout/config';
@@ -38,6 +44,7 @@ import {
   evaluateOptions,
   exportOptions,
   gateOptions,
+  planOptions,
   quantizeOptions,
   registerOptions,
   registryOptions,
@@ -57,22 +64,48 @@ const { exportOnnx } = proxyActivities<Activities>(exportOptions);
 const { quantize } = proxyActivities<Activities>(quantizeOptions);
 const { checkGates } = proxyActivities<Activities>(gateOptions);
 const { register } = proxyActivities<Activities>(registerOptions);
-const { currentChampion } = proxyActivities<Activities>(registryOptions);
+const { currentChampion, recordRecipe } = proxyActivities<Activities>(registryOptions);
+const { planRetrain } = proxyActivities<Activities>(planOptions);
 
 export async function continuousTraining(input: ContinuousTrainingInput): Promise<ContinuousTrainingResult> {
   configChecked(() => checkModelName(input.model));
   const info = workflowInfo();
   const steps = new TrainingSteps();
   const { progress } = steps;
+  const trigger = input.trigger ?? 'manual';
   upsertSearchAttributes([
     { key: RecsysModel, value: input.model },
-    { key: RecsysTrigger, value: input.trigger ?? 'manual' },
+    { key: RecsysTrigger, value: trigger },
     { key: RecsysStage, value: 'training' },
   ]);
 
+  // The recipe: given by the caller, or planned from the champion's with the served feedback appended (a retrain).
+  let plan: RetrainPlan | undefined;
+  let recipe: TrainingRecipe;
+  if (input.dataset) {
+    recipe = recipeOf(input, input.dataset);
+    steps.skip('plan', `data given: ${input.dataset.sources.length} source(s) of ${input.dataset.name}`);
+  } else {
+    plan = await steps.run(
+      'plan',
+      () => planRetrain({ model: input.model, overrides: input.retrain }),
+      (p) =>
+        `from champion v${p.basedOn.championVersion} (${p.recipe.dataset.name}@${p.basedOn.datasetVersion}) + ` +
+        (p.feedback.rows > 0 ? `${p.feedback.rows} served feedback interactions` : 'no new served feedback') +
+        (input.cause?.summary ? `; cause: ${input.cause.summary}` : ''),
+    );
+    recipe = plan.recipe;
+  }
+  const recipeUri = await recordRecipe({
+    model: input.model,
+    workflowId: info.workflowId,
+    workflowRunId: info.runId,
+    recipe,
+  });
+
   const dataset = await steps.run(
     'etl',
-    () => etl({ name: input.dataset.name, sources: input.dataset.sources, config: input.dataset.etl }),
+    () => etl({ name: recipe.dataset.name, sources: recipe.dataset.sources, config: recipe.dataset.etl }),
     (d) =>
       `${d.name}@${d.version}: ${d.counts.interactions} interactions, ${d.counts.users} users, ${d.counts.items} items`,
   );
@@ -81,7 +114,7 @@ export async function continuousTraining(input: ContinuousTrainingInput): Promis
 
   const validation = await steps.run(
     'validate',
-    () => validateDataset({ dataset, config: input.validation }),
+    () => validateDataset({ dataset, config: recipe.validation }),
     (v) => v.summary,
   );
   if (validation.status === 'fail') {
@@ -95,7 +128,7 @@ export async function continuousTraining(input: ContinuousTrainingInput): Promis
     });
   }
 
-  const trainConfig = input.train ?? {};
+  const trainConfig = recipe.train ?? {};
   const training = await steps.run(
     'train',
     () =>
@@ -103,7 +136,7 @@ export async function continuousTraining(input: ContinuousTrainingInput): Promis
         model: input.model,
         dataset,
         config: trainConfig,
-        nprocPerNode: input.nprocPerNode ?? 2,
+        nprocPerNode: recipe.nprocPerNode ?? 2,
         rerun: input.force ? info.workflowId : undefined,
       }),
     (t) =>
@@ -134,19 +167,19 @@ export async function continuousTraining(input: ContinuousTrainingInput): Promis
 
   const exported = await steps.run(
     'export',
-    () => exportOnnx({ training, topK: input.topK ?? 100 }),
+    () => exportOnnx({ training, topK: recipe.topK ?? 100 }),
     (x) => `ONNX top-${x.topK}, max |Δ| vs PyTorch ${x.maxAbsDiff.toExponential(2)} (tolerance ${x.tolerance})`,
   );
 
   const quantization = await steps.run(
     'quantize',
-    () => quantize({ dataset, training, exported, tolerance: input.gates?.quantization?.ndcgTolerance }),
+    () => quantize({ dataset, training, exported, tolerance: recipe.gates?.quantization?.ndcgTolerance }),
     (q) => `ships ${q.ships}: ${q.reason}`,
   );
 
   const gates = await steps.run(
     'gates',
-    () => checkGates({ evaluation, config: input.gates, championVersion: champion?.version }),
+    () => checkGates({ evaluation, config: recipe.gates, championVersion: champion?.version }),
     (g) => g.summary,
   );
 
@@ -157,7 +190,7 @@ export async function continuousTraining(input: ContinuousTrainingInput): Promis
         model: input.model,
         workflowId: info.workflowId,
         workflowRunId: info.runId,
-        trigger: input.trigger ?? 'manual',
+        trigger,
         dataset,
         trainConfig,
         training,
@@ -166,6 +199,8 @@ export async function continuousTraining(input: ContinuousTrainingInput): Promis
         serving: servingArtifact(exported, quantization),
         quantization: quantizationTags(quantization),
         gates,
+        recipeUri,
+        cause: input.cause && { driftReportUri: input.cause.driftReportUri, requestedBy: input.cause.requestedBy },
       }),
     (r) => `${r.model} v${r.version} [${r.aliases.join(', ')}]`,
   );
@@ -176,7 +211,7 @@ export async function continuousTraining(input: ContinuousTrainingInput): Promis
   let outcome: TrainingOutcome = 'rejected';
   if (!gates.passed) {
     steps.skip('rollout', `kept as challenger: ${gates.summary}`);
-  } else if (input.autoRollout === false) {
+  } else if (recipe.autoRollout === false) {
     outcome = 'passed';
     steps.skip(
       'rollout',
@@ -186,7 +221,7 @@ export async function continuousTraining(input: ContinuousTrainingInput): Promis
     outcome = 'rollout-started';
     started = await steps.run(
       'rollout',
-      () => startRollout(input.model, registered.version, input.rollout, info.workflowId),
+      () => startRollout(input.model, registered.version, recipe.rollout, info.workflowId, trigger),
       (r) =>
         r.alreadyStarted
           ? `rollout ${r.workflowId} already running`
@@ -199,6 +234,7 @@ export async function continuousTraining(input: ContinuousTrainingInput): Promis
   steps.show();
   return {
     outcome,
+    plan,
     dataset,
     validation,
     training,
@@ -222,12 +258,19 @@ function configChecked(check: () => unknown): void {
   }
 }
 
+/** The recipe of a run that names its data: everything it was asked to do except who asked. */
+function recipeOf(input: ContinuousTrainingInput, dataset: TrainingRecipe['dataset']): TrainingRecipe {
+  const { train, nprocPerNode, topK, validation, gates, autoRollout, rollout: rolloutConfig } = input;
+  return { dataset, train, nprocPerNode, topK, validation, gates, autoRollout, rollout: rolloutConfig };
+}
+
 /** Starts the rollout as a child that outlives this workflow; a rollout of this version already running is fine. */
 async function startRollout(
   model: string,
   version: string,
   config: RolloutConfigInput | undefined,
   parent: string,
+  trigger: string,
 ): Promise<{ workflowId: string; alreadyStarted: boolean }> {
   const workflowId = rolloutWorkflowId(model, version);
   try {
@@ -236,6 +279,14 @@ async function startRollout(
       args: [{ model, version, config, startedBy: `continuousTraining ${parent}` }],
       parentClosePolicy: ParentClosePolicy.ABANDON,
       staticSummary: `Rollout of ${model} v${version}`,
+      // Searchable with the training that started it: RecsysTrigger="drift" finds both.
+      typedSearchAttributes:
+        trigger === 'manual'
+          ? [{ key: RecsysModel, value: model }]
+          : [
+              { key: RecsysModel, value: model },
+              { key: RecsysTrigger, value: trigger },
+            ],
     });
     return { workflowId, alreadyStarted: false };
   } catch (err) {

@@ -1,12 +1,26 @@
 /**
  * The workflow bundle entry: every workflow the workers run. A worker registers every exported function as a workflow
  * type, so the only functions exported here are workflows; their public surfaces (queries, updates, ids, types) are
- * workflows/rollout-api.ts and workflows/training-api.ts, whose definitions and types are re-exported below for
+ * workflows/rollout-api.ts, training-api.ts, drift-api.ts and retrain-api.ts, whose definitions and types are re-exported below for
  * tests/workflows, which import workflow-side things from this entry only (id helpers, being functions, are not).
  */
 export { continuousTraining } from './continuous-training';
 export { rollout } from './rollout';
 export { environmentLease } from './environment-lease';
+export { driftMonitor } from './drift-monitor';
+export { scheduledRetrain } from './retrain';
+export {
+  configureUpdate,
+  driftStatusQuery,
+  pauseSignal,
+  rebaselineSignal,
+  resumeSignal,
+  type DriftMonitorInput,
+  type DriftMonitorState,
+  type DriftMonitorView,
+  type WindowRecord,
+} from './drift-api';
+export type { ScheduledRetrainInput, ScheduledRetrainResult } from './retrain-api';
 export {
   progressQuery,
   type ContinuousTrainingInput,

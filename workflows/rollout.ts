@@ -129,7 +129,13 @@ class Rollout {
     upsertSearchAttributes([
       { key: RecsysModel, value: input.model },
       { key: RecsysModelVersion, value: input.version },
-      { key: RecsysTrigger, value: input.startedBy?.startsWith('continuousTraining') ? 'training' : 'manual' },
+      {
+        key: RecsysTrigger,
+        // The training that started it may have said why it ran (drift, schedule): keep that, so one search finds both.
+        value:
+          workflowInfo().typedSearchAttributes.get(RecsysTrigger) ??
+          (input.startedBy?.startsWith('continuousTraining') ? 'training' : 'manual'),
+      },
     ]);
     setHandler(rolloutStateQuery, () => this.state);
     this.decisions = acceptDecisions(

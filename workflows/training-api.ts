@@ -5,6 +5,7 @@
 import { defineQuery } from '@temporalio/workflow';
 import type {
   EtlInput,
+  RetrainPlan,
   EvaluationResult,
   ExportResult,
   QuantizationResult,
@@ -21,7 +22,20 @@ import type { RolloutConfigInput } from '../lib/rollout/config';
 export interface ContinuousTrainingInput {
   /** Registered model name, e.g. `two-tower-ml-100k`. */
   model: string;
-  dataset: { name: string; sources: string[]; etl: EtlInput['config'] };
+  /**
+   * The data to train on. Omitted: a retrain, planned from the champion's recipe (its data sources plus the
+   * production feedback served since, its train config, gates and rollout config), with `retrain` changing parts of it.
+   */
+  dataset?: { name: string; sources: EtlInput['sources']; etl: EtlInput['config'] };
+  /** What a planned retrain changes from the champion's recipe (only without `dataset`). */
+  retrain?: Partial<
+    Pick<
+      ContinuousTrainingInput,
+      'train' | 'validation' | 'gates' | 'autoRollout' | 'rollout' | 'nprocPerNode' | 'topK'
+    >
+  >;
+  /** Why it runs, when not by hand: recorded as lineage on the MLflow run and version. */
+  cause?: { driftReportUri?: string; requestedBy?: string; summary?: string };
   /** models.train config overrides (`model` picks the family: two_tower, sequential, ...). */
   train?: Record<string, unknown>;
   /** torchrun processes per node (2 locally on CPU; GPUs per node in production). */
@@ -45,6 +59,8 @@ export type TrainingOutcome = 'rollout-started' | 'passed' | 'rejected';
 
 export interface ContinuousTrainingResult {
   outcome: TrainingOutcome;
+  /** How a retrain was planned (absent when the input named its data). */
+  plan?: RetrainPlan;
   dataset: DatasetVersion;
   validation: ValidationResult;
   training: TrainResult;
@@ -58,6 +74,7 @@ export interface ContinuousTrainingResult {
 }
 
 export const STEPS = [
+  'plan',
   'etl',
   'validate',
   'train',

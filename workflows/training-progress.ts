@@ -7,7 +7,7 @@ import { progressQuery, STEPS, type StepName, type StepState, type TrainingProgr
 
 export class TrainingSteps {
   readonly progress: TrainingProgress = {
-    currentStep: 'etl',
+    currentStep: STEPS[0],
     steps: STEPS.map((name) => ({ name, status: 'pending' })),
   };
   readonly seconds: Partial<Record<StepName, number>> = {};

@@ -1,10 +1,11 @@
 /**
  * `recsys serve`: loads a registered model version (by alias, the champion by default) and serves recsys.v1 on
  * 127.0.0.1 (or another loopback address; anything else is refused) until SIGINT/SIGTERM, then drains in-flight calls
- * and ships its request log, within SHUTDOWN_BUDGET_MS (serving/shutdown-budget.ts). SIGHUP re-resolves the alias and swaps to
- * the version it now points at; if that version fails its checks, the current one keeps serving. Every answered
- * request and feedback event goes to the request log (serving/request-log.ts: on local disk as soon as a chunk is
- * sealed, shipped to the object store from there); Prometheus metrics are served on
+ * and ships its request log, within SHUTDOWN_BUDGET_MS (serving/shutdown-budget.ts). SIGHUP re-resolves the alias and
+ * swaps to the version it now points at; if that version fails its checks, the current one keeps serving. Every
+ * answered request and feedback event goes to the request log (serving/request-log.ts: on local disk as soon as a
+ * chunk is sealed, shipped to the object store from there), filed under the server's `--environment` (`adhoc` by
+ * default; the fleet's replicas say `staging` or `production`); Prometheus metrics are served on
  * http://127.0.0.1:<metrics-port>/metrics. recsys.v1.Admin on the same port loads further versions and splits traffic
  * between them (serving/admin-service.ts), for callers with the admin token (lib/admin-token.ts); SIGHUP goes back to
  * the single-model behaviour, all traffic to what the reference now resolves to. With --allow-faults, Admin/SetFault
@@ -28,7 +29,8 @@ import { telemetryHooks } from '../../serving/log-hooks';
 import { defaultLogPrefix, objectStoreUploader } from '../../serving/log-uploader';
 import { ServingMetrics } from '../../serving/metrics';
 import { DEFAULT_METRICS_PORT, startMetricsServer } from '../../serving/metrics-server';
-import { DEFAULT_FLUSH_INTERVAL_MS, RequestLog } from '../../serving/request-log';
+import { ADHOC_ENV } from '../../serving/log-layout';
+import { DEFAULT_FLUSH_INTERVAL_MS, RequestLog, environmentNameProblem } from '../../serving/request-log';
 
 interface ServeOptions {
   model: string;
@@ -36,6 +38,7 @@ interface ServeOptions {
   version?: string;
   host: string;
   port: number;
+  environment: string;
   loadTimeoutSeconds: number;
   metricsPort: number;
   logPrefix?: string;
@@ -68,6 +71,11 @@ export function registerServeCommand(program: Command): void {
     .option('--host <address>', 'loopback address to bind (127.0.0.0/8, ::1, localhost); nothing else', HOST)
     .option('--port <port>', 'port on the host (0 picks a free one)', (v) => Number(v), 50051)
     .option(
+      '--environment <name>',
+      'serving environment the request logs are filed under (env=<name>: staging, production, ...; [a-z0-9-]{1,32})',
+      ADHOC_ENV,
+    )
+    .option(
       '--load-timeout-seconds <s>',
       'give up on loading a version (registry, download, checks) after this long',
       (v) => Number(v),
@@ -99,6 +107,8 @@ export function registerServeCommand(program: Command): void {
             'recsys serve is reachable from this machine only',
         );
       checkPort('--port', opts.port);
+      const envProblem = environmentNameProblem('--environment', opts.environment);
+      if (envProblem) throw new Error(envProblem);
       checkPort('--metrics-port', opts.metricsPort);
       if (!(opts.logFlushSeconds > 0)) throw new Error(`--log-flush-seconds must be > 0, got ${opts.logFlushSeconds}`);
       if (!(opts.loadTimeoutSeconds > 0))
@@ -119,6 +129,7 @@ export function registerServeCommand(program: Command): void {
       const metrics = new ServingMetrics({ processMetrics: true });
       const log = new RequestLog({
         uploader: objectStoreUploader(objectStore(), logPrefix),
+        environment: opts.environment,
         spillDir: path.join(cfg.cacheDir, 'serving-log-spill'),
         flushIntervalMs: opts.logFlushSeconds * 1000,
         observer: metrics,
@@ -147,7 +158,10 @@ export function registerServeCommand(program: Command): void {
       console.log(
         `Serving recsys.v1.Recommender on ${running.address} (also recsys.v1.Admin; health: SERVING; Ctrl-C stops)`,
       );
-      console.log(`Metrics on ${metricsServer.url}; request logs to ${logPrefix}/ (server id ${log.serverId})`);
+      console.log(
+        `Metrics on ${metricsServer.url}; request logs to ${logPrefix}/ ` +
+          `(environment ${log.environment}, server id ${log.serverId})`,
+      );
       console.log(`recsys.v1.Admin needs the admin token from ${adminTokenSource()}`);
       if (opts.allowFaults)
         console.log(

@@ -4,7 +4,8 @@
  * item is one the user really interacted with next), and prints what each served version got. Optionally injects a
  * fault into one version first (the server must run with --allow-faults) and clears it afterwards, also when stopped
  * by SIGINT/SIGTERM; and the fault carries a TTL a little longer than the run, so even a SIGKILLed simulate leaves no
- * broken version behind for long.
+ * broken version behind for long. `--scenario` shifts the traffic the way drift monitors must notice
+ * (fleet/simulate/scenarios.ts: popularity-shift, new-items, user-mix, degrade), `--shift` sizes it.
  */
 import type { Command } from 'commander';
 import { localDataset } from '../../lib/dataset/cache';
@@ -13,7 +14,16 @@ import { hasPidFile } from '../../fleet/replicas';
 import { simulate } from '../../fleet/simulate/run';
 import { setServerFault } from '../../fleet/admin';
 import { datasetFromUri, parseFaultSpec, servedDataset, type DatasetTarget } from '../../fleet/simulate/target';
-import { expandPopulation, loadWorkload } from '../../fleet/simulate/workload';
+import { expandPopulation, loadCatalogue, loadWorkload } from '../../fleet/simulate/workload';
+import {
+  DEFAULT_SHIFT,
+  SCENARIOS,
+  checkShift,
+  parseScenarioName,
+  prepareScenario,
+  type Scenario,
+  type ScenarioName,
+} from '../../fleet/simulate/scenarios';
 import {
   DEFAULT_FAULT_TTL_MS,
   MAX_FAULT_TTL_MS,
@@ -43,6 +53,8 @@ interface SimulateOptions {
   faultTtl?: number;
   allowRemote: boolean;
   json: boolean;
+  scenario?: string;
+  shift?: number;
 }
 
 const num = (flag: string) => (v: string) => {
@@ -66,6 +78,21 @@ export function faultTtlSeconds(opts: { faultTtl?: number; keepFault: boolean; s
   if (typeof checked === 'string' || ttl === 0)
     throw new Error(`--fault-ttl: ${typeof checked === 'string' ? checked : 'must be > 0'}`);
   return ttl;
+}
+
+/** --scenario and --shift, checked (before anything loads); undefined without --scenario. */
+export function scenarioOf(opts: {
+  scenario?: string;
+  shift?: number;
+}): { name: ScenarioName; shift: number } | undefined {
+  if (opts.scenario === undefined) {
+    if (opts.shift !== undefined) throw new Error(`--shift ${opts.shift} needs --scenario (${SCENARIOS.join(', ')})`);
+    return undefined;
+  }
+  return {
+    name: parseScenarioName('--scenario', opts.scenario),
+    shift: checkShift('--shift', opts.shift ?? DEFAULT_SHIFT),
+  };
 }
 
 function addressesOf(opts: SimulateOptions): string[] {
@@ -106,10 +133,16 @@ export function registerSimulateCommand(program: Command): void {
         `${DEFAULT_FAULT_TTL_MS / 1000} with --keep-fault; at most ${MAX_FAULT_TTL_MS / 1000})`,
       num('--fault-ttl'),
     )
+    .option(
+      '--scenario <name>',
+      `shift the traffic as drift monitors must notice: ${SCENARIOS.join(', ')} (fleet/simulate/scenarios.ts)`,
+    )
+    .option('--shift <size>', `size of the --scenario, in (0, 1] (default ${DEFAULT_SHIFT})`, num('--shift'))
     .option('--allow-remote', 'allow non-loopback addresses', false)
     .option('--json', 'print the result as JSON', false)
     .action(async (opts: SimulateOptions) => {
       const addresses = addressesOf(opts);
+      const wanted = scenarioOf(opts);
       if (opts.datasetUri && opts.model) throw new Error('give --dataset-uri or --model, not both');
       let fault: FaultMessage | undefined;
       let clears = false;
@@ -128,10 +161,16 @@ export function registerSimulateCommand(program: Command): void {
       const dir = await localDataset(dataset.manifestUri);
       const loaded = await loadWorkload(dir, { historyLen: opts.historyLen, maxUsers: opts.users });
       const users = opts.population ? expandPopulation(loaded, opts.population) : loaded;
+      const scenario: Scenario | undefined =
+        wanted && prepareScenario(wanted.name, wanted.shift, await loadCatalogue(dir));
       const log = (s: string) => {
         if (!opts.json) console.log(s);
       };
-      log(`Replaying ${users.length} test users of ${dataset.name}@${dataset.version} against ${addresses.join(', ')}`);
+      // Tests and infra/proc.sh wait for a line starting `Replaying`: keep its start.
+      log(
+        `Replaying ${users.length} test users of ${dataset.name}@${dataset.version} against ${addresses.join(', ')}` +
+          (scenario ? `, scenario ${scenario.name} with shift ${scenario.shift}` : ''),
+      );
       log(`${opts.qps} calls/s for ${opts.seconds} s, k ${opts.k}, at most ${opts.concurrency} in flight`);
       const clearFault = () =>
         Promise.all(
@@ -161,6 +200,7 @@ export function registerSimulateCommand(program: Command): void {
           concurrency: opts.concurrency,
           impressions: opts.impressions,
           allowRemote: opts.allowRemote,
+          scenario,
           onProgress: (p) => {
             if (!opts.json && process.stdout.isTTY)
               process.stdout.write(`\r${p.elapsedSeconds.toFixed(0)} s: ${p.requests} calls, ${p.errors} errors`);
@@ -168,7 +208,7 @@ export function registerSimulateCommand(program: Command): void {
         });
         if (!opts.json && process.stdout.isTTY) process.stdout.write('\n');
         if (opts.json) {
-          console.log(JSON.stringify({ dataset, addresses, ...r }, null, 2));
+          console.log(JSON.stringify({ dataset, addresses, scenario: wanted ?? null, ...r }, null, 2));
           return;
         }
         console.log(
@@ -193,6 +233,7 @@ export function registerSimulateCommand(program: Command): void {
             `${codes ? ` (${codes})` : ''}, error rate ${(100 * r.errorRate).toFixed(2)}%, ` +
             `p50 ${ms(r.p50Ms)} ms, p99 ${ms(r.p99Ms)} ms, CTR ${r.ctr.toFixed(4)}` +
             (r.dropped > 0 ? `, ${r.dropped} dropped at the concurrency cap` : '') +
+            (scenario ? `, ${r.shifted} calls shifted by ${scenario.name}` : '') +
             (r.feedbackErrors > 0 ? `, ${r.feedbackErrors} feedback calls failed` : ''),
         );
       } finally {

@@ -6,6 +6,9 @@ import type { Command } from 'commander';
 import { WorkflowFailedError } from '@temporalio/client';
 import type { TrainHeartbeat } from '../../activities/contracts';
 import { config } from '../../lib/config';
+import { EtlConfig } from '../../lib/dataset/etl-config';
+import { RAW_FORMATS } from '../../lib/dataset/raw-formats';
+import { parseSources, sourceUri, type SourceSpecInput } from '../../lib/dataset/source';
 import { sha256File } from '../../lib/files';
 import { parseGateConfig } from '../../lib/gates/config';
 import { objectStore } from '../../lib/object-store';
@@ -20,21 +23,53 @@ import {
 import { duration, table } from '../format';
 import { pendingActivities, temporalClient, webUiUrl } from '../temporal';
 
+/** A local file is uploaded once, content-addressed; an s3:// URI is used as it is. */
+async function stageSource(dataset: string, src: string): Promise<string> {
+  if (src.startsWith('s3://')) return src;
+  const store = objectStore();
+  const sha = await sha256File(src);
+  const uri = `s3://${config().bucket}/raw/${dataset}/${sha.slice(0, 16)}/${path.basename(src)}`;
+  if (!(await store.exists(uri))) await store.putFile(uri, src);
+  return uri;
+}
+
 /** Local files are uploaded once, content-addressed; s3:// URIs are used as they are. */
 export async function stageSources(dataset: string, sources: string[]): Promise<string[]> {
-  const store = objectStore();
   const uris: string[] = [];
-  for (const src of sources) {
-    if (src.startsWith('s3://')) {
-      uris.push(src);
-      continue;
-    }
-    const sha = await sha256File(src);
-    const uri = `s3://${config().bucket}/raw/${dataset}/${sha.slice(0, 16)}/${path.basename(src)}`;
-    if (!(await store.exists(uri))) await store.putFile(uri, src);
-    uris.push(uri);
-  }
+  for (const src of sources) uris.push(await stageSource(dataset, src));
   return uris;
+}
+
+/** Sources with their own reading: their uri staged like any source, the reading kept. */
+async function stageSpecs(dataset: string, sources: SourceSpecInput[]): Promise<SourceSpecInput[]> {
+  const out: SourceSpecInput[] = [];
+  for (const s of sources) {
+    const uri = await stageSource(dataset, sourceUri(s));
+    out.push(typeof s === 'string' ? uri : { ...s, uri });
+  }
+  return out;
+}
+
+/**
+ * The sources of `--source` (read with --format and --etl) followed by those of `--source-spec` (JSON, each with its
+ * own reading), checked against the ETL config before anything is uploaded or started: an error names the source's
+ * index in this list, the field and the value.
+ */
+export function sourcesFromArgs(paths: string[], specs: string[], etl: object): SourceSpecInput[] {
+  const sources: SourceSpecInput[] = [...paths];
+  for (const [i, text] of specs.entries()) {
+    try {
+      sources.push(JSON.parse(text) as SourceSpecInput);
+    } catch (err) {
+      throw new Error(
+        `--source-spec ${JSON.stringify(text)} (sources[${paths.length + i}]) is not JSON: ${(err as Error).message}`,
+      );
+    }
+  }
+  const cfg = EtlConfig.safeParse(etl);
+  if (!cfg.success) throw new Error(`invalid ETL config (--format, --etl): ${cfg.error.message}`);
+  parseSources(sources, cfg.data);
+  return sources;
 }
 
 /** Parses `key=value` overrides: numbers and booleans become numbers and booleans. */
@@ -136,11 +171,16 @@ export function registerTrainCommand(program: Command): void {
     .description('start a continuousTraining workflow on raw interaction logs')
     .requiredOption('--model <name>', 'registered model name, e.g. two-tower-ml-100k')
     .requiredOption('--dataset <name>', 'dataset name, e.g. ml-100k')
-    .requiredOption('--source <path...>', 'raw log files: local paths (uploaded) or s3:// URIs')
+    .option('--source <path...>', 'raw log files read with --format: local paths (uploaded) or s3:// URIs', [])
+    .option('--format <format>', `raw format of the --source files: ${RAW_FORMATS.join(', ')}`, 'csv')
     .option(
-      '--format <format>',
-      'raw format: csv, tsv, jsonl, parquet, movielens-1m, movielens-100k, recbole, amazon-jsonl',
-      'csv',
+      '--source-spec <json...>',
+      'a source with its own reading, as JSON (repeatable): ' +
+        '\'{"uri":"s3://recsys/serving-logs/feedback/...jsonl","format":"recsys-feedback","rating":5}\'; uri may be a ' +
+        'local path (uploaded); options: columns and timestampUnit (default: those of --etl), and for recsys-feedback ' +
+        '(the serving feedback log: user_id, item_id, event_time_ms in ms) events (default ["FEEDBACK_EVENT_CLICK"]; ' +
+        'other events are skipped and counted) and rating (a fixed rating for its interactions; none by default)',
+      [],
     )
     .option(
       '--etl <json>',
@@ -164,6 +204,7 @@ export function registerTrainCommand(program: Command): void {
         model: string;
         dataset: string;
         source: string[];
+        sourceSpec: string[];
         format: string;
         etl: string;
         epochs?: number;
@@ -180,7 +221,12 @@ export function registerTrainCommand(program: Command): void {
       }) => {
         // Bad gate files fail here, naming the file and field, before anything runs.
         if (opts.gates) parseGateConfig(readJson(opts.gates), opts.gates);
-        const sources = await stageSources(opts.dataset, opts.source);
+        const etl = { format: opts.format, ...(JSON.parse(opts.etl) as object) } as NonNullable<
+          ContinuousTrainingInput['dataset']
+        >['etl'];
+        if (opts.source.length === 0 && opts.sourceSpec.length === 0)
+          throw new Error('give the raw logs with --source (and --format) or --source-spec');
+        const sources = await stageSpecs(opts.dataset, sourcesFromArgs(opts.source, opts.sourceSpec, etl));
         const trainCfg = parseOverrides(opts.set);
         if (opts.epochs !== undefined) trainCfg.epochs = opts.epochs;
         const input: ContinuousTrainingInput = {
@@ -188,10 +234,7 @@ export function registerTrainCommand(program: Command): void {
           dataset: {
             name: opts.dataset,
             sources,
-            etl: {
-              format: opts.format,
-              ...(JSON.parse(opts.etl) as object),
-            } as ContinuousTrainingInput['dataset']['etl'],
+            etl,
           },
           train: trainCfg,
           nprocPerNode: opts.nproc,

@@ -4,6 +4,7 @@
  * by slowing its own load), for a bounded time, with at most `concurrency` calls in flight (a call due while the cap is
  * reached is counted as dropped, not queued). After each answer it sends one Feedback naming the answer's request_id:
  * a `click` on the first returned item that is among the user's held-out items, else an `impression` of the top item.
+ * A drift scenario (scenarios.ts) may change the calls: who calls, with which history, and how answers are judged.
  * Addresses are loopback only unless `allowRemote`. Stops by itself: a deadline per call, and the run ends when the
  * last call due before `seconds` has answered.
  */
@@ -11,6 +12,7 @@ import type { ServiceError } from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import { feedback, recommend, recommenderClient } from '../../serving/client';
 import type { RecommenderClient } from '../../serving/proto';
+import { checkShift, feedbackFor, planCall, type Scenario } from './scenarios';
 import { newTally, quantile, summarize, type VersionSummary, type VersionTally } from './stats';
 import type { SimUser } from './workload';
 
@@ -34,8 +36,10 @@ export interface SimulationOptions {
   /** Called about once a second with the running totals. */
   onProgress?: (p: SimulationProgress) => void;
   signal?: AbortSignal;
-  /** Default Math.random (which user each call is for). */
+  /** Default Math.random (which user each call is for, and the scenario's draws). */
   random?: () => number;
+  /** A drift scenario with its size (scenarios.ts prepareScenario); none replays the users as they are. */
+  scenario?: Scenario;
 }
 
 export interface SimulationProgress {
@@ -48,6 +52,8 @@ export interface SimulationProgress {
 export interface SimulationResult {
   /** Calls issued (answered + failed). */
   requests: number;
+  /** Calls the scenario changed (0 without one). */
+  shifted: number;
   errors: number;
   errorRate: number;
   /** Calls due while `concurrency` calls were in flight: not sent. */
@@ -81,6 +87,7 @@ export function checkSimulationOptions(o: SimulationOptions): void {
   const c = o.concurrency ?? 64;
   if (!Number.isInteger(c) || c < 1) throw new Error(`concurrency must be a positive integer, got ${c}`);
   if (o.users.length === 0) throw new Error('no simulated users');
+  if (o.scenario) checkShift('scenario shift', o.scenario.shift);
 }
 
 const statusName = (code: number | undefined): string =>
@@ -104,10 +111,13 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
   let feedbackSent = 0;
   let feedbackErrors = 0;
   let clicks = 0;
+  let shifted = 0;
   const pending = new Set<Promise<void>>();
 
   const one = async (n: number): Promise<void> => {
     const user = o.users[Math.floor(random() * o.users.length)]!;
+    const call = planCall(user, o.scenario, random);
+    if (call.shifted) shifted++;
     const client = clients[n % clients.length]!;
     const started = performance.now();
     let res;
@@ -115,8 +125,8 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
       res = await recommend(
         client,
         {
-          user_id: user.userId,
-          history: user.history.map((item_id) => ({ item_id, timestamp_ms: 0 })),
+          user_id: call.userId,
+          history: call.history.map((item_id) => ({ item_id, timestamp_ms: 0 })),
           k,
           exclude_item_ids: [],
         },
@@ -134,23 +144,19 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
     if (!t) tallies.set(res.model_version, (t = newTally()));
     t.requests++;
     t.latenciesMs.push(latency);
-    const hit = res.items.find((it) => user.heldOut.has(it.item_id));
     // At most one feedback per answer: a click on the first held-out item returned (so that clicks / answers is the
-    // click-through the server counts too), else an impression of the top item.
-    let e: { item_id: string; event: 'FEEDBACK_EVENT_CLICK' | 'FEEDBACK_EVENT_IMPRESSION' } | undefined;
-    if (hit) {
-      t.hits++;
-      e = { item_id: hit.item_id, event: 'FEEDBACK_EVENT_CLICK' };
-    } else if (impressions && res.items[0]) e = { item_id: res.items[0].item_id, event: 'FEEDBACK_EVENT_IMPRESSION' };
+    // click-through the server counts too), else an impression of the top item (scenarios.ts feedbackFor).
+    const { hit, feedback: e } = feedbackFor(call, res.items, impressions);
+    if (hit !== undefined) t.hits++;
     if (!e) return;
     try {
       await feedback(
         client,
-        { request_id: res.request_id, user_id: user.userId, ...e, timestamp_ms: Date.now(), value: 0 },
+        { request_id: res.request_id, user_id: call.userId, ...e, timestamp_ms: Date.now(), value: 0 },
         timeoutMs,
       );
       feedbackSent++;
-      if (hit) {
+      if (e.event === 'FEEDBACK_EVENT_CLICK') {
         t.clicks++;
         clicks++;
       } else t.impressions++;
@@ -197,6 +203,7 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
     for (const [v, t] of [...tallies].sort(([a], [b]) => a.localeCompare(b))) perVersion[v] = summarize(t);
     return {
       requests: issued,
+      shifted,
       errors,
       errorRate: issued > 0 ? errors / issued : 0,
       dropped,

@@ -2,11 +2,13 @@
  * The simulator's users, from a local copy of a dataset version (layout: lib/dataset/write-parquet.ts): each user who
  * has held-out (test split) interactions, with the history a client would send (the last L of their train and valid
  * interactions, oldest first) and the held-out items a "click" is judged against. Ids are the raw ones of
- * users.parquet and items.parquet, as a real caller would send them.
+ * users.parquet and items.parquet, as a real caller would send them. The drift scenarios (scenarios.ts) also need the
+ * catalogue by popularity: loadCatalogue, from items.parquet and train.parquet of the same copy.
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
+import type { Catalogue } from './scenarios';
 
 export interface SimUser {
   userId: string;
@@ -68,6 +70,38 @@ export async function loadWorkload(dir: string, opts: WorkloadOptions = {}): Pro
     }
     if (users.length === 0) throw new Error(`dataset copy ${dir}: no user has both past and held-out interactions`);
     return users;
+  } finally {
+    conn.closeSync();
+    instance.closeSync();
+  }
+}
+
+/**
+ * Every item of the dataset copy's items.parquet with its number of training interactions (train.parquet), most
+ * popular first, ties by item index; items nobody trained on count 0 (they are the longest of the long tail).
+ */
+export async function loadCatalogue(dir: string): Promise<Catalogue> {
+  const file = (name: string) => path.join(dir, name);
+  for (const f of ['train.parquet', 'items.parquet'])
+    if (!existsSync(file(f))) throw new Error(`dataset copy ${dir} has no ${f}; drift scenarios need the catalogue`);
+  const instance = await DuckDBInstance.create(':memory:');
+  const conn = await instance.connect();
+  try {
+    const reader = await conn.runAndReadAll(
+      `WITH counts AS (SELECT item_idx, count(*) AS n FROM read_parquet(${quote(file('train.parquet'))}) GROUP BY 1)
+       SELECT i.item_id::VARCHAR, coalesce(c.n, 0)::DOUBLE
+       FROM read_parquet(${quote(file('items.parquet'))}) i LEFT JOIN counts c USING (item_idx)
+       ORDER BY 2 DESC, i.item_idx`,
+    );
+    const items: string[] = [];
+    const counts: number[] = [];
+    for (const row of reader.getRowsJS()) {
+      const [id, n] = row as [string, number];
+      items.push(id);
+      counts.push(n);
+    }
+    if (items.length === 0) throw new Error(`dataset copy ${dir}: items.parquet has no items`);
+    return { items, counts };
   } finally {
     conn.closeSync();
     instance.closeSync();

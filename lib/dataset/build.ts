@@ -57,9 +57,11 @@ export function dedupe(
   return { rows, dropped: sorted.length - rows.length, problems };
 }
 
-export function versionHash(rows: Interaction[], cfg: EtlConfig): string {
+/** `sources`: what the sources add to the address (lib/dataset/source.ts sourcesKey); nothing when undefined. */
+export function versionHash(rows: Interaction[], cfg: EtlConfig, sources?: string): string {
   const h = createHash('sha256');
   h.update(JSON.stringify(cfg));
+  if (sources !== undefined) h.update(`\nsources ${sources}`);
   // Hashed in blocks of rows: one update per row would cost more than the hashing itself.
   const block: string[] = [];
   for (const r of rows) {
@@ -120,7 +122,12 @@ export function computeStats(
 }
 
 /** Builds the normalised dataset from validated, deduplicated rows in canonical order. */
-export function buildDataset(rows: Interaction[], duplicatesDropped: number, cfg: EtlConfig): BuiltDataset {
+export function buildDataset(
+  rows: Interaction[],
+  duplicatesDropped: number,
+  cfg: EtlConfig,
+  sources?: string,
+): BuiltDataset {
   const n = rows.length;
   const boundaries = splitBoundaries(
     rows.map((r) => r.ts),
@@ -155,7 +162,7 @@ export function buildDataset(rows: Interaction[], duplicatesDropped: number, cfg
     splitCounts[s] += 1;
   }
   return {
-    version: versionHash(rows, cfg),
+    version: versionHash(rows, cfg, sources),
     rows,
     userIdx,
     itemIdx,

@@ -4,6 +4,8 @@
  */
 import { z } from 'zod';
 import { EtlConfig } from './etl-config';
+import { RAW_FORMATS } from './raw-formats';
+import { SourceSpec } from './source';
 
 const Summary = z.object({ min: z.number(), p50: z.number(), mean: z.number(), p90: z.number(), max: z.number() });
 export type Summary = z.infer<typeof Summary>;
@@ -20,6 +22,21 @@ export const DatasetStats = z.object({
 });
 export type DatasetStats = z.infer<typeof DatasetStats>;
 
+/** One source a version was built from. The optional fields are absent in manifests written before they existed. */
+export const ManifestSource = z.object({
+  uri: z.string(),
+  sha256: z.string(),
+  bytes: z.number(),
+  records: z.number(),
+  /** The format the source was read with. */
+  format: z.enum(RAW_FORMATS).optional(),
+  /** The source as given to the ETL (a URI string read as the config says, or a spec with its own reading). */
+  spec: SourceSpec.optional(),
+  /** Lines passed over on purpose, by reason (recsys-feedback: the event names outside the source's filter). */
+  skipped: z.record(z.string(), z.number()).optional(),
+});
+export type ManifestSource = z.infer<typeof ManifestSource>;
+
 export const Manifest = z.object({
   schemaVersion: z.literal(1),
   name: z.string(),
@@ -27,7 +44,7 @@ export const Manifest = z.object({
   uri: z.string(),
   createdAt: z.string(),
   config: EtlConfig,
-  sources: z.array(z.object({ uri: z.string(), sha256: z.string(), bytes: z.number(), records: z.number() })),
+  sources: z.array(ManifestSource),
   files: z.record(z.string(), z.object({ uri: z.string(), rows: z.number(), sha256: z.string() })),
   schema: z.record(z.string(), z.record(z.string(), z.string())),
   counts: z.object({
@@ -44,3 +61,12 @@ export const Manifest = z.object({
   stats: DatasetStats,
 });
 export type Manifest = z.infer<typeof Manifest>;
+
+/**
+ * The sources a version was built from, as the ETL takes them: what a retrain appends new logs to, so the previous
+ * sources alone give the previous version again. A manifest from before sources had specs gives its URIs, which were
+ * read as its config says: exactly what a URI string means.
+ */
+export function manifestSources(m: Pick<Manifest, 'sources'>): SourceSpec[] {
+  return m.sources.map((s) => s.spec ?? s.uri);
+}

@@ -5,7 +5,9 @@
  * Supported: generic CSV / TSV (with a header) and JSON lines with a column mapping, Parquet, and the original
  * formats of public data sets: MovieLens-1M (`UserID::MovieID::Rating::Timestamp`), MovieLens-100K `u.data`
  * (tab-separated, no header), RecBole atomic files (`.inter`, typed header `user_id:token ...`) and Amazon reviews
- * JSON lines (2014/2018 `reviewerID/asin/overall/unixReviewTime` and 2023 `user_id/parent_asin/rating/timestamp`).
+ * JSON lines (2014/2018 `reviewerID/asin/overall/unixReviewTime` and 2023 `user_id/parent_asin/rating/timestamp`);
+ * and the serving tier's own feedback log (`recsys-feedback`, serving/log-records.ts), so what users did with the
+ * recommendations becomes training data.
  *
  * Nothing is dropped unseen: a `rating` column is read (and validated) without a mapping, text must be valid UTF-8
  * (an invalid line is a problem naming it, never a U+FFFD in an id), and gzip input named `*.gz` is decompressed while
@@ -27,8 +29,38 @@ export const RAW_FORMATS = [
   'movielens-100k',
   'recbole',
   'amazon-jsonl',
+  'recsys-feedback',
 ] as const;
 export type RawFormat = (typeof RAW_FORMATS)[number];
+
+/**
+ * The feedback events the serving tier logs (proto `recsys.v1.FeedbackEvent`, by name). Listed here because lib/
+ * imports nothing above it; a filter naming anything else is a typo that would silently skip every line.
+ */
+export const FEEDBACK_EVENTS = [
+  'FEEDBACK_EVENT_IMPRESSION',
+  'FEEDBACK_EVENT_CLICK',
+  'FEEDBACK_EVENT_ADD_TO_CART',
+  'FEEDBACK_EVENT_PURCHASE',
+  'FEEDBACK_EVENT_RATING',
+  'FEEDBACK_EVENT_DISMISS',
+] as const;
+export type FeedbackEventName = (typeof FEEDBACK_EVENTS)[number];
+/** An impression is not a preference and a dismissal is a negative one: only clicks are interactions by default. */
+export const DEFAULT_FEEDBACK_EVENTS: readonly FeedbackEventName[] = ['FEEDBACK_EVENT_CLICK'];
+
+/** Where the canonical fields are in a feedback log line (fixed: the log is ours). */
+export const FEEDBACK_COLUMNS = { user: 'user_id', item: 'item_id', timestamp: 'event_time_ms' } as const;
+
+/** Reading options that only some formats have. */
+export interface ReadOptions {
+  /** recsys-feedback: the events that become interactions (default DEFAULT_FEEDBACK_EVENTS). */
+  events?: readonly string[];
+  /** recsys-feedback: the rating every interaction carries; none when unset. */
+  rating?: number;
+  /** recsys-feedback: told of each line whose event is not in `events` (skipped, not a problem). */
+  onSkip?: (event: string) => void;
+}
 
 /** The conventional name of the rating column, read whenever a file has it and the mapping does not say otherwise. */
 export const RATING_COLUMN = 'rating';
@@ -331,10 +363,10 @@ async function* readDelimited(file: string, spec: DelimitedSpec): AsyncGenerator
   }
 }
 
-async function* readJsonLines(
-  file: string,
-  pick: (obj: Record<string, unknown>) => Omit<RawRecord, 'line'>,
-): AsyncGenerator<RawEntry[]> {
+/** What a JSON object becomes: a record's fields, a problem with the line, or null for a line skipped on purpose. */
+type JsonPick = (obj: Record<string, unknown>, line: number) => Omit<RawRecord, 'line'> | RawLineProblem | null;
+
+async function* readJsonLines(file: string, pick: JsonPick): AsyncGenerator<RawEntry[]> {
   for await (const { first, lines } of lineBatches(file)) {
     const batch: RawEntry[] = [];
     for (let i = 0; i < lines.length; i++) {
@@ -361,7 +393,9 @@ async function* readJsonLines(
         batch.push({ line, field: '(line)', value: text.slice(0, 200), message: 'is not a JSON object' });
         continue;
       }
-      batch.push({ line, ...pick(obj as Record<string, unknown>) });
+      const picked = pick(obj as Record<string, unknown>, line);
+      if (picked === null) continue;
+      batch.push('message' in picked ? picked : { line, ...picked });
     }
     yield batch;
   }
@@ -396,6 +430,28 @@ function amazonPick(o: Record<string, unknown>): Omit<RawRecord, 'line'> {
     item: text(o.parent_asin ?? o.asin),
     timestamp: typeof ms === 'number' ? String(Math.floor(ms / 1000)) : text(ms),
     rating: text(o.rating),
+  };
+}
+
+/**
+ * The feedback log (serving/log-records.ts FeedbackLogRecord). The time is the event's own (`event_time_ms`; the
+ * receive time `time_ms` when a writer left it 0); events outside the filter are skipped and counted, not problems:
+ * a log of impressions and clicks is read for its clicks. A fixed rating, when given, keeps a dataset of explicit
+ * ratings in its rating vocabulary (training ignores ratings).
+ */
+function feedbackPick(options: ReadOptions): JsonPick {
+  const events = new Set(options.events ?? DEFAULT_FEEDBACK_EVENTS);
+  const rating = options.rating === undefined ? undefined : String(options.rating);
+  return (o, line) => {
+    const event = o.event;
+    if (typeof event !== 'string' || event === '')
+      return { line, field: 'event', value: text(event) ?? '', message: 'is missing or not a feedback event name' };
+    if (!events.has(event)) {
+      options.onSkip?.(event);
+      return null;
+    }
+    const at = o.event_time_ms === 0 || o.event_time_ms === undefined ? o.time_ms : o.event_time_ms;
+    return { user: text(o.user_id), item: text(o.item_id), timestamp: text(at), rating };
   };
 }
 
@@ -447,7 +503,12 @@ async function* readParquet(file: string, mapping: ColumnMapping): AsyncGenerato
 }
 
 /** Streams the records of one raw file in the given format, in batches. */
-export function readRaw(file: string, format: RawFormat, mapping: ColumnMapping): AsyncGenerator<RawEntry[]> {
+export function readRaw(
+  file: string,
+  format: RawFormat,
+  mapping: ColumnMapping,
+  options: ReadOptions = {},
+): AsyncGenerator<RawEntry[]> {
   switch (format) {
     case 'csv':
       return readDelimited(file, { delimiter: ',', mapping });
@@ -474,5 +535,7 @@ export function readRaw(file: string, format: RawFormat, mapping: ColumnMapping)
       return readDelimited(file, { delimiter: '\t', headerName: (h) => h.split(':')[0]!, mapping });
     case 'amazon-jsonl':
       return readJsonLines(file, amazonPick);
+    case 'recsys-feedback':
+      return readJsonLines(file, feedbackPick(options));
   }
 }

@@ -4,6 +4,7 @@
  * `manifest.json` written last (no manifest, no dataset); every URI of a version is built here and nowhere else.
  */
 import type { Manifest } from './manifest';
+import type { SourceSpec } from './source';
 
 /** Names a dataset version and where it lives. */
 export interface DatasetRef {
@@ -19,6 +20,8 @@ export interface DatasetVersion extends DatasetRef {
   counts: Manifest['counts'];
   /** True when this exact version already existed and was reused. */
   reused: boolean;
+  /** The sources it was built from, as the ETL takes them (what a retrain appends new logs to). */
+  sources?: SourceSpec[];
 }
 
 /** Dataset names: safe as a path segment and an S3 key segment. */

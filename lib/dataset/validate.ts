@@ -35,11 +35,20 @@ function checkId(value: string | undefined): string | undefined {
 
 const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
 
+/**
+ * What validating a record needs: the config's rules and the reading of the record's source (its columns name the
+ * fields in problems; its timestampUnit converts times). The ETL config itself is one, for a URI-string source.
+ */
+export type RecordRules = Pick<
+  EtlConfig,
+  'columns' | 'timestampUnit' | 'minTimestamp' | 'maxFutureSeconds' | 'ratingRange'
+>;
+
 /** Validates one record; returns the interaction, or the problems of that line. */
 export function validateRecord(
   rec: RawRecord,
   file: string,
-  cfg: EtlConfig,
+  cfg: RecordRules,
   nowSeconds: number,
 ): SourcedInteraction | InputProblem[] {
   const problems: InputProblem[] = [];

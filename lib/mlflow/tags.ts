@@ -15,6 +15,10 @@ export const TAGS = {
   pythonLockSha256: 'recsys.python_lock_sha256',
   modelFamily: 'recsys.model.family',
   modelUri: 'recsys.model.uri',
+  // retraining: the recipe to retrain from, and why this training ran
+  trainingInputUri: 'recsys.training_input_uri',
+  driftReportUri: 'recsys.drift.report_uri',
+  requestedBy: 'recsys.requested_by',
   // what serving loads and verifies: the shipped artefact (int8 or fp32) and its checksum
   onnxUri: 'recsys.onnx.uri',
   onnxSha256: 'recsys.onnx.sha256',

@@ -6,7 +6,8 @@ import { ApplicationFailure } from '@temporalio/common';
 import { buildDatasetVersion } from '../../activities/etl';
 import { config } from '../../lib/config';
 import { writeSyntheticLog } from '../data/synthetic';
-import { Manifest } from '../../lib/dataset/manifest';
+import { Manifest, manifestSources } from '../../lib/dataset/manifest';
+import type { SourceSpecInput } from '../../lib/dataset/source';
 import { objectStore } from '../../lib/object-store';
 import { uniqueName } from './stack';
 
@@ -169,5 +170,133 @@ describe('inputs a new user brings', () => {
     expect(err.message).toContain(`${uri}:1: field '(file)' is gzip-compressed (it starts with the bytes 1f 8b)`);
     // The message is text: no bytes of the compressed stream in it.
     expect(err.message).toMatch(/^[\x20-\x7e\n]*$/);
+  });
+});
+
+/** Issue 12: what users did with the recommendations becomes training data, appended to the previous sources. */
+describe('served feedback as a source', () => {
+  const T = (s: number) => s * 1000;
+  const feedbackLine = (user: string, item: string, event: string, ms: number) =>
+    JSON.stringify({
+      time_ms: ms + 40,
+      request_id: `req-${user}-${ms}`,
+      user_id: user,
+      item_id: item,
+      event,
+      event_time_ms: ms,
+      value: 0,
+      model_name: 'two-tower-it',
+      model_version: '1',
+    });
+
+  test('a RecBole export plus the feedback log: the old sources give the old version, the feedback a new one', async () => {
+    const name = uniqueName('it-etl-feedback');
+    const csv = path.join(dir, `${name}.csv`);
+    await writeSyntheticLog(csv, { users: 60, items: 50, interactions: 1800, minPerUser: 20, seed: 12 });
+    const [, ...rows] = (await fs.readFile(csv, 'utf8')).trimEnd().split('\n');
+    const inter = path.join(dir, `${name}.inter`);
+    await fs.writeFile(
+      inter,
+      ['user_id:token\titem_id:token\trating:float\ttimestamp:float', ...rows.map((r) => r.replaceAll(',', '\t'))].join(
+        '\n',
+      ) + '\n',
+    );
+    const interUri = await upload(inter, name);
+    const config = { format: 'recbole' as const };
+    const v1 = await buildDatasetVersion({ name, sources: [interUri], config });
+    expect(v1).toMatchObject({ reused: false, sources: [interUri] });
+
+    // Served after the data's last interaction: impressions, clicks on them, a dismissal (ms timestamps).
+    const last = Math.max(...rows.map((r) => Number(r.split(',')[3])));
+    const [u1, i1] = rows[0]!.split(',');
+    const [u2, i2] = rows[1]!.split(',');
+    const log = [
+      feedbackLine(u1!, i2!, 'FEEDBACK_EVENT_IMPRESSION', T(last + 10)),
+      feedbackLine(u1!, i2!, 'FEEDBACK_EVENT_CLICK', T(last + 20) + 999),
+      feedbackLine(u2!, i1!, 'FEEDBACK_EVENT_IMPRESSION', T(last + 30)),
+      feedbackLine(u2!, 'new-item-1', 'FEEDBACK_EVENT_CLICK', T(last + 40)),
+      feedbackLine(u2!, i2!, 'FEEDBACK_EVENT_DISMISS', T(last + 50)),
+    ];
+    const feedbackFile = path.join(dir, `${name}-feedback.jsonl`);
+    await fs.writeFile(feedbackFile, log.join('\n') + '\n');
+    const feedback = {
+      uri: await upload(feedbackFile, name),
+      format: 'recsys-feedback' as const,
+      rating: 5,
+    };
+
+    const v2 = await buildDatasetVersion({ name, sources: [interUri, feedback], config });
+    expect(v2.reused).toBe(false);
+    expect(v2.version).not.toBe(v1.version);
+    expect(v2.counts.interactions).toBe(v1.counts.interactions + 2);
+    expect(v2.counts.items).toBe(v1.counts.items + 1);
+    expect(v2.sources).toEqual([interUri, feedback]);
+    const m2 = Manifest.parse(await store.getJson(v2.manifestUri));
+    expect(m2.sources).toEqual([
+      expect.objectContaining({ uri: interUri, format: 'recbole', spec: interUri, records: rows.length }),
+      expect.objectContaining({
+        uri: feedback.uri,
+        format: 'recsys-feedback',
+        spec: feedback,
+        records: 2,
+        skipped: { FEEDBACK_EVENT_IMPRESSION: 2, FEEDBACK_EVENT_DISMISS: 1 },
+      }),
+    ]);
+    // The clicks are the newest interactions, at their own time in seconds, with the source's fixed rating.
+    expect(m2.stats.timestamp.max).toBe(last + 40);
+    expect(m2.stats.ratingHistogram['5']).toBe(
+      (Manifest.parse(await store.getJson(v1.manifestUri)).stats.ratingHistogram['5'] ?? 0) + 2,
+    );
+
+    // A retrain appends to the previous version's sources: those alone give the previous version back.
+    const m1 = Manifest.parse(await store.getJson(v1.manifestUri));
+    expect(await buildDatasetVersion({ name, sources: manifestSources(m1), config })).toMatchObject({
+      version: v1.version,
+      reused: true,
+    });
+    expect(await buildDatasetVersion({ name, sources: manifestSources(m2), config })).toMatchObject({
+      version: v2.version,
+      reused: true,
+      sources: [interUri, feedback],
+    });
+
+    // Feedback that adds no interaction (impressions only) still makes a new version that lists it.
+    const quiet = path.join(dir, `${name}-impressions.jsonl`);
+    await fs.writeFile(quiet, [log[0], log[2]].join('\n') + '\n');
+    const quietSpec = { uri: await upload(quiet, name), format: 'recsys-feedback' as const };
+    const v3 = await buildDatasetVersion({ name, sources: [interUri, quietSpec], config });
+    expect(v3.reused).toBe(false);
+    expect(v3.version).not.toBe(v1.version);
+    expect(v3.counts.interactions).toBe(v1.counts.interactions);
+    expect(Manifest.parse(await store.getJson(v3.manifestUri)).sources[1]).toMatchObject({
+      format: 'recsys-feedback',
+      records: 0,
+      skipped: { FEEDBACK_EVENT_IMPRESSION: 2 },
+    });
+
+    // Two specs that read the same rows (no purchase in the log): two versions, each listing its own sources.
+    const withPurchases: SourceSpecInput = {
+      ...feedback,
+      events: ['FEEDBACK_EVENT_CLICK', 'FEEDBACK_EVENT_PURCHASE'],
+    };
+    const v4 = await buildDatasetVersion({ name, sources: [interUri, withPurchases], config });
+    expect(v4.counts).toEqual(v2.counts);
+    expect(v4.version).not.toBe(v2.version);
+    expect(Manifest.parse(await store.getJson(v4.manifestUri)).sources[1]!.spec).toEqual(withPurchases);
+    expect((await buildDatasetVersion({ name, sources: [interUri, feedback], config })).version).toBe(v2.version);
+  });
+
+  test('a bad source spec fails before anything is read, naming the source index, field and value', async () => {
+    const name = uniqueName('it-etl-spec');
+    const run = buildDatasetVersion({
+      name,
+      sources: ['s3://recsys/raw/x.inter', { uri: 's3://recsys/f.jsonl', format: 'recsys-feedback', rating: 9 }],
+      config: { format: 'recbole' },
+    });
+    const err = (await run.catch((e: unknown) => e)) as ApplicationFailure;
+    expect(err).toBeInstanceOf(ApplicationFailure);
+    expect(err.type).toBe('ConfigError');
+    expect(err.nonRetryable).toBe(true);
+    expect(err.message).toContain("config field 'sources[1].rating' is outside the ETL config's ratingRange [0, 5]");
   });
 });

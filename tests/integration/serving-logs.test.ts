@@ -1,8 +1,9 @@
 /**
  * Request and feedback logs and metrics against the real stack: a small model trained and registered by
  * continuousTraining is served over gRPC with the request log shipping to the real object store; after N Recommend
- * and M Feedback calls and a graceful shutdown, exactly N + M records are read back from the documented layout, field
- * by field, and /metrics (scraped over HTTP before the shutdown) counts N requests for the served version.
+ * and M Feedback calls and a graceful shutdown, exactly N + M records are read back from the documented layout (the
+ * environment partition `adhoc` by default, `--environment` of `recsys serve` otherwise), field by field (with the
+ * history's item ids), and /metrics (scraped over HTTP before the shutdown) counts N requests for the served version.
  */
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -71,14 +72,14 @@ test('every Recommend and Feedback is in the object store after a graceful shutd
   const catalog = slot.active!.catalog;
   const known = [1, 2, 3].map((i) => catalog.idOf(i)!);
   const served: RecommendResponse__Output[] = [];
-  const sent: { user: string; historyLen: number }[] = [];
+  const sent: { user: string; historyLen: number; historyItems: string[] }[] = [];
   for (let i = 0; i < N; i++) {
     // Every third request is a stranger without history: the popularity fallback.
     const cold = i % 3 === 0;
     const history = cold ? [] : known.slice(0, 1 + (i % 3)).map((item_id, j) => ({ item_id, timestamp_ms: j + 1 }));
     const user = cold ? `stranger-${i}` : `visitor-${i}`;
     served.push(await recommend(client, { user_id: user, history, k: 5, exclude_item_ids: [] }));
-    sent.push({ user, historyLen: history.length });
+    sent.push({ user, historyLen: history.length, historyItems: history.map((h) => h.item_id) });
   }
   const feedbacks: FeedbackRequest[] = [];
   for (let i = 0; i < M; i++) {
@@ -111,7 +112,7 @@ test('every Recommend and Feedback is in the object store after a graceful shutd
 
   const uris = await objectStore().list(`${prefix}/`);
   const layout = new RegExp(
-    `^${prefix}/(recommend|feedback)/model=${model}/date=\\d{4}-\\d{2}-\\d{2}/hour=\\d{2}/${log.serverId}-\\d{8}\\.jsonl$`,
+    `^${prefix}/(recommend|feedback)/model=${model}/env=adhoc/date=\\d{4}-\\d{2}-\\d{2}/hour=\\d{2}/${log.serverId}-\\d{8}\\.jsonl$`,
   );
   for (const uri of uris) expect(uri).toMatch(layout);
   expect(new Set(uris).size).toBe(uris.length);
@@ -143,6 +144,7 @@ test('every Recommend and Feedback is in the object store after a graceful shutd
     expect(r).toMatchObject({
       user_id: sent[i]!.user,
       history_len: sent[i]!.historyLen,
+      history_items: sent[i]!.historyItems,
       items: res.items.map((it) => ({ item_id: it.item_id, score: it.score })),
       model_name: model,
       model_version: version,
@@ -155,7 +157,7 @@ test('every Recommend and Feedback is in the object store after a graceful shutd
     expect(r.latency_ms).toBeLessThan(5000);
     expect(new Date(r.time).getTime()).toBe(r.time_ms);
     const iso = new Date(r.time_ms).toISOString();
-    expect(r.uri).toContain(`/recommend/model=${model}/date=${iso.slice(0, 10)}/hour=${iso.slice(11, 13)}/`);
+    expect(r.uri).toContain(`/recommend/model=${model}/env=adhoc/date=${iso.slice(0, 10)}/hour=${iso.slice(11, 13)}/`);
   });
   const fbById = new Map(fbs.map((f) => [`${f.request_id}/${f.value}`, f]));
   for (const f of feedbacks) {
@@ -169,17 +171,19 @@ test('every Recommend and Feedback is in the object store after a graceful shutd
     });
     expect(r.event_time_ms).toBe(r.time_ms); // timestamp 0: when received
     const iso = new Date(r.time_ms).toISOString();
-    expect(r.uri).toContain(`/feedback/model=${model}/date=${iso.slice(0, 10)}/hour=${iso.slice(11, 13)}/`);
+    expect(r.uri).toContain(`/feedback/model=${model}/env=adhoc/date=${iso.slice(0, 10)}/hour=${iso.slice(11, 13)}/`);
   }
 });
 
-test('`recsys serve` serves /metrics on --metrics-port and ships its request log on SIGTERM', async () => {
+test('`recsys serve` serves /metrics on --metrics-port and ships its request log under --environment on SIGTERM', async () => {
   const cliPrefix = `${prefix}-cli`;
   const { child, exited, output, waitFor } = spawnServe(
     ['--model', model, '--alias', 'challenger', '--port', '0', '--metrics-port', '0', '--log-prefix', cliPrefix].concat(
       [
         '--log-flush-seconds',
         '600', // nothing ships on the timer: what arrives is the shutdown's flush
+        '--environment',
+        'it-env',
       ],
     ),
   );
@@ -216,6 +220,7 @@ test('`recsys serve` serves /metrics on --metrics-port and ships its request log
   );
   expect(lines.flat()).toHaveLength(5);
   expect(uris.filter((u) => u.includes('/feedback/'))).toHaveLength(1);
+  expect(uris.every((u) => u.includes(`/model=${model}/env=it-env/date=`))).toBe(true);
   await objectStore().deletePrefix(`${cliPrefix}/`);
 });
 

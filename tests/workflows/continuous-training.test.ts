@@ -19,80 +19,10 @@ import { uniqueId, useWorkflowTestEnv, waitForQuery, type ActivityCall, type Moc
 
 const t = useWorkflowTestEnv();
 
-const VERSION = '7';
+import { trainingActivities, VERSION } from './training-mocks';
+
 /** The documented id of the rollout of a model version (one per version); the control test checks it is used. */
 const rolloutWorkflowId = (model: string) => `rollout-${model}-v${VERSION}`;
-const dataset = (reused: boolean) => ({
-  name: 'ml-test',
-  version: 'd41d8cd98f00',
-  uri: 's3://recsys/datasets/ml-test/d41d8cd98f00/',
-  manifestUri: 's3://recsys/datasets/ml-test/d41d8cd98f00/manifest.json',
-  counts: { interactions: 1000, users: 50, items: 80 },
-  reused,
-});
-
-/** Every step succeeds; `reused` says whether each cached step found its earlier output. */
-function trainingActivities(reused: { data: boolean; model: boolean }, overrides: MockActivities = {}): MockActivities {
-  const modelReused = reused.model;
-  return {
-    etl: () => dataset(reused.data),
-    validateDataset: () => ({
-      status: 'pass',
-      summary: 'no anomalies',
-      reportUri: 's3://recsys/datasets/ml-test/d41d8cd98f00/validation.json',
-      anomalies: [],
-      reused: reused.data,
-    }),
-    train: (i) => ({
-      trainingKey: 'k1',
-      uri: 's3://recsys/training/k1/',
-      modelUri: 's3://recsys/training/k1/model.pt',
-      epochs: 2,
-      finalLoss: 0.42,
-      samplesPerSec: 1000,
-      trainSeconds: 3,
-      worldSize: 2,
-      resumedFromEpoch: 0,
-      config: { model: 'two_tower', ...(i.config as object) },
-      reused: modelReused,
-    }),
-    currentChampion: () => null,
-    evaluate: () => ({
-      model: { 'ndcg@10': 0.12, 'recall@10': 0.2 },
-      popularity: { 'ndcg@10': 0.05 },
-      nUsers: 50,
-      reused: modelReused,
-    }),
-    exportOnnx: () => ({
-      onnxUri: 's3://recsys/training/k1/model.onnx',
-      sha256: 'aa',
-      topK: 100,
-      maxAbsDiff: 1e-6,
-      tolerance: 1e-4,
-      reused: modelReused,
-    }),
-    quantize: () => ({
-      ships: 'fp32',
-      reason: 'int8 is not faster',
-      int8Uri: 's3://recsys/training/k1/model.int8.onnx',
-      int8Sha256: 'bb',
-      float: { ndcgAt10: 0.12, p50Ms: 1, p99Ms: 2 },
-      int8: { ndcgAt10: 0.119, p50Ms: 1.1, p99Ms: 2.2 },
-      relativeNdcgChange: -0.008,
-      tolerance: 0.01,
-      reused: modelReused,
-    }),
-    checkGates: () => ({ passed: true, summary: 'all gates passed', results: [] }),
-    register: (i) => ({ model: i.model, version: VERSION, aliases: ['challenger'] }),
-    // The rollout a passing model starts (no champion: staging, then it waits for approval).
-    describeVersion: (i) => ({ model: i.model, version: i.version, dataset: dataset(true) }),
-    ensureEnvironment: (i) => ({ env: i.env, replicas: [] }),
-    runLoadTest: () => ({ requests: 100, achievedQps: 50, errorRate: 0, p50Ms: 2, p99Ms: 8 }),
-    stopEnvironment: () => ({ stopped: true }),
-    tagVersion: () => ({}),
-    ...overrides,
-  };
-}
 
 async function run(mocks: MockActivities, input: Partial<ContinuousTrainingInput> = {}) {
   const { taskQueue, calls } = await t.worker(mocks);
@@ -124,6 +54,7 @@ describe('continuousTraining workflow (mocked activities, time skipping)', () =>
     const progress = await handle.query(progressQuery);
     expect(progress.currentStep).toBe('done');
     expect(statuses(progress)).toEqual({
+      plan: 'skipped',
       etl: 'reused',
       validate: 'reused',
       train: 'reused',
@@ -240,7 +171,7 @@ describe('continuousTraining workflow (mocked activities, time skipping)', () =>
     expect(cause).toMatchObject({ type: 'DataValidationError', nonRetryable: true });
     expect(cause?.message).toContain('volume dropped 62% vs the previous version');
     expect(cause?.message).toContain(reportUri);
-    expect(names(calls)).toEqual(['etl', 'validateDataset']);
+    expect(names(calls)).toEqual(['recordRecipe', 'etl', 'validateDataset']);
     const progress = await handle.query(progressQuery);
     expect(progress.currentStep).toBe('failed');
     expect(statuses(progress)).toMatchObject({
@@ -249,5 +180,58 @@ describe('continuousTraining workflow (mocked activities, time skipping)', () =>
       train: 'pending',
       register: 'pending',
     });
+  });
+
+  test("a retrain names no data: planned from the champion, the plan's sources trained, lineage registered", async () => {
+    const sources = [
+      's3://recsys/raw/ml-test/part-0.tsv',
+      { uri: 's3://recsys/feedback/m/1-2.jsonl', format: 'recsys-feedback' },
+    ];
+    const { handle, calls } = await run(
+      trainingActivities(
+        { data: false, model: false },
+        {
+          planRetrain: (i) => ({
+            recipe: {
+              dataset: { name: 'ml-test', sources, etl: { format: 'tsv' } },
+              train: { epochs: 1 },
+              autoRollout: false,
+              feedbackUntilMs: 2,
+            },
+            basedOn: {
+              championVersion: '6',
+              datasetVersion: 'aaa',
+              recipeUri: `s3://recsys/recipes/${String(i.model)}.json`,
+            },
+            feedback: { uri: sources[1], rows: 42, fromMs: 1, toMs: 2 },
+          }),
+        },
+      ),
+      {
+        dataset: undefined,
+        trigger: 'drift',
+        cause: {
+          driftReportUri: 's3://recsys/drift/m/production/reports/x.json',
+          requestedBy: 'drift-monitor-m-production',
+        },
+      },
+    );
+    const result = await handle.result();
+    expect(result.outcome).toBe('passed');
+    expect(result.plan?.feedback.rows).toBe(42);
+    const progress = await handle.query(progressQuery);
+    expect(progress.steps.find((s) => s.name === 'plan')).toMatchObject({ status: 'done' });
+    expect(progress.steps.find((s) => s.name === 'plan')?.summary).toMatch(/from champion v6 .* \+ 42 served feedback/);
+    expect(calls.find((c) => c.name === 'etl')?.input.sources).toEqual(sources);
+    expect(calls.find((c) => c.name === 'train')?.input.config).toEqual({ epochs: 1 });
+    const recorded = calls.find((c) => c.name === 'recordRecipe')?.input;
+    expect(recorded?.recipe).toMatchObject({ dataset: { sources }, feedbackUntilMs: 2 });
+    const register = calls.find((c) => c.name === 'register')?.input;
+    expect(register?.trigger).toBe('drift');
+    expect(register?.cause).toEqual({
+      driftReportUri: 's3://recsys/drift/m/production/reports/x.json',
+      requestedBy: 'drift-monitor-m-production',
+    });
+    expect(register?.recipeUri).toBe(`s3://test/recipes/${handle.workflowId}.json`);
   });
 });

@@ -51,6 +51,11 @@ export const ACTIVITY_NAMES = [
   'analyseCanaryWindow',
   'environmentPort',
   'leaseHolder',
+  'recordRecipe',
+  'planRetrain',
+  'driftContext',
+  'summarizeDriftWindow',
+  'evaluateDriftWindow',
 ] as const;
 export type ActivityName = (typeof ACTIVITY_NAMES)[number];
 export type ActivityInput = Record<string, unknown>;
@@ -135,6 +140,7 @@ export function useWorkflowTestEnv(): {
       const defaults: MockActivities = {
         environmentPort: (input) => ({ env: input.env, port }),
         leaseHolder: () => undefined,
+        recordRecipe: (input) => `s3://test/recipes/${String(input.workflowId)}.json`,
       };
       const recorded = Object.fromEntries(
         Object.entries({ ...defaults, ...mocks }).map(([name, mock]) => [

@@ -1,5 +1,7 @@
 /**
- * The request log's own logic with a fake uploader: layout and keys, batching by size and time, bounded memory with
+ * The request log's own logic with a fake uploader: layout and keys (with the environment partition, and the legacy
+ * keys without it still parsed), the bounded history ids of a recommend record, batching by size and time, bounded
+ * memory with
  * spilling to disk while uploads fail, retries oldest first under the same keys, nothing lost across close(), every
  * sealed chunk on disk before it ships (so a process that dies without close() loses only what it had not sealed),
  * and spill files that are not chunks set aside as `.bad` while the others ship.
@@ -8,9 +10,12 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { sealChunks } from '../../../serving/log-chunks';
-import { chunkKey, partitionOf } from '../../../serving/log-layout';
-import type { LogEntry } from '../../../serving/log-records';
+import { lastHistoryItems, telemetryHooks } from '../../../serving/log-hooks';
+import { ADHOC_ENV, chunkKey, hourPrefix, parseChunkKey, partitionOf } from '../../../serving/log-layout';
+import { HISTORY_LOG_ITEMS, historyItemsOf, type LogEntry } from '../../../serving/log-records';
 import { parseSpillFile } from '../../../serving/log-spill';
+import type { ModelPool } from '../../../serving/model-pool';
+import type { RecommendRequest } from '../../../serving/proto';
 import { RequestLog, type ChunkUploader } from '../../../serving/request-log';
 
 const T0 = Date.UTC(2026, 10, 22, 5, 59, 59, 500);
@@ -22,6 +27,7 @@ const rec = (i: number, timeMs = T0, model = 'm'): LogEntry => ({
     request_id: `r${i}`,
     user_id: `u${i}`,
     history_len: i,
+    history_items: [`h${i}`],
     items: [{ item_id: 'a', score: 0.5 }],
     model_name: model,
     model_version: '3',
@@ -94,24 +100,173 @@ const newLog = (store: FakeStore, more: Partial<ConstructorParameters<typeof Req
     ...more,
   });
 
-test('layout: kind, model, UTC date and hour partitions; zero-padded sequence', () => {
-  expect(partitionOf('recommend', 'two tower/x', T0)).toBe('recommend/model=two_tower_x/date=2026-11-22/hour=05');
-  expect(chunkKey('feedback/model=m/date=2026-11-22/hour=05', 'host-1', 7)).toBe(
-    'feedback/model=m/date=2026-11-22/hour=05/host-1-00000007.jsonl',
+test('layout: kind, model, environment, UTC date and hour partitions; zero-padded sequence', () => {
+  expect(partitionOf('recommend', 'two tower/x', 'staging', T0)).toBe(
+    'recommend/model=two_tower_x/env=staging/date=2026-11-22/hour=05',
   );
+  expect(hourPrefix('feedback', 'm', 'production', T0)).toBe(
+    'feedback/model=m/env=production/date=2026-11-22/hour=05/',
+  );
+  expect(hourPrefix('feedback', 'm', null, T0)).toBe('feedback/model=m/date=2026-11-22/hour=05/');
+  expect(chunkKey('feedback/model=m/env=adhoc/date=2026-11-22/hour=05', 'host-1', 7)).toBe(
+    'feedback/model=m/env=adhoc/date=2026-11-22/hour=05/host-1-00000007.jsonl',
+  );
+});
+
+test('parseChunkKey reads keys of both layouts (env null for chunks written before environments) and nothing else', () => {
+  const hour = Date.UTC(2026, 10, 22, 5);
+  expect(
+    parseChunkKey('recommend/model=two-tower/env=production/date=2026-11-22/hour=05/h-1-abc-00000042.jsonl'),
+  ).toEqual({
+    kind: 'recommend',
+    model: 'two-tower',
+    env: 'production',
+    hourStartMs: hour,
+    serverId: 'h-1-abc',
+    seq: 42,
+  });
+  expect(parseChunkKey('feedback/model=m/date=2026-11-22/hour=05/srv-00000007.jsonl')).toEqual({
+    kind: 'feedback',
+    model: 'm',
+    env: null,
+    hourStartMs: hour,
+    serverId: 'srv',
+    seq: 7,
+  });
+  // What sealing writes parses back to its own parts.
+  const key = chunkKey(partitionOf('feedback', 'm', 'staging', T0), 'srv', 3);
+  expect(parseChunkKey(key)).toMatchObject({ kind: 'feedback', model: 'm', env: 'staging', hourStartMs: hour, seq: 3 });
+  for (const bad of [
+    'recommend/model=m/env=production/date=2026-11-22/hour=05/srv-00000001.json',
+    'clicks/model=m/date=2026-11-22/hour=05/srv-00000001.jsonl',
+    'recommend/model=m/env=production/date=2026-11-22/srv-00000001.jsonl',
+    'recommend/model=m/date=2026-13-45/hour=99/srv-00000001.jsonl',
+    'recommend/model=m/env=a/b/date=2026-11-22/hour=05/srv-00000001.jsonl',
+  ])
+    expect(parseChunkKey(bad)).toBeUndefined();
 });
 
 test('sealing groups records by partition (a record of the next hour goes to its own chunk) as JSON lines', () => {
   let seq = 0;
-  const chunks = sealChunks([rec(1), rec(2, T0 + 1000), fb(3), rec(4)], 'srv', () => seq++, T0);
+  const chunks = sealChunks(
+    [rec(1), rec(2, T0 + 1000), fb(3), rec(4)],
+    { serverId: 'srv', env: 'staging' },
+    () => seq++,
+    T0,
+  );
   expect(chunks.map((c) => [c.key, c.records])).toEqual([
-    ['recommend/model=m/date=2026-11-22/hour=05/srv-00000000.jsonl', 2],
-    ['recommend/model=m/date=2026-11-22/hour=06/srv-00000001.jsonl', 1],
-    ['feedback/model=m/date=2026-11-22/hour=05/srv-00000002.jsonl', 1],
+    ['recommend/model=m/env=staging/date=2026-11-22/hour=05/srv-00000000.jsonl', 2],
+    ['recommend/model=m/env=staging/date=2026-11-22/hour=06/srv-00000001.jsonl', 1],
+    ['feedback/model=m/env=staging/date=2026-11-22/hour=05/srv-00000002.jsonl', 1],
   ]);
   const lines = chunks[0]!.body.split('\n');
   expect(lines).toHaveLength(3); // two records and the final newline
   expect(JSON.parse(lines[0]!)).toEqual({ time: '2026-11-22T05:59:59.500Z', ...rec(1).record });
+});
+
+test('a log files its chunks under its environment (adhoc by default) and refuses a name that is no key segment', async () => {
+  const store = new FakeStore();
+  const staging = newLog(store, { environment: 'staging', serverId: 's' });
+  expect(staging.environment).toBe('staging');
+  await staging.start();
+  staging.append(rec(1));
+  await staging.close();
+  const adhoc = newLog(store, { serverId: 'a' });
+  expect(adhoc.environment).toBe(ADHOC_ENV);
+  await adhoc.start();
+  adhoc.append(rec(2));
+  await adhoc.close();
+  expect([...store.objects.keys()].sort()).toEqual([
+    'recommend/model=m/env=adhoc/date=2026-11-22/hour=05/a-00000000.jsonl',
+    'recommend/model=m/env=staging/date=2026-11-22/hour=05/s-00000000.jsonl',
+  ]);
+  for (const bad of ['', 'Prod', 'a/b', 'x'.repeat(33), 'env=x'])
+    expect(() => newLog(store, { environment: bad })).toThrow(
+      `request log: environment must be 1 to 32 lowercase letters, digits or '-', got ${JSON.stringify(bad)}`,
+    );
+});
+
+describe('history ids in recommend records', () => {
+  const timed = (ids: string[], ts: number[] = ids.map(() => 0)) =>
+    ids.map((item_id, i) => ({ item_id, timestamp_ms: ts[i]! }));
+
+  it('keeps the last HISTORY_LOG_ITEMS ids of an ordered history, most recent last', () => {
+    const ids = Array.from({ length: 50 }, (_, i) => `i${i}`);
+    expect(HISTORY_LOG_ITEMS).toBe(20);
+    expect(lastHistoryItems(timed(ids))).toEqual(ids.slice(30));
+    expect(lastHistoryItems(timed(['a', 'b']))).toEqual(['a', 'b']);
+    expect(lastHistoryItems([])).toEqual([]);
+  });
+
+  it('orders an unordered history by timestamp (stable) before taking the most recent', () => {
+    // Sent newest first: the server reads it oldest first, and so does the log.
+    expect(lastHistoryItems(timed(['c', 'b', 'a'], [30, 20, 10]), 2)).toEqual(['b', 'c']);
+    // Equal timestamps keep the order sent.
+    expect(lastHistoryItems(timed(['x', 'y', 'z', 'w'], [5, 5, 1, 5]), 3)).toEqual(['x', 'y', 'w']);
+    expect(lastHistoryItems(timed(['x', 'y', 'z', 'w'], [5, 5, 1, 5]), 10)).toEqual(['z', 'x', 'y', 'w']);
+    expect(lastHistoryItems(timed(['b', 'a'], [2, 1]), 0)).toEqual([]);
+    // Against a full sort, on random histories.
+    let seed = 7;
+    const rnd = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
+    for (let t = 0; t < 50; t++) {
+      const n = Math.floor(rnd() * 60);
+      const h = Array.from({ length: n }, (_, i) => ({ item_id: `i${i}`, timestamp_ms: Math.floor(rnd() * 20) }));
+      const sorted = h
+        .map((x, i) => ({ ...x, i }))
+        .sort((a, b) => a.timestamp_ms - b.timestamp_ms || a.i - b.i)
+        .map((x) => x.item_id);
+      expect(lastHistoryItems(h)).toEqual(sorted.slice(-20));
+    }
+  });
+
+  it('the hooks log the bounded history of each answered request', async () => {
+    const store = new FakeStore();
+    const log = newLog(store, { environment: 'production' });
+    await log.start();
+    // onRecommend never consults the pool.
+    const hooks = telemetryHooks({ slot: {} as ModelPool, log });
+    const history = timed(
+      Array.from({ length: 25 }, (_, i) => `i${i}`),
+      Array.from({ length: 25 }, (_, i) => 1000 + i),
+    );
+    const req: RecommendRequest = { user_id: 'u', history, k: 1, exclude_item_ids: [] };
+    const res = {
+      items: [{ item_id: 'a', score: 1 }],
+      model_name: 'm',
+      model_version: '3',
+      dataset_name: 'd',
+      dataset_version: 'dv',
+      request_id: 'r1',
+      fallback: false,
+      fallback_reason: 'FALLBACK_REASON_UNSPECIFIED' as const,
+    };
+    hooks.onRecommend!(req, res, T0, 1);
+    hooks.onRecommend!({ ...req, history: [] }, { ...res, request_id: 'r2' }, T0, 1);
+    await log.close();
+    const lines = [...store.objects.values()].flatMap((b) =>
+      b
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as object),
+    );
+    expect(lines).toEqual([
+      expect.objectContaining({
+        request_id: 'r1',
+        history_len: 25,
+        history_items: history.slice(5).map((h) => h.item_id),
+      }),
+      expect.objectContaining({ request_id: 'r2', history_len: 0, history_items: [] }),
+    ]);
+    expect([...store.objects.keys()]).toEqual([expect.stringMatching(/^recommend\/model=m\/env=production\/date=/)]);
+  });
+
+  it('reads a record without history_items (an old chunk) as []', () => {
+    const line = JSON.parse(JSON.stringify(rec(1).record)) as Record<string, unknown>;
+    delete line.history_items;
+    expect(historyItemsOf(line)).toEqual([]);
+    expect(historyItemsOf(rec(3).record as { history_items: string[] })).toEqual(['h3']);
+    expect(historyItemsOf({ history_items: null })).toEqual([]);
+  });
 });
 
 test('ships by size without awaiting on append, and by time', async () => {
