@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { registerDriftCommand } from './commands/drift';
 import { registerRecommendCommand } from './commands/recommend';
+import { registerRetrainCommand } from './commands/retrain';
 import { registerRolloutCommand } from './commands/rollout';
 import { registerScheduleCommand } from './commands/schedule';
 import { registerServeCommand } from './commands/serve';
@@ -18,6 +19,7 @@ registerRolloutCommand(program);
 registerScheduleCommand(program);
 registerSimulateCommand(program);
 registerDriftCommand(program);
+registerRetrainCommand(program);
 
 program.parseAsync(process.argv).then(
   () => process.exit(process.exitCode ?? 0),

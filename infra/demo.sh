@@ -4,6 +4,11 @@
 #       staging load test → no champion yet, so no canary → approval → champion; production serves it
 #   v2: the whole log, as when new data arrives → validated against v1's data, gated against v1 → rollout: staging →
 #       canary 5% → 25% → 50% under simulated traffic with automated analysis → approval → champion
+#   the loop closed: a drift monitor on production (10 s windows here, an hour by default) takes v2's first windows as
+#       its baseline; the simulator then shifts what users ask for (popularity shift); the monitor confirms drift in
+#       3 of 4 windows and starts `retrain-<model>` (trigger drift), planned from v2's recipe with the production feedback
+#       appended as training data → new dataset version → gates → rollout → approval → new champion; the monitor
+#       re-baselines on it. Then a nightly retraining schedule is created (Temporal Schedules).
 # Approval is a human decision: with a terminal the demo asks; without one (CI, scripts) it says so and approves.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
@@ -38,7 +43,8 @@ train() {
   local source=$1 out="$WORK/train-$2.log"
   log "training $2: recsys train (watch it in the Web UI: http://127.0.0.1:$TEMPORAL_UI_PORT)" >&2
   $RECSYS train --model "$MODEL" --dataset ml-100k --source "$source" --format recbole --etl '{"ratingRange":[1,5]}' \
-    --nproc 2 --gates infra/demo/gates.json --rollout-config infra/demo/rollout.json --wait | tee "$out" >&2
+    --nproc 2 --gates infra/demo/gates.json --rollout-config infra/demo/rollout.json \
+    --validation infra/demo/validation.json --wait | tee "$out" >&2
   grep -oE "^Rollout: +rollout-$MODEL-v[0-9]+" "$out" | sed -E 's/.*-v([0-9]+)$/\1/' || true
 }
 
@@ -100,8 +106,35 @@ t2=$SECONDS
 traffic
 v2=$(train "$inter" v2-full)
 [[ -n "$v2" ]] && steer "$v2"
-bash infra/proc.sh stop simulate
 t3=$SECONDS
+
+# --- the loop closed: drift on production → retrain on served feedback → rollout ------------------------------------
+log "drift: monitoring $MODEL on production (recsys drift start; Web UI: drift-monitor-$MODEL-production)"
+bash infra/proc.sh stop simulate
+bash infra/proc.sh start simulate "^Replaying" -- $RECSYS simulate --env production --model "$MODEL" --qps 100 \
+  --seconds 900 --population 2000
+$RECSYS drift start "$MODEL" --config @infra/demo/drift.json
+$RECSYS drift wait "$MODEL" --for baseline --timeout 240
+log "drift: injecting a popularity shift into production traffic (recsys simulate --scenario popularity-shift)"
+bash infra/proc.sh stop simulate
+t_inject=$SECONDS
+bash infra/proc.sh start simulate "^Replaying" -- $RECSYS simulate --env production --model "$MODEL" --qps 100 \
+  --seconds 1200 --population 2000 --scenario popularity-shift --shift 0.6
+$RECSYS drift wait "$MODEL" --for retrain --timeout 300 | tee "$WORK/drift-wait.log"
+t_retrain=$SECONDS
+$RECSYS drift report "$MODEL"
+log "retrain: retrain-$MODEL (trigger drift) on the champion's data plus the served feedback"
+$RECSYS status "retrain-$MODEL" --wait | tee "$WORK/retrain.log"
+v3=$(grep -oE "^Rollout: +rollout-$MODEL-v[0-9]+" "$WORK/retrain.log" | sed -E 's/.*-v([0-9]+)$/\1/' || true)
+[[ -n "$v3" ]] && steer "$v3"
+t_champion=$SECONDS
+bash infra/proc.sh stop simulate
+$RECSYS drift status "$MODEL"
+
+log "schedule: nightly retraining with Temporal Schedules (overlap skip: never two trainings of $MODEL at once)"
+$RECSYS schedule create "$MODEL" --every 24h --jitter 30m --note "nightly retrain (make demo)"
+$RECSYS schedule list
+t4=$SECONDS
 
 log "serving: production answers with the champion"
 $RECSYS recommend --user 196 --k 10 --address 127.0.0.1:50051
@@ -110,10 +143,15 @@ $RECSYS rollout history "$MODEL"
 
 cat <<MSG
 
-Demo finished: data + worker $((t1 - t0)) s, v1 training + rollout $((t2 - t1)) s, v2 training + rollout $((t3 - t2)) s.
+Demo finished: data + worker $((t1 - t0)) s, v1 training + rollout $((t2 - t1)) s, v2 training + rollout $((t3 - t2)) s,
+drift loop + schedule $((t4 - t3)) s. The loop: drift injected at +0 s → confirmed and retrain started at +$((t_retrain - t_inject)) s
+→ new champion ${v3:+v$v3 }at +$((t_champion - t_inject)) s.
+  Drift            $RECSYS drift status $MODEL    $RECSYS drift report $MODEL
+  Web UI search    RecsysModel="$MODEL" AND RecsysTrigger="drift"   (the retrain and its rollout)
+  Schedules        $RECSYS schedule list    (Web UI: http://127.0.0.1:$TEMPORAL_UI_PORT/namespaces/default/schedules)
   Temporal Web UI  http://127.0.0.1:$TEMPORAL_UI_PORT  (filter: RecsysModel="$MODEL")
   MLflow           $MLFLOW_TRACKING_URI  (Models → $MODEL: aliases champion / challenger, gate and rollout tags)
-  Object store     $RECSYS_S3_ENDPOINT  (bucket recsys: datasets/, training/, serving-logs/)
+  Object store     $RECSYS_S3_ENDPOINT  (bucket recsys: datasets/, training/, serving-logs/, drift/, feedback/)
   Recommend        $RECSYS recommend --user 196 --history 50,172 --k 10   (production, gRPC 127.0.0.1:50051)
   Rollouts         $RECSYS rollout history $MODEL
 The stack, the worker and the production replicas keep running; stop them all with: make stack-down

@@ -69,6 +69,13 @@ up() {
   start temporal "${TEMPORAL_ADDRESS##*:}" temporal_healthy -- "$TEMPORAL_BIN" server start-dev \
     --ip 127.0.0.1 --port "${TEMPORAL_ADDRESS##*:}" --ui-port "$TEMPORAL_UI_PORT" \
     --db-filename "$RECSYS_STACK_DIR/temporal.db" --log-level warn "${sa_args[@]}"
+  # start-dev registers --search-attribute only in a new database: add the ones a newer checkout needs to an old one.
+  local registered
+  registered=$("$TEMPORAL_BIN" operator search-attribute list --address "$TEMPORAL_ADDRESS" 2>/dev/null || true)
+  for sa in "${SEARCH_ATTRIBUTES[@]}"; do
+    grep -qw "$sa" <<<"$registered" ||
+      "$TEMPORAL_BIN" operator search-attribute create --address "$TEMPORAL_ADDRESS" --name "$sa" --type Keyword >/dev/null
+  done
 
   start mlflow "$MLFLOW_PORT" mlflow_healthy -- env MLFLOW_S3_ENDPOINT_URL="$RECSYS_S3_ENDPOINT" \
     MLFLOW_BOTO_CLIENT_ADDRESSING_STYLE=path "$RECSYS_VENV/bin/mlflow" server --host 127.0.0.1 \

@@ -6,6 +6,8 @@ never from any model's output. Definitions (all thresholds land in the report):
 
   activity=cold|light|heavy   cold: empty history (train+valid). Warm users split at the median history length of
                               the warm evaluated users: light <= median < heavy. A partition of the users.
+  history=some|none           some: every user with a history (light + heavy), the users the model ranks for in
+                              serving (a request without history gets the popularity fallback); gates may judge on it.
   popularity=head|torso|tail  items sorted by train interactions (most first, ties by index); head = the items that
                               carry the first 20% of train interactions (an item straddling the boundary is head),
                               tail = the items that carry the last 20% (and every item absent from train), torso =
@@ -72,6 +74,8 @@ def slice_masks(inputs: SliceInputs) -> tuple[dict[str, np.ndarray], dict[str, A
         "activity=cold": cold,
         "activity=light": ~cold & (hist <= median),
         "activity=heavy": ~cold & (hist > median),
+        "history=some": ~cold,
+        "history=none": cold,
     }
     for c, name in enumerate(POPULARITY_CLASSES):
         masks[f"popularity={name}"] = np.asarray(inputs.has_class[:, c], dtype=bool)

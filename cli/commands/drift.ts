@@ -216,6 +216,51 @@ export function registerDriftCommand(program: Command): void {
     });
 
   drift
+    .command('wait <model>')
+    .description('print each window as it is judged until the monitor reaches a point (for scripts and demos)')
+    .option(...envOpt)
+    .requiredOption('--for <point>', 'baseline (complete, one window judged), drift (confirmed), retrain (one started)')
+    .option('--timeout <seconds>', 'give up after this long (exit 1)', (v) => Number(v), 600)
+    .action(async (model: string, opts: EnvOption & { for: string; timeout: number }) => {
+      const points = ['baseline', 'drift', 'retrain'];
+      if (!points.includes(opts.for)) throw new Error(`--for must be one of ${points.join(', ')}, got ${opts.for}`);
+      const h = await handle(model, opts.env);
+      const deadline = Date.now() + opts.timeout * 1000;
+      const first = await h.query(driftStatusQuery);
+      const seen = first.state.counts.windows;
+      const retrains = first.state.counts.retrainsStarted;
+      let printed = seen;
+      for (;;) {
+        const v = await h.query(driftStatusQuery);
+        const s = v.state;
+        const fresh = s.windows.slice(Math.max(0, s.windows.length - (s.counts.windows - printed)));
+        for (const w of fresh)
+          console.log(
+            `${time(w.windowEndMs)}  ${w.status.padEnd(17)} ${String(w.requests).padStart(6)} requests` +
+              (w.breached.length ? `  breached: ${w.breached.join(', ')}` : '') +
+              (w.confirmed.length ? `  confirmed: ${w.confirmed.join(', ')}` : '') +
+              `  ${w.action ?? w.reason}`,
+          );
+        printed = s.counts.windows;
+        const judged = s.windows.filter((w) => w.reportUri).length > 0;
+        const done =
+          (opts.for === 'baseline' &&
+            s.baseline !== null &&
+            s.baseline.windowUris.length >= s.config.baselineWindows &&
+            judged) ||
+          (opts.for === 'drift' && fresh.some((w) => w.status === 'drift')) ||
+          (opts.for === 'retrain' && s.counts.retrainsStarted > retrains);
+        if (done) {
+          if (opts.for === 'retrain') console.log(`retrain: ${s.lastRetrain?.workflowId ?? ''}`);
+          return;
+        }
+        if (Date.now() > deadline)
+          throw new Error(`${h.workflowId} did not reach ${opts.for} within ${opts.timeout} s (status ${v.status})`);
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    });
+
+  drift
     .command('stop <model>')
     .description('stop the monitor (its reports stay in the object store)')
     .option(...envOpt)

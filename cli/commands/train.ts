@@ -138,6 +138,11 @@ export function printResult(r: ContinuousTrainingResult): void {
   console.log(
     `\nDataset:   ${r.dataset.name}@${r.dataset.version} ${r.dataset.uri}${r.dataset.reused ? ' (reused)' : ''}`,
   );
+  if (r.plan)
+    console.log(
+      `Planned:   from champion v${r.plan.basedOn.championVersion} (${r.plan.basedOn.datasetVersion}) + ` +
+        `${r.plan.feedback.rows} served feedback interactions${r.plan.feedback.uri ? ` (${r.plan.feedback.uri})` : ''}`,
+    );
   console.log(`Validation: ${r.validation.summary} (${r.validation.reportUri})`);
   console.log(`Model:     ${r.registered.model} v${r.registered.version}  aliases: ${r.registered.aliases.join(', ')}`);
   console.log(`Outcome:   ${r.outcome}: ${r.registered.decision}`);

@@ -23,6 +23,11 @@ const Improvement = z
     minAbsolute: z.number().optional(),
     /** Lower CI bound of (model − baseline) / baseline must exceed this (−0.02: non-inferiority within 2%). */
     minRelative: z.number().optional(),
+    /**
+     * Judge on one evaluation slice instead of every test user, e.g. `history=some`: the users with a history in the
+     * data, the only ones the model ranks for in serving (a request without history gets the popularity fallback).
+     */
+    slice: z.string().min(1).optional(),
   })
   .strict();
 

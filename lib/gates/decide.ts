@@ -95,23 +95,33 @@ export function decidePromotion(inputs: GateInputs, config: GateConfig): GateDec
       });
   }
 
+  // An improvement gate on a slice judges that slice's users; a slice the evaluation does not have fails, named.
+  const sliceOf = (name: string) => inputs.slices.find((s) => s.name === name);
+  const missing = (gate: string, name: string): GateCheck => ({
+    gate,
+    outcome: 'fail',
+    detail: `no slice ${name} in the evaluation (slices: ${inputs.slices.map((s) => s.name).join(', ') || 'none'})`,
+  });
+  const on = (gate: string, slice: string | undefined) => (slice ? `${gate} (${slice})` : gate);
+
   const pop = config.vsPopularity;
-  checks.push(
-    improvementCheck('vs popularity', pop.metric, inputs.vsPopularity[pop.metric], pop.minAbsolute, pop.minRelative),
-  );
+  const popGate = on('vs popularity', pop.slice);
+  if (pop.slice && !sliceOf(pop.slice)) checks.push(missing(popGate, pop.slice));
+  else {
+    const diffs = pop.slice ? sliceOf(pop.slice)!.vsPopularity : inputs.vsPopularity;
+    checks.push(improvementCheck(popGate, pop.metric, diffs[pop.metric], pop.minAbsolute, pop.minRelative));
+  }
 
   const champ = config.vsChampion;
   if (!inputs.champion)
     checks.push({ gate: 'vs champion', outcome: 'skipped', detail: 'no champion yet: nothing to compare with' });
   else {
-    const check = improvementCheck(
-      `vs champion v${inputs.champion.version}`,
-      champ.metric,
-      inputs.champion.vsChampion[champ.metric],
-      champ.minAbsolute,
-      champ.minRelative,
-    );
-    checks.push(check);
+    const gate = on(`vs champion v${inputs.champion.version}`, champ.slice);
+    if (champ.slice && !sliceOf(champ.slice)) checks.push(missing(gate, champ.slice));
+    else {
+      const diffs = champ.slice ? sliceOf(champ.slice)!.vsChampion : inputs.champion.vsChampion;
+      checks.push(improvementCheck(gate, champ.metric, diffs?.[champ.metric], champ.minAbsolute, champ.minRelative));
+    }
   }
 
   const sr = config.sliceRegression;

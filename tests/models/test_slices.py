@@ -33,7 +33,7 @@ def test_masks_partition_activity_new_items_and_recency():
     has_class = rng.random((n, 3)) < 0.5
     has_class[~has_class.any(axis=1), 2] = True
     masks, definitions = slice_masks(SliceInputs(hist, since, has_class, rng.random(n) < 0.2))
-    for dimension in ("activity", "new_items", "recency"):
+    for dimension in ("activity", "history", "new_items", "recency"):
         members = np.stack([m for name, m in masks.items() if name.startswith(dimension + "=")])
         assert (members.sum(axis=0) == 1).all(), dimension  # every user in exactly one slice of the dimension
     median = definitions["activity"]["light_max_history"]
@@ -79,6 +79,7 @@ def constructed_dataset(path):
 
 EXPECTED = {
     "activity=cold": [4], "activity=light": [0, 1, 2], "activity=heavy": [3],
+    "history=some": [0, 1, 2, 3], "history=none": [4],
     "popularity=head": [0, 4], "popularity=torso": [3], "popularity=tail": [1, 2, 3],
     "new_items=yes": [2, 3], "new_items=no": [0, 1, 4],
     "recency=<1d": [0], "recency=1-7d": [1], "recency=7-30d": [2], "recency=>30d": [3], "recency=none": [4],

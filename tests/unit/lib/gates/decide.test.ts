@@ -109,4 +109,39 @@ describe('decidePromotion', () => {
     const slices = [{ name: 'heavy', nUsers: 200, vsPopularity: {} }];
     expect(decidePromotion(inputs({ slices }), config).checks.some((c) => c.gate.startsWith('slice'))).toBe(false);
   });
+
+  it('judges an improvement gate on a slice when asked (users with a history), and fails naming a missing slice', () => {
+    const sliced = parseGateConfig({
+      vsPopularity: { metric: 'ndcg@10', minRelative: -0.15, slice: 'history=some' },
+      vsChampion: { metric: 'ndcg@10', minRelative: -0.15, slice: 'history=some' },
+      sliceRegression: { maxRelative: 0.5 },
+    });
+    // Overall the model loses 25% (cold users drag it down); on users with a history it is no worse than 5% below.
+    const base = inputs({
+      vsPopularity: { 'ndcg@10': diff(-0.02, -0.03, -0.01, iv(-0.25, -0.3, -0.2)) },
+      champion: { version: '4', vsChampion: { 'ndcg@10': diff(-0.02, -0.03, -0.01, iv(-0.25, -0.3, -0.2)) } },
+      slices: [
+        {
+          name: 'history=some',
+          nUsers: 120,
+          vsPopularity: { 'ndcg@10': diff(0.01, -0.002, 0.02, iv(0.05, -0.05, 0.1)) },
+          vsChampion: { 'ndcg@10': diff(0.0, -0.004, 0.004, iv(0, -0.04, 0.04)) },
+        },
+      ],
+    });
+    const d = decidePromotion(base, sliced);
+    expect(d.checks.filter((c) => c.gate.startsWith('vs ')).map((c) => [c.gate, c.outcome])).toEqual([
+      ['vs popularity (history=some)', 'pass'],
+      ['vs champion v4 (history=some)', 'pass'],
+    ]);
+    // The same figures judged on every user fail: the slice is what passed it.
+    expect(decidePromotion(base, parseGateConfig({ ...sliced, vsPopularity: { minRelative: -0.15 } })).passed).toBe(
+      false,
+    );
+    const none = decidePromotion({ ...base, slices: [] }, sliced);
+    expect(none.passed).toBe(false);
+    expect(none.checks.find((c) => c.gate === 'vs popularity (history=some)')?.detail).toBe(
+      'no slice history=some in the evaluation (slices: none)',
+    );
+  });
 });
