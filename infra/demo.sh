@@ -109,27 +109,42 @@ v2=$(train "$inter" v2-full)
 t3=$SECONDS
 
 # --- the loop closed: drift on production → retrain on served feedback → rollout ------------------------------------
+v3=""
+if ! has_champion; then
+  log "drift: $MODEL has no champion (its trainings were rejected): nothing is served to watch; skipping the loop"
+  t_inject=$SECONDS t_retrain=$SECONDS t_champion=$SECONDS
+else
 log "drift: monitoring $MODEL on production (recsys drift start; Web UI: drift-monitor-$MODEL-production)"
+# The held-out users under their own ids now: their feedback then belongs to users the dataset knows (the
+# pseudonymous population of the canaries has no history in the data, so its clicks would teach the retrain nothing).
 bash infra/proc.sh stop simulate
 bash infra/proc.sh start simulate "^Replaying" -- $RECSYS simulate --env production --model "$MODEL" --qps 100 \
-  --seconds 900 --population 2000
+  --seconds 900
 $RECSYS drift start "$MODEL" --config @infra/demo/drift.json
 $RECSYS drift wait "$MODEL" --for baseline --timeout 240
 log "drift: injecting a popularity shift into production traffic (recsys simulate --scenario popularity-shift)"
 bash infra/proc.sh stop simulate
 t_inject=$SECONDS
 bash infra/proc.sh start simulate "^Replaying" -- $RECSYS simulate --env production --model "$MODEL" --qps 100 \
-  --seconds 1200 --population 2000 --scenario popularity-shift --shift 0.6
+  --seconds 1200 --scenario popularity-shift --shift 0.6
 $RECSYS drift wait "$MODEL" --for retrain --timeout 300 | tee "$WORK/drift-wait.log"
 t_retrain=$SECONDS
+# The retrain's plan has taken the feedback by now; its canary wants traffic spread over many ids again.
+sleep 5
+bash infra/proc.sh stop simulate
+bash infra/proc.sh start simulate "^Replaying" -- $RECSYS simulate --env production --model "$MODEL" --qps 100 \
+  --seconds 1200 --population 2000 --scenario popularity-shift --shift 0.6
 $RECSYS drift report "$MODEL"
 log "retrain: retrain-$MODEL (trigger drift) on the champion's data plus the served feedback"
-$RECSYS status "retrain-$MODEL" --wait | tee "$WORK/retrain.log"
+# A retrain that fails (data validation) or is rejected by the gates starts no rollout: the demo says so and goes on.
+$RECSYS status "retrain-$MODEL" --wait | tee "$WORK/retrain.log" || log "retrain-$MODEL failed (above)"
 v3=$(grep -oE "^Rollout: +rollout-$MODEL-v[0-9]+" "$WORK/retrain.log" | sed -E 's/.*-v([0-9]+)$/\1/' || true)
 [[ -n "$v3" ]] && steer "$v3"
+[[ -n "$v3" ]] || log "retrain-$MODEL started no rollout: $(grep -E '^Outcome:' "$WORK/retrain.log" || echo 'it failed')"
 t_champion=$SECONDS
 bash infra/proc.sh stop simulate
 $RECSYS drift status "$MODEL"
+fi
 
 log "schedule: nightly retraining with Temporal Schedules (overlap skip: never two trainings of $MODEL at once)"
 $RECSYS schedule create "$MODEL" --every 24h --jitter 30m --note "nightly retrain (make demo)"
@@ -145,7 +160,7 @@ cat <<MSG
 
 Demo finished: data + worker $((t1 - t0)) s, v1 training + rollout $((t2 - t1)) s, v2 training + rollout $((t3 - t2)) s,
 drift loop + schedule $((t4 - t3)) s. The loop: drift injected at +0 s → confirmed and retrain started at +$((t_retrain - t_inject)) s
-→ new champion ${v3:+v$v3 }at +$((t_champion - t_inject)) s.
+→ ${v3:+new champion v$v3}${v3:-retrain ended without a rollout} at +$((t_champion - t_inject)) s.
   Drift            $RECSYS drift status $MODEL    $RECSYS drift report $MODEL
   Web UI search    RecsysModel="$MODEL" AND RecsysTrigger="drift"   (the retrain and its rollout)
   Schedules        $RECSYS schedule list    (Web UI: http://127.0.0.1:$TEMPORAL_UI_PORT/namespaces/default/schedules)

@@ -5,12 +5,15 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { DriftConfig, DriftConfigInput } from '../lib/drift/config';
 import type { DriftStatus, WindowVerdict } from '../lib/drift/evaluate';
+import type { RetrainOverrides } from './retrain-api';
 
 export interface DriftMonitorInput {
   model: string;
   /** The serving environment watched (default production). */
   env?: string;
   config?: DriftConfigInput;
+  /** What the retrains it starts change from the champion's recipe (validation, gates, rollout config, ...). */
+  retrain?: RetrainOverrides;
   /** Carried over by continue-as-new; never given by a caller. */
   state?: DriftMonitorState;
 }
@@ -24,6 +27,8 @@ export interface DriftBaseline {
   windowUris: string[];
   /** Set when a re-baseline was asked for or champion moved, for humans. */
   reason: string;
+  /** Only windows that start at or after this instant (epoch ms) become the baseline: earlier ones hold old traffic. */
+  sinceMs: number;
   since: string;
 }
 
@@ -36,13 +41,14 @@ export interface WindowRecord extends WindowVerdict {
 
 export interface DriftMonitorState {
   config: DriftConfig;
+  retrainOverrides?: RetrainOverrides;
   /** Start (epoch ms) of the next window to judge. */
   nextWindowStartMs: number;
   paused: boolean;
   pauseReason?: string;
   baseline: DriftBaseline | null;
   /** Re-baseline at the next window (asked by a signal). */
-  rebaseline?: string;
+  rebaseline?: { reason: string; atMs: number };
   /** The latest windows, oldest first (bounded). */
   windows: WindowRecord[];
   lastRetrain?: { atMs: number; workflowId: string; reportUri?: string; outcome: 'started' | 'absorbed' };

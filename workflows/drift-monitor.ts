@@ -55,6 +55,7 @@ export async function driftMonitor(input: DriftMonitorInput & { continueAsNewEve
   const state: DriftMonitorState = input.state ?? {
     config: parseDriftConfig(input.config ?? {}),
     nextWindowStartMs: alignUp(Date.now(), parseDriftConfig(input.config ?? {}).intervalSeconds * 1000),
+    ...(input.retrain ? { retrainOverrides: input.retrain } : {}),
     paused: false,
     baseline: null,
     windows: [],
@@ -80,7 +81,7 @@ export async function driftMonitor(input: DriftMonitorInput & { continueAsNewEve
     state.pauseReason = undefined;
   });
   setHandler(rebaselineSignal, (arg) => {
-    state.rebaseline = arg?.reason ?? 'asked for';
+    state.rebaseline = { reason: arg?.reason ?? 'asked for', atMs: Date.now() };
   });
   setHandler(
     configureUpdate,
@@ -154,14 +155,18 @@ async function judgeWindow(
       ? `first baseline (champion v${ctx.champion.version})`
       : b.championVersion !== ctx.champion.version
         ? `champion moved v${b.championVersion} → v${ctx.champion.version}`
-        : `re-baseline: ${state.rebaseline}`;
+        : `re-baseline: ${state.rebaseline!.reason}`;
+    // The first baseline starts with the monitor's first window; a new one with the first window after the ask (or
+    // after the champion moved), never with a window that holds traffic from before.
+    const sinceMs = b ? (state.rebaseline?.atMs ?? Date.now()) : window.startMs;
     state.baseline = {
       championVersion: ctx.champion.version,
       datasetUri: ctx.champion.datasetUri,
       datasetVersion: ctx.champion.datasetVersion,
       windowUris: [],
       reason,
-      since: new Date(window.startMs).toISOString(),
+      sinceMs,
+      since: new Date(sinceMs).toISOString(),
     };
     state.rebaseline = undefined;
     // Persistence counts windows judged against one baseline only.
@@ -169,6 +174,8 @@ async function judgeWindow(
   }
   const baseline = state.baseline!;
 
+  if (baseline.windowUris.length < config.baselineWindows && window.startMs < baseline.sinceMs)
+    return insufficient(window, `baseline waits for the first window after ${baseline.since} (${baseline.reason})`);
   const summary = await summarizeDriftWindow({ model, env, window, graceMs, datasetUri: baseline.datasetUri });
   if (baseline.windowUris.length < config.baselineWindows) {
     // A rollout moves traffic between versions: its windows describe neither model, so they never become the baseline.
@@ -221,6 +228,7 @@ async function judgeWindow(
     const start = await requestRetrain({
       model,
       trigger: 'drift',
+      overrides: state.retrainOverrides,
       cause: {
         driftReportUri: reportUri,
         requestedBy: me,

@@ -22,6 +22,7 @@ import {
 } from '../../workflows/drift-api';
 import { driftMonitor } from '../../workflows/drift-monitor';
 import { fmtNum, table } from '../format';
+import { parseOverrides } from '../schedule-spec';
 import { temporalClient, webUiUrl } from '../temporal';
 
 interface EnvOption {
@@ -121,31 +122,44 @@ export function registerDriftCommand(program: Command): void {
     .option(...envOpt)
     .option('--config <json>', 'drift config (JSON or @file.json); defaults in lib/drift/config.ts')
     .option('--continue-as-new-every <windows>', 'windows per run before continuing as new', (v) => Number(v))
-    .action(async (model: string, opts: EnvOption & { config?: string; continueAsNewEvery?: number }) => {
-      const cfg = configArg(opts.config);
-      const client = await temporalClient();
-      const id = driftMonitorId(model, opts.env);
-      try {
-        await client.workflow.start(driftMonitor, {
-          workflowId: id,
-          taskQueue: config().taskQueue,
-          args: [{ model, env: opts.env, config: cfg, continueAsNewEvery: opts.continueAsNewEvery }],
-          staticSummary: `Drift monitor of ${model} (${opts.env})`,
-          typedSearchAttributes: [
-            { key: RecsysModel, value: model },
-            { key: RecsysDrift, value: 'starting' },
-          ],
-        });
-        console.log(`Started ${id}: ${webUiUrl(id)}`);
-      } catch (err) {
-        if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
-        console.log(`${id} is already running: ${webUiUrl(id)}`);
-        if (cfg) {
-          const next = await client.workflow.getHandle(id).executeUpdate(configureUpdate, { args: [cfg] });
-          console.log(`Config updated: windows of ${next.intervalSeconds} s`);
+    .option(
+      '--retrain-overrides <json>',
+      "what its retrains change from the champion's recipe (validation, gates, ...)",
+    )
+    .action(
+      async (
+        model: string,
+        opts: EnvOption & { config?: string; continueAsNewEvery?: number; retrainOverrides?: string },
+      ) => {
+        const cfg = configArg(opts.config);
+        const retrain =
+          opts.retrainOverrides === undefined
+            ? undefined
+            : parseOverrides('--retrain-overrides', opts.retrainOverrides);
+        const client = await temporalClient();
+        const id = driftMonitorId(model, opts.env);
+        try {
+          await client.workflow.start(driftMonitor, {
+            workflowId: id,
+            taskQueue: config().taskQueue,
+            args: [{ model, env: opts.env, config: cfg, retrain, continueAsNewEvery: opts.continueAsNewEvery }],
+            staticSummary: `Drift monitor of ${model} (${opts.env})`,
+            typedSearchAttributes: [
+              { key: RecsysModel, value: model },
+              { key: RecsysDrift, value: 'starting' },
+            ],
+          });
+          console.log(`Started ${id}: ${webUiUrl(id)}`);
+        } catch (err) {
+          if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+          console.log(`${id} is already running: ${webUiUrl(id)}`);
+          if (cfg) {
+            const next = await client.workflow.getHandle(id).executeUpdate(configureUpdate, { args: [cfg] });
+            console.log(`Config updated: windows of ${next.intervalSeconds} s`);
+          }
         }
-      }
-    });
+      },
+    );
 
   drift
     .command('status <model>')

@@ -18,7 +18,7 @@ import { ALIASES } from '../../lib/mlflow/tags';
 import { objectStore } from '../../lib/object-store';
 import { simulate } from '../../fleet/simulate/run';
 import { prepareScenario, type ScenarioName } from '../../fleet/simulate/scenarios';
-import { expandPopulation, loadCatalogue, loadWorkload, type SimUser } from '../../fleet/simulate/workload';
+import { loadCatalogue, loadWorkload, type SimUser } from '../../fleet/simulate/workload';
 import { createSchedule, deleteSchedule, describeSchedule, triggerSchedule } from '../../cli/commands/schedule';
 import { createTrainingWorker, type RecsysWorker } from '../../worker/create-worker';
 import { configureUpdate, driftStatusQuery, rebaselineSignal, type DriftMonitorView } from '../../workflows/drift-api';
@@ -29,6 +29,25 @@ import { uniqueName, useTemporal } from './stack';
 import { LEARNABLE_SHAPE, LEARNING_CONFIG, trainTinyModel, waitFor } from './training-fixture';
 
 jest.setTimeout(600_000);
+// Declared before useTemporal's hooks so that it runs first: the worker must stop before its connection closes.
+afterAll(async () => {
+  await temporal.client?.workflow
+    .getHandle(`drift-monitor-${model}-production`)
+    .terminate('test done')
+    .catch(() => undefined);
+  for await (const w of temporal.client.workflow.list({
+    query: `RecsysModel = '${model}' AND ExecutionStatus = 'Running'`,
+  }))
+    await temporal.client.workflow
+      .getHandle(w.workflowId)
+      .terminate('test done')
+      .catch(() => undefined);
+  await deleteSchedule(temporal.client, model).catch(() => undefined);
+  worker?.shutdown();
+  await running?.catch(() => undefined);
+  serve?.child.kill('SIGTERM');
+  await serve?.exited;
+});
 const temporal = useTemporal();
 
 const WINDOW_S = 3;
@@ -41,6 +60,9 @@ const BASE: DriftConfigInput = {
   persistence: { k: 3, m: 4 },
   retrain: false,
 };
+
+/** See the monitor's start below: the checks a retrain on this test's replayed feedback must accept as warnings. */
+const RELAXED = { timestampGap: { severity: 'warn' }, popularityShift: { severity: 'warn' } } as const;
 
 let model: string;
 let datasetVersion: string;
@@ -70,34 +92,26 @@ beforeAll(async () => {
   ]);
   address = (await serve.waitFor(/Serving recsys\.v1\.Recommender on (\S+)/))[1]!;
   const dir = await localDataset(tiny.trained.dataset.manifestUri);
-  users = expandPopulation(await loadWorkload(dir), 600);
+  // The dataset's own users, by their ids: a pseudonymous population would be unknown to the dataset from the start.
+  users = await loadWorkload(dir);
   catalogue = await loadCatalogue(dir);
   taskQueue = uniqueName('it-drift');
   await startWorker();
   monitor = await temporal.client.workflow.start(driftMonitor, {
     taskQueue,
     workflowId: `drift-monitor-${model}-production`,
-    args: [{ model, env: 'production', config: BASE, continueAsNewEvery: 5 }],
+    args: [
+      {
+        model,
+        env: 'production',
+        config: BASE,
+        continueAsNewEvery: 5,
+        // The synthetic log ends years before the feedback the test serves today: the gap (and the few items the
+        // replayed clicks land on) are what these two checks exist to catch, so a retrain here accepts them as warnings.
+        retrain: { validation: RELAXED },
+      },
+    ],
   });
-});
-
-afterAll(async () => {
-  await temporal.client?.workflow
-    .getHandle(`drift-monitor-${model}-production`)
-    .terminate('test done')
-    .catch(() => undefined);
-  for await (const w of temporal.client.workflow.list({
-    query: `RecsysModel = '${model}' AND ExecutionStatus = 'Running'`,
-  }))
-    await temporal.client.workflow
-      .getHandle(w.workflowId)
-      .terminate('test done')
-      .catch(() => undefined);
-  await deleteSchedule(temporal.client, model).catch(() => undefined);
-  worker?.shutdown();
-  await running?.catch(() => undefined);
-  serve?.child.kill('SIGTERM');
-  await serve?.exited;
 });
 
 /** Traffic at 150 calls/s for `seconds`, optionally under a scenario. */
@@ -177,7 +191,7 @@ test('unshifted traffic: idle windows are insufficient-data, then a baseline and
 describe.each([
   ['popularity-shift', 0.8, ['requested-popularity', 'recommended-popularity']],
   ['new-items', 0.5, ['feedback-new-items', 'requested-popularity']],
-  ['user-mix', 0.5, ['user-unknown', 'history-length']],
+  ['user-mix', 0.5, ['user-unknown', 'history-length', 'requested-popularity']],
   ['degrade', 0.8, ['ctr']],
 ] as const)('scenario %s (shift %s)', (name, shift, signals) => {
   test(`is confirmed within k windows, on ${signals.join(' or ')}`, async () => {
@@ -185,23 +199,22 @@ describe.each([
     const base = await freshBaseline(`before ${name}`, t$);
     const shifted = traffic(8 * WINDOW_S, { name, shift });
     const startedAt = Date.now();
-    // k windows of shifted traffic, plus the one the shift started in and the grace of the last.
+    // k windows of shifted traffic, plus the one the shift started in and the grace of the last. Other signals may
+    // confirm too (a popularity shift also lowers click-through): the scenario's own must be among them.
+    const since = (w: { windowStartMs: number }) => w.windowStartMs >= startedAt - WINDOW_S * 1000;
+    const ours = (w: { confirmed: string[] }) => w.confirmed.some((x) => (signals as readonly string[]).includes(x));
     const v = await waitFor(
-      `drift confirmed under ${name}`,
+      `drift confirmed under ${name} on ${signals.join(' or ')}`,
       async () => {
         const s = await view();
-        return s.state.windows.some((w) => w.status === 'drift' && w.windowStartMs >= startedAt - WINDOW_S * 1000)
-          ? s
-          : undefined;
+        return s.state.windows.some((w) => since(w) && w.status === 'drift' && ours(w)) ? s : undefined;
       },
       (3 + 2) * WINDOW_S * 1000 + 15_000,
     );
     await shifted;
-    const drift = v.state.windows.find((w) => w.status === 'drift' && w.windowStartMs >= startedAt - WINDOW_S * 1000)!;
-    expect(drift.confirmed.some((s) => (signals as readonly string[]).includes(s))).toBe(true);
+    const windows = v.state.windows.filter(since);
     // Confirmed at the k-th shifted window at the latest (the one straddling the switch may count or not).
-    const windowsSinceBaseline = v.state.windows.filter((w) => w.windowStartMs >= startedAt - WINDOW_S * 1000);
-    expect(windowsSinceBaseline.indexOf(drift)).toBeLessThanOrEqual(3);
+    expect(windows.findIndex((w) => w.status === 'drift' && ours(w))).toBeLessThanOrEqual(3);
     expect(v.state.counts.windows).toBeGreaterThan(base);
   });
 });
@@ -279,11 +292,15 @@ test('drift starts one retrain: later alarms and a schedule trigger are absorbed
   expect(progress.steps.find((s) => s.name === 'plan')?.summary).toMatch(/\+ \d+ served feedback interactions/);
   expect(progress.datasetVersion).toBeDefined();
   expect(progress.datasetVersion).not.toBe(datasetVersion);
+  // The monitor stops retraining first, then its retrain goes (a window in between could start another).
+  await h.executeUpdate(configureUpdate, { args: [{ retrain: false }] });
   await retrain.terminate('test: enough seen');
+  await new Promise((r) => setTimeout(r, WINDOW_S * 1000));
+  await retrain.terminate('test: enough seen').catch(() => undefined);
 
   // Overlap SKIP: a schedule every 2 s whose first run waits for its (slow) retrain skips the ticks meanwhile.
-  await h.executeUpdate(configureUpdate, { args: [{ retrain: false }] });
-  await createSchedule(client, model, { every: '2s', overlap: 'skip' }, { taskQueue });
+  const overrides = JSON.stringify({ validation: RELAXED });
+  await createSchedule(client, model, { every: '2s', overlap: 'skip', overrides }, { taskQueue });
   let maxRunning = 0;
   const until = Date.now() + 14_000;
   while (Date.now() < until) {
@@ -291,7 +308,9 @@ test('drift starts one retrain: later alarms and a schedule trigger are absorbed
     await new Promise((r) => setTimeout(r, 1000));
   }
   const report = await describeSchedule(client, model);
+  const scheduled = await client.workflow.getHandle(retrainId).describe();
   await deleteSchedule(client, model);
   expect(maxRunning).toBe(1);
+  expect(scheduled.searchAttributes.RecsysTrigger).toEqual(['schedule']);
   expect(report.skippedOverlap).toBeGreaterThanOrEqual(2);
 });

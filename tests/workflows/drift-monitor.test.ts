@@ -206,6 +206,11 @@ describe('driftMonitor workflow (mocked activities, time skipping)', () => {
     const v = await untilWindows(handle, 6);
     expect(v.state.baseline).toMatchObject({ championVersion: '2', datasetVersion: 'd2' });
     expect(v.state.baseline?.reason).toBe('champion moved v1 → v2');
+    // The new baseline is made of windows that start after the move was seen, never of one holding older traffic.
+    const sinceMs = v.state.baseline!.sinceMs;
+    expect(v.state.windows.some((w) => /^baseline waits for the first window after/.test(w.reason))).toBe(true);
+    for (const uri of v.state.baseline!.windowUris)
+      expect(Number(uri.split('/').at(-1))).toBeGreaterThanOrEqual(sinceMs);
     const summarised = calls.filter((c) => c.name === 'summarizeDriftWindow').map((c) => c.input.datasetUri);
     expect(summarised.at(-1)).toBe(DATASET('d2'));
     await stop(handle);
