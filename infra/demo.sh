@@ -160,7 +160,7 @@ cat <<MSG
 
 Demo finished: data + worker $((t1 - t0)) s, v1 training + rollout $((t2 - t1)) s, v2 training + rollout $((t3 - t2)) s,
 drift loop + schedule $((t4 - t3)) s. The loop: drift injected at +0 s → confirmed and retrain started at +$((t_retrain - t_inject)) s
-→ ${v3:+new champion v$v3}${v3:-retrain ended without a rollout} at +$((t_champion - t_inject)) s.
+→ $(if [[ -n "$v3" ]]; then echo "new champion v$v3"; else echo "retrain ended without a rollout"; fi) at +$((t_champion - t_inject)) s.
   Drift            $RECSYS drift status $MODEL    $RECSYS drift report $MODEL
   Web UI search    RecsysModel="$MODEL" AND RecsysTrigger="drift"   (the retrain and its rollout)
   Schedules        $RECSYS schedule list    (Web UI: http://127.0.0.1:$TEMPORAL_UI_PORT/namespaces/default/schedules)
