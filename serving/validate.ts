@@ -3,6 +3,7 @@
  * fix the request without reading our code; the service returns them as INVALID_ARGUMENT. A field the contract does
  * not define (marked at decoding: unknown-fields.ts) comes first.
  */
+import { FEEDBACK_EVENTS } from '../lib/feedback-events';
 import type { FeedbackRequest, RecommendRequest } from './proto';
 import { unknownFieldOf } from './unknown-fields';
 
@@ -43,14 +44,7 @@ export function recommendProblem(req: RecommendRequest, limits: RequestLimits): 
   return undefined;
 }
 
-const EVENTS = new Set([
-  'FEEDBACK_EVENT_IMPRESSION',
-  'FEEDBACK_EVENT_CLICK',
-  'FEEDBACK_EVENT_ADD_TO_CART',
-  'FEEDBACK_EVENT_PURCHASE',
-  'FEEDBACK_EVENT_RATING',
-  'FEEDBACK_EVENT_DISMISS',
-]);
+const EVENTS: ReadonlySet<string> = new Set(FEEDBACK_EVENTS);
 
 /** The first problem of a Feedback request, or undefined when it is valid. */
 export function feedbackProblem(req: FeedbackRequest, limits: Omit<RequestLimits, 'topK'>): string | undefined {

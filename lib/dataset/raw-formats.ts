@@ -19,6 +19,7 @@ import { open } from 'node:fs/promises';
 import { createGunzip } from 'node:zlib';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { z } from 'zod';
+import type { FeedbackEventName } from '../feedback-events';
 
 export const RAW_FORMATS = [
   'csv',
@@ -33,19 +34,8 @@ export const RAW_FORMATS = [
 ] as const;
 export type RawFormat = (typeof RAW_FORMATS)[number];
 
-/**
- * The feedback events the serving tier logs (proto `recsys.v1.FeedbackEvent`, by name). Listed here because lib/
- * imports nothing above it; a filter naming anything else is a typo that would silently skip every line.
- */
-export const FEEDBACK_EVENTS = [
-  'FEEDBACK_EVENT_IMPRESSION',
-  'FEEDBACK_EVENT_CLICK',
-  'FEEDBACK_EVENT_ADD_TO_CART',
-  'FEEDBACK_EVENT_PURCHASE',
-  'FEEDBACK_EVENT_RATING',
-  'FEEDBACK_EVENT_DISMISS',
-] as const;
-export type FeedbackEventName = (typeof FEEDBACK_EVENTS)[number];
+// A filter naming an event not in FEEDBACK_EVENTS is a typo that would silently skip every line.
+export { FEEDBACK_EVENTS, type FeedbackEventName } from '../feedback-events';
 /** An impression is not a preference and a dismissal is a negative one: only clicks are interactions by default. */
 export const DEFAULT_FEEDBACK_EVENTS: readonly FeedbackEventName[] = ['FEEDBACK_EVENT_CLICK'];
 

@@ -13,6 +13,7 @@
  * config says are covered by the data, as before, so the versions built before keep their address.
  */
 import { z } from 'zod';
+import { configIssue } from '../config-issue';
 import { ConfigError } from '../errors';
 import type { EtlConfig } from './etl-config';
 import {
@@ -134,15 +135,6 @@ export function sourcesKey(
   return own.length === 0 ? undefined : JSON.stringify(own);
 }
 
-function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
-  let v = input;
-  for (const key of path) {
-    if (v === null || typeof v !== 'object') return undefined;
-    v = (v as Record<PropertyKey, unknown>)[key];
-  }
-  return v;
-}
-
 /** Checks one source; a ConfigError names `sources[<index>].<field>` and the value. */
 export function parseSource(input: unknown, index: number, cfg?: EtlConfig): SourceSpec {
   const at = `sources[${index}]`;
@@ -154,20 +146,8 @@ export function parseSource(input: unknown, index: number, cfg?: EtlConfig): Sou
     throw new ConfigError(at, input, 'must be a URI string or an object { uri, format, ... }');
   const parsed = SourceObject.safeParse(input);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    const base = at + issue.path.map((k) => (typeof k === 'number' ? `[${k}]` : `.${String(k)}`)).join('');
-    if (issue.code === 'unrecognized_keys') {
-      const key = issue.keys[0]!;
-      throw new ConfigError(
-        `${base}.${key}`,
-        valueAt(input, [...issue.path, key]),
-        `is not a source option (uri, format, ${Object.keys(SourceObject.shape)
-          .filter((k) => k !== 'uri' && k !== 'format')
-          .join(', ')})`,
-      );
-    }
-    const reason = issue.message.charAt(0).toLowerCase() + issue.message.slice(1);
-    throw new ConfigError(base, valueAt(input, issue.path), reason);
+    const options = Object.keys(SourceObject.shape).filter((k) => k !== 'uri' && k !== 'format');
+    throw configIssue(at, input, parsed.error, () => `is not a source option (uri, format, ${options.join(', ')})`);
   }
   const spec = parsed.data;
   if (cfg && spec.rating !== undefined) {

@@ -5,7 +5,7 @@
  * A check's config key is also its name in reports and summaries, so a report says which key to tune.
  */
 import { z } from 'zod';
-import { ConfigError } from '../errors';
+import { configIssue } from '../config-issue';
 
 export const SEVERITIES = ['warn', 'fail', 'off'] as const;
 const Severity = z.enum(SEVERITIES);
@@ -89,27 +89,11 @@ export type ValidationConfigInput = z.input<typeof ValidationConfig>;
 export type CheckName = keyof ValidationConfig;
 export const CHECK_NAMES = Object.keys(ValidationConfig.shape) as CheckName[];
 
-function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
-  let v = input;
-  for (const key of path) {
-    if (v === null || typeof v !== 'object') return undefined;
-    v = (v as Record<PropertyKey, unknown>)[key];
-  }
-  return v;
-}
-
 /** Parses a config; throws a ConfigError naming the field (dotted path) and the offending value. */
 export function parseValidationConfig(input: unknown = {}): ValidationConfig {
   const parsed = ValidationConfig.safeParse(input ?? {});
   if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0]!;
-  const base = issue.path.map(String).join('.');
-  if (issue.code === 'unrecognized_keys') {
-    const key = issue.keys[0]!;
-    const field = base === '' ? key : `${base}.${key}`;
-    const hint = base === '' ? ` (checks: ${CHECK_NAMES.join(', ')})` : '';
-    throw new ConfigError(`validation.${field}`, valueAt(input, [...issue.path, key]), `is not a known setting${hint}`);
-  }
-  const reason = issue.message.charAt(0).toLowerCase() + issue.message.slice(1);
-  throw new ConfigError(base === '' ? 'validation' : `validation.${base}`, valueAt(input, issue.path), reason);
+  throw configIssue('validation', input, parsed.error, (at) =>
+    at === '' ? `is not a known setting (checks: ${CHECK_NAMES.join(', ')})` : 'is not a known setting',
+  );
 }

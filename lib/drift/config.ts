@@ -12,7 +12,7 @@
  * Pure and free of Node built-ins (workflow code may import it).
  */
 import { z } from 'zod';
-import { ConfigError } from '../errors';
+import { configIssue } from '../config-issue';
 import { SIGNALS, type SignalName } from './summary';
 
 export const DISTRIBUTION_METRICS = ['jensen-shannon', 'psi'] as const;
@@ -135,27 +135,11 @@ export const DriftConfig = z
 export type DriftConfig = z.infer<typeof DriftConfig>;
 export type DriftConfigInput = z.input<typeof DriftConfig>;
 
-function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
-  let v = input;
-  for (const key of path) {
-    if (v === null || typeof v !== 'object') return undefined;
-    v = (v as Record<PropertyKey, unknown>)[key];
-  }
-  return v;
-}
-
 /** Parses a config; throws a ConfigError naming the field (dotted path under `drift.`) and the offending value. */
 export function parseDriftConfig(input: unknown = {}): DriftConfig {
   const parsed = DriftConfig.safeParse(input ?? {});
   if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0]!;
-  const base = issue.path.map(String).join('.');
-  if (issue.code === 'unrecognized_keys') {
-    const key = issue.keys[0]!;
-    const field = base === '' ? key : `${base}.${key}`;
-    const hint = base === 'signals' ? ` (signals: ${SIGNALS.join(', ')})` : '';
-    throw new ConfigError(`drift.${field}`, valueAt(input, [...issue.path, key]), `is not a known setting${hint}`);
-  }
-  const reason = issue.message.charAt(0).toLowerCase() + issue.message.slice(1);
-  throw new ConfigError(base === '' ? 'drift' : `drift.${base}`, valueAt(input, issue.path), reason);
+  throw configIssue('drift', input, parsed.error, (at) =>
+    at === 'signals' ? `is not a known setting (signals: ${SIGNALS.join(', ')})` : 'is not a known setting',
+  );
 }
