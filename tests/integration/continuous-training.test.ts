@@ -75,6 +75,7 @@ test('a good model passes the gates on confidence intervals and is registered as
   expect(diff.lo).toBeLessThanOrEqual(diff.point);
 
   expect(statuses(progress)).toEqual({
+    plan: 'skipped',
     etl: 'done',
     validate: 'done',
     train: 'done',
@@ -215,7 +216,8 @@ test('a dataset version with a broken item-id mapping is stopped before training
   const scheduled = (history.events ?? [])
     .map((e) => e.activityTaskScheduledEventAttributes?.activityType?.name)
     .filter(Boolean);
-  expect(scheduled).toEqual(['etl', 'validateDataset']);
+  // The recipe is recorded first (what was asked), then the data is built and stopped.
+  expect(scheduled).toEqual(['recordRecipe', 'etl', 'validateDataset']);
 });
 
 test('the sequential family goes through the same pipeline: evaluation, export, quantization, gates, registration', async () => {
