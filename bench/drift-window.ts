@@ -22,10 +22,12 @@ import {
   type SummarizeProgress,
 } from '../fleet/logs/summarize';
 import { config } from '../lib/config';
-import type { WindowSummary } from '../lib/drift/summary';
 import { objectStore } from '../lib/object-store';
 import { sealChunks } from '../serving/log-chunks';
 import type { LogEntry } from '../serving/log-records';
+import { evaluateWindow } from '../lib/drift/evaluate';
+import { parseDriftConfig } from '../lib/drift/config';
+import { mergeCounts, type WindowSummary } from '../lib/drift/summary';
 import { benchName, machine, median } from './common';
 
 const ITEMS = 3706;
@@ -203,6 +205,16 @@ async function main(): Promise<void> {
         summary = m.value;
       }
       if (!summary) throw new Error('no run');
+      // The second half of a window's cost: judging the summary against a baseline (three windows like it).
+      const current = summary;
+      const judged = performance.now();
+      const verdict = evaluateWindow({
+        reference: mergeCounts([current, current, current]),
+        current,
+        config: parseDriftConfig({}),
+        history: [],
+      });
+      const evaluateMs = performance.now() - judged;
       console.log(
         `  ${n.toLocaleString('en-US').padStart(9)} requests: ${files.length} chunks, ${mib(bytes)} of JSON lines ` +
           `(written in ${gen.seconds.toFixed(1)} s)`,
@@ -215,6 +227,10 @@ async function main(): Promise<void> {
         `             ${summary.requests} requests, ${summary.feedback} feedback, ` +
           `CTR ${(summary.counts.ctr[1]! / (summary.counts.ctr[0]! + summary.counts.ctr[1]!)).toFixed(3)}, ` +
           `coverage ${summary.concentration.coverage.toFixed(3)}, entropy ${summary.concentration.entropyBits.toFixed(2)} bits`,
+      );
+      console.log(
+        `             evaluate against a 3-window baseline: ${evaluateMs.toFixed(1)} ms (${verdict.status}); ` +
+          `summarise + evaluate: ${(median(seconds) + evaluateMs / 1000).toFixed(2)} s`,
       );
       if (n === 100_000) await fromStore(dir, files, reference);
       await fs.rm(dir, { recursive: true, force: true });
