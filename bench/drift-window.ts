@@ -28,6 +28,7 @@ import type { LogEntry } from '../serving/log-records';
 import { evaluateWindow } from '../lib/drift/evaluate';
 import { parseDriftConfig } from '../lib/drift/config';
 import { mergeCounts, type WindowSummary } from '../lib/drift/summary';
+import { Rng } from '../tests/data/random';
 import { benchName, machine, median } from './common';
 
 const ITEMS = 3706;
@@ -38,16 +39,10 @@ const WINDOW = { startMs: W0, endMs: W0 + 3_600_000 };
 const GRACE_MS = 60_000;
 const SIZES = [10_000, 100_000, 1_000_000];
 
-/** A small seeded generator (mulberry32), so every run writes the same traffic. */
+/** Seeded uniform draws from the tests' generator, so every run writes the same traffic. */
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Rng(seed);
+  return () => r.next();
 }
 
 /** Zipf(1) over the catalogue: item of rank r has weight 1/r; ids are ranks shuffled, as in a real catalogue. */

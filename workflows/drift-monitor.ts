@@ -52,15 +52,8 @@ const MAX_CATCH_UP_WINDOWS = 24;
 export async function driftMonitor(input: DriftMonitorInput & { continueAsNewEvery?: number }): Promise<never> {
   const model = checkModelName(input.model);
   const env = input.env ?? 'production';
-  const state: DriftMonitorState = input.state ?? {
-    config: parseDriftConfig(input.config ?? {}),
-    nextWindowStartMs: alignUp(Date.now(), parseDriftConfig(input.config ?? {}).intervalSeconds * 1000),
-    ...(input.retrain ? { retrainOverrides: input.retrain } : {}),
-    paused: false,
-    baseline: null,
-    windows: [],
-    counts: { windows: 0, drift: 0, insufficient: 0, retrainsStarted: 0, absorbed: 0, suppressed: 0 },
-  };
+  const state: DriftMonitorState = input.state ?? initialState(input);
+
   const me = workflowInfo().workflowId;
   const status = (): MonitorStatus => (state.paused ? 'paused' : (state.windows.at(-1)?.status ?? 'starting'));
 
@@ -134,6 +127,20 @@ export async function driftMonitor(input: DriftMonitorInput & { continueAsNewEve
   function show(): void {
     setCurrentDetails(details(model, env, state, status()));
   }
+}
+
+/** A new monitor's state: its config checked, its first window the next whole one. */
+function initialState(input: DriftMonitorInput): DriftMonitorState {
+  const config = parseDriftConfig(input.config ?? {});
+  return {
+    config,
+    nextWindowStartMs: alignUp(Date.now(), config.intervalSeconds * 1000),
+    ...(input.retrain ? { retrainOverrides: input.retrain } : {}),
+    paused: false,
+    baseline: null,
+    windows: [],
+    counts: { windows: 0, drift: 0, insufficient: 0, retrainsStarted: 0, absorbed: 0, suppressed: 0 },
+  };
 }
 
 /** One window: context, summary, verdict, and what was done about it. */

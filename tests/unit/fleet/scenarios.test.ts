@@ -32,18 +32,13 @@ import { ModelPool } from '../../../serving/model-pool';
 import type { ModelRef } from '../../../serving/model-ref';
 import type { FeedbackRequest, RecommendRequest } from '../../../serving/proto';
 import { startServer } from '../../../serving/server';
+import { Rng } from '../../data/random';
 import { FakeRanker, fakeCatalog, fakeServable } from '../serving/fakes';
 
-/** mulberry32: a small seeded generator, so every run of these tests draws the same numbers. */
+/** Seeded uniform draws from the tests' generator, so every run of these tests draws the same numbers. */
 function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
+  const r = new Rng(seed);
+  return () => r.next();
 }
 
 // 100 items, i0 the most popular (Zipf-like counts), i99 the least; the long tail is i50..i99.
