@@ -63,7 +63,41 @@ install_temporal_test_server() {
   rm -rf "$dir" && mv "$dir.tmp" "$dir"
 }
 
+install_debian_servers() {
+  # Redis (the online feature store) and Prometheus (the serving tier's metrics) run from Debian's packages, started
+  # by infra/stack.sh on 127.0.0.1 with their data under the stack directory. A policy-rc.d that refuses every start
+  # keeps the packages' own services from starting system-wide (on 6379/9090) during the install.
+  local missing=()
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  command -v prometheus >/dev/null || missing+=(prometheus)
+  if ((${#missing[@]} == 0)); then check_debian_servers; return; fi
+  log "installing Debian's ${missing[*]} (apt-get)"
+  local sudo=''
+  [[ $(id -u) -eq 0 ]] || sudo=sudo
+  local policy=/usr/sbin/policy-rc.d own_policy=0
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null && $sudo chmod +x "$policy" && own_policy=1
+  fi
+  local rc=0
+  $sudo apt-get update -q && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+    "${missing[@]}" || rc=$?
+  ((own_policy)) && $sudo rm -f "$policy"
+  ((rc == 0)) || die "installing ${missing[*]} failed (apt-get install -y ${missing[*]})"
+  check_debian_servers
+}
+
+# Debian security updates move the patch level, so the pins are the release lines bookworm ships.
+check_debian_servers() {
+  local redis prom
+  redis=$(redis-server --version | grep -o 'v=[0-9.]*' | cut -c3-)
+  prom=$(prometheus --version 2>&1 | grep -o 'version [0-9.]*' | head -1 | cut -c9-)
+  [[ $redis == "$REDIS_SERIES".* ]] || die "redis-server $redis is installed; the stack needs $REDIS_SERIES.x (Debian's redis-server)"
+  [[ $prom == "$PROMETHEUS_SERIES".* ]] || die "prometheus $prom is installed; the stack needs $PROMETHEUS_SERIES.x (Debian's prometheus)"
+  log "redis-server $redis, prometheus $prom: installed"
+}
+
 mkdir -p "$RECSYS_CACHE"
+install_debian_servers
 install_node
 install_go_tool temporal github.com/temporalio/cli/cmd/temporal "$TEMPORAL_CLI_VERSION" \
   "-X github.com/temporalio/cli/temporalcli.Version=$TEMPORAL_CLI_VERSION"

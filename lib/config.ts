@@ -17,6 +17,10 @@ export interface RecsysConfig {
   /** Bucket for datasets, checkpoints and model artefacts. */
   bucket: string;
   mlflowUrl: string;
+  /** The online feature store (Redis), e.g. redis://127.0.0.1:6379. */
+  redisUrl: string;
+  /** Prometheus' HTTP API (canary analysis runs PromQL against it). */
+  prometheusUrl: string;
   python: string;
   /** Local cache of downloaded objects, keyed by content. */
   cacheDir: string;
@@ -59,6 +63,8 @@ export function loadConfig(): RecsysConfig {
     s3SecretAccessKey: env('AWS_SECRET_ACCESS_KEY', 'recsys-local-secret'),
     bucket: env('RECSYS_BUCKET', 'recsys'),
     mlflowUrl: env('MLFLOW_TRACKING_URI', 'http://127.0.0.1:5000'),
+    redisUrl: env('REDIS_URL', `redis://127.0.0.1:${env('REDIS_PORT', '6379')}`),
+    prometheusUrl: env('PROMETHEUS_URL', `http://127.0.0.1:${env('PROMETHEUS_PORT', '9090')}`),
     python: env('RECSYS_PYTHON', path.join(cache, 'venv', 'bin', 'python')),
     cacheDir: path.join(cache, 'objects'),
     s3ConnectTimeoutMs: envMs('RECSYS_S3_CONNECT_TIMEOUT_MS', 5_000),

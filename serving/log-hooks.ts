@@ -12,7 +12,7 @@ import type { ModelPool } from './model-pool';
 import type { ServingMetrics } from './metrics';
 import { RecentRequests } from './recent-requests';
 import type { RequestLog } from './request-log';
-import type { ServiceHooks } from './service';
+import type { ServiceHooks } from './recommender-core';
 
 /**
  * The item ids of the `n` most recent entries of `history`, most recent last, in the order the server reads a history
@@ -56,11 +56,11 @@ export function telemetryHooks(opts: {
   const { slot, log, metrics } = opts;
   const recent = opts.recent ?? new RecentRequests();
   return {
-    onRecommend(req, res, receivedAtMs, latencyMs) {
+    onRecommend(req, res, receivedAtMs, latencyMs, method) {
       const model = res.model_name;
       const version = res.model_version;
       const reason = res.fallback ? res.fallback_reason : undefined;
-      metrics?.forVersion('Recommend', model, version).served(latencyMs, reason);
+      metrics?.forVersion(method, model, version).served(latencyMs, reason);
       recent.remember(res.request_id, model, version);
       metrics?.recommended(model, version);
       log?.append({
@@ -83,12 +83,12 @@ export function telemetryHooks(opts: {
       });
     },
 
-    onFeedback(event, receivedAtMs) {
+    onFeedback(event, receivedAtMs, method) {
       // The version that answered the request the feedback names; else the one serving this user under the policy.
       const served = recent.servedBy(event.request_id);
       const now = served ? undefined : slot.pick(event.user_id)?.version;
       const v = served ? { name: served.model, version: served.version } : now;
-      metrics?.forVersion('Feedback', v?.name ?? '', v?.version ?? '').served(undefined, undefined);
+      metrics?.forVersion(method, v?.name ?? '', v?.version ?? '').served(undefined, undefined);
       metrics?.feedback(event.event, served);
       log?.append({
         kind: 'feedback',

@@ -21,7 +21,7 @@ export const LATENCY_BUCKETS = [
 /** `FEEDBACK_EVENT_CLICK` -> `click`: the event label of the feedback counters. */
 export const feedbackEventLabel = (event: string): string => event.replace(/^FEEDBACK_EVENT_/, '').toLowerCase();
 
-export type Method = 'Recommend' | 'Feedback';
+import type { Method } from './recommender-core';
 
 /** What a handler records for one version; `model`/`version` are '' when no version was loaded. */
 export interface VersionMetrics {

@@ -23,6 +23,7 @@ export type { ScoredItem } from '../proto/generated/recsys/v1/ScoredItem';
 export type { FeedbackRequest__Output as FeedbackRequest } from '../proto/generated/recsys/v1/FeedbackRequest';
 export type { FeedbackResponse } from '../proto/generated/recsys/v1/FeedbackResponse';
 export type { FallbackReason__Output as FallbackReason } from '../proto/generated/recsys/v1/FallbackReason';
+export type { HistorySource__Output as HistorySource } from '../proto/generated/recsys/v1/HistorySource';
 export type { FeedbackEvent__Output as FeedbackEvent } from '../proto/generated/recsys/v1/FeedbackEvent';
 export type { AdminClient, AdminHandlers } from '../proto/generated/recsys/v1/Admin';
 export type { LoadedVersion } from '../proto/generated/recsys/v1/LoadedVersion';

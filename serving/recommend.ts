@@ -1,18 +1,23 @@
 /**
- * One Recommend request against one loaded version: pick the history (the request's, else the user's latest in the
- * dataset), rank with the model or fall back to popularity, and drop what must not be returned.
+ * One Recommend request against one loaded version: pick the history (the request's, else the user's recent
+ * interactions in the online store, else the user's latest in the dataset), rank with the model or fall back to
+ * popularity, and drop what must not be returned.
  */
 import type { Catalog } from './catalog';
-import { historyIndices } from './history';
+import { historyIndices, type TimedItem } from './history';
 import type { ItemMarks } from './item-marks';
 import type { Ranker } from './onnx-ranker';
-import type { FallbackReason, RecommendRequest } from './proto';
+import type { HistoryRead } from './online-store';
+import type { FallbackReason, HistorySource, RecommendRequest } from './proto';
 import { pickFromModel, pickPopular, type ScoredItemOut } from './ranking';
 
 export interface Recommendation {
   items: ScoredItemOut[];
   fallback: boolean;
   fallbackReason: FallbackReason;
+  historySource: HistorySource;
+  /** The online store was asked and did not answer: the history came from the dataset or nowhere. */
+  storeDegraded: boolean;
 }
 
 /** The parts of a loaded version that ranking uses (LoadedModel has them; unit tests build them by hand). */
@@ -22,23 +27,45 @@ export interface RankingModel {
   excluded: ItemMarks;
 }
 
+/** The user's recent interactions from the online store (already bound to the catalogue's namespace). */
+export type OnlineHistoryReader = (userId: string) => Promise<HistoryRead>;
+
 function markExcludes(excluded: ItemMarks, catalog: Catalog, ids: readonly string[]): void {
   for (const id of ids) excluded.mark(catalog.indexOf(id));
 }
 
+function known(history: readonly TimedItem[], catalog: Catalog): { indices: Int32Array; n: number } {
+  // Small and short-lived; cheaper than looking the ids up again after inference to exclude them.
+  const indices = new Int32Array(history.length);
+  return { indices, n: historyIndices(history, catalog, indices) };
+}
+
 /** Assumes a valid request (validate.ts). Rejects only when the model's inference fails. */
-export async function recommend(model: RankingModel, req: RecommendRequest): Promise<Recommendation> {
+export async function recommend(
+  model: RankingModel,
+  req: RecommendRequest,
+  readOnline?: OnlineHistoryReader,
+): Promise<Recommendation> {
   const { catalog, ranker, excluded } = model;
   let indices: Int32Array | undefined;
   let n = 0;
+  let historySource: HistorySource = 'HISTORY_SOURCE_NONE';
+  let storeDegraded = false;
   if (req.history.length > 0) {
-    // Small and short-lived; cheaper than looking the ids up again after inference to exclude them.
-    indices = new Int32Array(req.history.length);
-    n = historyIndices(req.history, catalog, indices);
+    ({ indices, n } = known(req.history, catalog));
+    if (n > 0) historySource = 'HISTORY_SOURCE_REQUEST';
+  }
+  if (n === 0 && readOnline) {
+    const read = await readOnline(req.user_id);
+    if (read.status === 'ok') {
+      ({ indices, n } = known(read.items, catalog));
+      if (n > 0) historySource = 'HISTORY_SOURCE_ONLINE_STORE';
+    } else storeDegraded = true;
   }
   if (n === 0) {
     indices = catalog.users.of(req.user_id);
     n = indices?.length ?? 0;
+    if (n > 0) historySource = 'HISTORY_SOURCE_DATASET';
   }
   if (n === 0 || !indices) {
     excluded.begin();
@@ -47,6 +74,8 @@ export async function recommend(model: RankingModel, req: RecommendRequest): Pro
       items: pickPopular(req.k, excluded, catalog),
       fallback: true,
       fallbackReason: req.history.length > 0 ? 'FALLBACK_REASON_NO_KNOWN_ITEMS' : 'FALLBACK_REASON_NO_HISTORY',
+      historySource,
+      storeDegraded,
     };
   }
   const top = await ranker.rank(indices, n);
@@ -58,5 +87,7 @@ export async function recommend(model: RankingModel, req: RecommendRequest): Pro
     items: pickFromModel(top.items, top.scores, req.k, excluded, catalog),
     fallback: false,
     fallbackReason: 'FALLBACK_REASON_UNSPECIFIED',
+    historySource,
+    storeDegraded,
   };
 }

@@ -14,7 +14,9 @@ import { adminHandlers, requireAdminToken } from './admin-service';
 import type { FaultTable } from './faults';
 import type { ModelPool } from './model-pool';
 import { RECOMMENDER_SERVICE, packageDefinition, recsysV1 } from './proto';
-import { recommenderHandlers, type ServiceHooks } from './service';
+import type { ServiceHooks } from './recommender-core';
+import { RecommenderCore } from './recommender-core';
+import { recommenderHandlers } from './service';
 
 export const HOST = '127.0.0.1';
 
@@ -35,6 +37,8 @@ export interface ServerOptions {
   port: number;
   /** A loopback address (default 127.0.0.1); anything else is refused. */
   host?: string;
+  /** What answers Recommender calls (the pool, hooks, faults and online store); shared with the HTTP API. */
+  core?: RecommenderCore;
   hooks?: ServiceHooks;
   /** Also serve recsys.v1.Admin, to callers that send the admin token. */
   admin?: boolean;
@@ -73,7 +77,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         'the serving tier is reachable from this machine only',
     );
   const server = new grpc.Server();
-  server.addService(recsysV1().Recommender.service, recommenderHandlers(opts.slot, opts.hooks, opts.faults));
+  const core = opts.core ?? new RecommenderCore(opts.slot, { hooks: opts.hooks, faults: opts.faults });
+  server.addService(recsysV1().Recommender.service, recommenderHandlers(core));
   if (opts.admin) {
     const token = opts.adminToken ?? adminToken();
     server.addService(recsysV1().Admin.service, requireAdminToken(adminHandlers(opts.slot, opts.faults), token));

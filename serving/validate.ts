@@ -55,5 +55,8 @@ export function feedbackProblem(req: FeedbackRequest, limits: Omit<RequestLimits
   if (!EVENTS.has(String(req.event))) return `event must be one of ${[...EVENTS].join(', ')}, got ${String(req.event)}`;
   if (req.request_id.length > limits.maxIdLength)
     return `request_id is ${req.request_id.length} characters long; the limit is ${limits.maxIdLength}`;
+  if (req.event_id.length > limits.maxIdLength)
+    return `event_id is ${req.event_id.length} characters long; the limit is ${limits.maxIdLength}`;
+  if (!Number.isFinite(req.value)) return `value must be a finite number, got ${req.value}`;
   return undefined;
 }

@@ -44,6 +44,7 @@ export interface ProtoGrpcType {
       FeedbackRequest: MessageTypeDefinition<_recsys_v1_FeedbackRequest, _recsys_v1_FeedbackRequest__Output>;
       FeedbackResponse: MessageTypeDefinition<_recsys_v1_FeedbackResponse, _recsys_v1_FeedbackResponse__Output>;
       HistoryItem: MessageTypeDefinition<_recsys_v1_HistoryItem, _recsys_v1_HistoryItem__Output>;
+      HistorySource: EnumTypeDefinition;
       RecommendRequest: MessageTypeDefinition<_recsys_v1_RecommendRequest, _recsys_v1_RecommendRequest__Output>;
       RecommendResponse: MessageTypeDefinition<_recsys_v1_RecommendResponse, _recsys_v1_RecommendResponse__Output>;
       /**

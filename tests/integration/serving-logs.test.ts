@@ -90,6 +90,7 @@ test('every Recommend and Feedback is in the object store after a graceful shutd
       event: i % 2 ? 'FEEDBACK_EVENT_PURCHASE' : 'FEEDBACK_EVENT_CLICK',
       timestamp_ms: 0,
       value: i,
+      event_id: '',
     };
     await feedback(client, f);
     feedbacks.push(f);

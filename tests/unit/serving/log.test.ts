@@ -239,9 +239,11 @@ describe('history ids in recommend records', () => {
       request_id: 'r1',
       fallback: false,
       fallback_reason: 'FALLBACK_REASON_UNSPECIFIED' as const,
+      history_source: 'HISTORY_SOURCE_REQUEST' as const,
+      online_store_degraded: false,
     };
-    hooks.onRecommend!(req, res, T0, 1);
-    hooks.onRecommend!({ ...req, history: [] }, { ...res, request_id: 'r2' }, T0, 1);
+    hooks.onRecommend!(req, res, T0, 1, 'Recommend');
+    hooks.onRecommend!({ ...req, history: [] }, { ...res, request_id: 'r2' }, T0, 1, 'Recommend');
     await log.close();
     const lines = [...store.objects.values()].flatMap((b) =>
       b

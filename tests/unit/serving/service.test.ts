@@ -197,6 +197,7 @@ test('feedback is validated and handed to the hook', async () => {
     event: 'FEEDBACK_EVENT_PURCHASE',
     timestamp_ms: 1_700_000_000_000,
     value: 9.99,
+    event_id: '',
   };
   await feedback(client, event);
   expect(feedbackSeen).toEqual([event]);

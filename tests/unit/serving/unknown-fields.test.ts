@@ -5,6 +5,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { ModelPool } from '../../../serving/model-pool';
 import { RECOMMENDER_SERVICE, packageDefinition, recsysV1, type RecommendRequest } from '../../../serving/proto';
+import { RecommenderCore } from '../../../serving/recommender-core';
 import { recommenderHandlers } from '../../../serving/service';
 import {
   describeUnknownField,
@@ -146,7 +147,7 @@ describe('the Recommender request deserializers', () => {
   test('over gRPC the caller gets INVALID_ARGUMENT naming the field (not INTERNAL)', async () => {
     const server = new grpc.Server();
     const pool = { active: undefined, pick: () => undefined } as unknown as ModelPool;
-    server.addService(recsysV1().Recommender.service, recommenderHandlers(pool));
+    server.addService(recsysV1().Recommender.service, recommenderHandlers(new RecommenderCore(pool)));
     const port = await new Promise<number>((resolve, reject) =>
       server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
     );

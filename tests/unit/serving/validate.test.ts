@@ -45,6 +45,7 @@ describe('feedbackProblem', () => {
     event: 'FEEDBACK_EVENT_CLICK',
     timestamp_ms: 0,
     value: 0,
+    event_id: '',
   };
 
   test('a valid event has no problem; request_id is optional', () => {

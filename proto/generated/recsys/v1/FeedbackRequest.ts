@@ -32,6 +32,11 @@ export interface FeedbackRequest {
    * Optional magnitude of the event: a rating, a price, a watch time.
    */
   value?: number | string;
+  /**
+   * Optional; makes a retried event count once. Absent, the event's identity is request_id + item + event + time
+   * (so an event with neither request_id nor timestamp_ms cannot be told apart from its retry: send one of them).
+   */
+  event_id?: string;
 }
 
 export interface FeedbackRequest__Output {
@@ -59,4 +64,9 @@ export interface FeedbackRequest__Output {
    * Optional magnitude of the event: a rating, a price, a watch time.
    */
   value: number;
+  /**
+   * Optional; makes a retried event count once. Absent, the event's identity is request_id + item + event + time
+   * (so an event with neither request_id nor timestamp_ms cannot be told apart from its retry: send one of them).
+   */
+  event_id: string;
 }

@@ -9,6 +9,10 @@ import type {
   FallbackReason as _recsys_v1_FallbackReason,
   FallbackReason__Output as _recsys_v1_FallbackReason__Output,
 } from '../../recsys/v1/FallbackReason';
+import type {
+  HistorySource as _recsys_v1_HistorySource,
+  HistorySource__Output as _recsys_v1_HistorySource__Output,
+} from '../../recsys/v1/HistorySource';
 
 export interface RecommendResponse {
   /**
@@ -34,6 +38,15 @@ export interface RecommendResponse {
    */
   fallback?: boolean;
   fallback_reason?: _recsys_v1_FallbackReason;
+  /**
+   * Which history the items were ranked with.
+   */
+  history_source?: _recsys_v1_HistorySource;
+  /**
+   * True when the online store could not be read in time (down, slow): the history came from the dataset or
+   * popularity instead. The request is still answered.
+   */
+  online_store_degraded?: boolean;
 }
 
 export interface RecommendResponse__Output {
@@ -60,4 +73,13 @@ export interface RecommendResponse__Output {
    */
   fallback: boolean;
   fallback_reason: _recsys_v1_FallbackReason__Output;
+  /**
+   * Which history the items were ranked with.
+   */
+  history_source: _recsys_v1_HistorySource__Output;
+  /**
+   * True when the online store could not be read in time (down, slow): the history came from the dataset or
+   * popularity instead. The request is still answered.
+   */
+  online_store_degraded: boolean;
 }
