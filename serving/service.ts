@@ -13,14 +13,14 @@ export function recommenderHandlers(core: RecommenderCore): RecommenderHandlers 
       void core
         .recommend(call.request, 'Recommend', started)
         .then((r) =>
-          r.ok ? callback(null, r.value) : callback({ code: r.code, details: r.message } as Partial<ServiceError>),
+          r.ok ? callback(null, r.value) : callback({ code: r.code, details: r.message }),
         );
     },
     Feedback(call, callback) {
       void core
         .feedback([call.request], 'Feedback')
         .then((r) =>
-          r.ok ? callback(null, r.value[0]) : callback({ code: r.code, details: r.message } as Partial<ServiceError>),
+          r.ok ? callback(null, r.value[0]) : callback({ code: r.code, details: r.message }),
         );
     },
   };
