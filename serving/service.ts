@@ -2,7 +2,6 @@
  * The recsys.v1.Recommender gRPC handlers: an adapter over RecommenderCore (recommender-core.ts), which the HTTP API
  * shares. Failures go back to the caller as status codes (INVALID_ARGUMENT, UNAVAILABLE, INTERNAL).
  */
-import type { ServiceError } from '@grpc/grpc-js';
 import type { RecommenderHandlers } from './proto';
 import type { RecommenderCore } from './recommender-core';
 
