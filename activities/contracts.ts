@@ -15,7 +15,6 @@ import type { GateConfigInput } from '../lib/gates/config';
 import type { GateDecision } from '../lib/gates/decide';
 import type { AnalysisResult } from '../lib/rollout/analysis';
 import type { RolloutConfigInput } from '../lib/rollout/config';
-import type { MetricsSnapshot } from '../fleet/version-metrics';
 
 // --- python steps: train, evaluate, export, quantize --------------------------------------------------------------
 // Results are zod schemas (their types inferred): a stored summary is reused only while it still fits its schema.
@@ -346,7 +345,8 @@ export type { MetricsSnapshot } from '../fleet/version-metrics';
 
 export interface CanaryAnalysis {
   result: AnalysisResult;
-  after: MetricsSnapshot;
+  /** The window the figures cover (epoch ms), as Prometheus was asked. */
+  window: { sinceMs: number; untilMs: number };
 }
 
 // --- retraining: what a training was asked to do, and the next one planned from the champion's --------------------

@@ -11,6 +11,7 @@ import { defaultDeps, type ActivityDeps } from './deps';
 import { etlActivities } from './etl';
 import { evaluationActivities } from './evaluation';
 import { exportActivities } from './export';
+import { featureActivities } from './features';
 import { gateActivities } from './gates';
 import { quantizationActivities } from './quantization';
 import { registryActivities } from './registry';
@@ -33,6 +34,7 @@ export function createActivities(deps: ActivityDeps = defaultDeps()) {
     ...rolloutAnalysisActivities(deps),
     ...retrainActivities(deps),
     ...driftActivities(deps),
+    ...featureActivities(deps),
   };
 }
 

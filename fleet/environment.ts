@@ -376,6 +376,22 @@ export async function scrapeVersionMetrics(input: {
   return { env, replicas: replicas.length, at: new Date().toISOString(), versions };
 }
 
+/**
+ * Every replica of the environment answers its health check with SERVING (after the quick retries); ReplicaUnavailable
+ * naming the first that does not. Canary analysis asks this: a replica that is down is a reason to roll back, even
+ * though Prometheus still has what it served.
+ */
+export async function checkServing(input: { env: string }): Promise<{ env: EnvName; replicas: number }> {
+  const env = envOf(input.env);
+  const replicas = membersOrFail(env);
+  for (const r of replicas)
+    await onReplica(r, 'health check', async () => {
+      const s = await healthStatus(r.address, 2000);
+      if (s !== 'SERVING') throw new Error(`health ${s}`);
+    });
+  return { env, replicas: replicas.length };
+}
+
 /** The addresses of an environment's replicas, checking each serves `model` (ConfigError otherwise). */
 export async function servingAddresses(env: EnvName, model: string): Promise<string[]> {
   const replicas = membersOrFail(env);

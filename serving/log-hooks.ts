@@ -61,6 +61,7 @@ export function telemetryHooks(opts: {
       const version = res.model_version;
       const reason = res.fallback ? res.fallback_reason : undefined;
       metrics?.forVersion(method, model, version).served(latencyMs, reason);
+      metrics?.historySource(method, res.history_source);
       recent.remember(res.request_id, model, version);
       metrics?.recommended(model, version);
       log?.append({
@@ -79,6 +80,7 @@ export function telemetryHooks(opts: {
           latency_ms: latencyMs,
           fallback: res.fallback,
           fallback_reason: res.fallback_reason,
+          history_source: res.history_source,
         },
       });
     },
@@ -100,10 +102,15 @@ export function telemetryHooks(opts: {
           event: event.event,
           event_time_ms: event.timestamp_ms || receivedAtMs,
           value: event.value,
+          event_id: event.event_id,
           model_name: v?.name ?? '',
           model_version: v?.version ?? '',
         },
       });
+    },
+
+    onStoreUnavailable(operation) {
+      metrics?.storeFailed(operation);
     },
 
     onError(method, code, model) {

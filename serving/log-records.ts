@@ -2,7 +2,7 @@
  * What the request and feedback logs hold, one JSON object per line. Field names follow the proto (snake_case) so a
  * log line reads like the call it records; `time` is ISO-8601 UTC and `time_ms` the same instant in epoch ms.
  */
-import type { FallbackReason, FeedbackEvent } from './proto';
+import type { FallbackReason, FeedbackEvent, HistorySource } from './proto';
 
 export type LogKind = 'recommend' | 'feedback';
 
@@ -31,6 +31,8 @@ export interface RecommendLogRecord {
   latency_ms: number;
   fallback: boolean;
   fallback_reason: FallbackReason;
+  /** Where the ranked history came from (the request, the online store, the dataset); absent in older records. */
+  history_source?: HistorySource;
 }
 
 export interface FeedbackLogRecord {
@@ -42,6 +44,8 @@ export interface FeedbackLogRecord {
   /** When the event happened as the caller says (0: when received). */
   event_time_ms: number;
   value: number;
+  /** The caller's event id, '' when it sent none. */
+  event_id?: string;
   /** The version serving when the feedback arrived (feedback itself names no model); '' when none was loaded. */
   model_name: string;
   model_version: string;

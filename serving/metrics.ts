@@ -43,6 +43,8 @@ export class ServingMetrics implements LogShippingObserver {
   private readonly eligible: Counter<'model' | 'version'>;
   private readonly feedbackEvents: Counter<'model' | 'version' | 'event'>;
   private readonly feedbackUnattributed: Counter<'event'>;
+  private readonly storeUnavailable: Counter<'operation'>;
+  private readonly historySources: Counter<'method' | 'source'>;
 
   constructor(opts: { processMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -106,6 +108,18 @@ export class ServingMetrics implements LogShippingObserver {
       labelNames: ['event'],
       registers,
     });
+    this.storeUnavailable = new Counter({
+      name: 'recsys_online_store_unavailable_total',
+      help: 'Online store reads (Recommend) and writes (Feedback) that failed or timed out; the call was answered anyway.',
+      labelNames: ['operation'],
+      registers,
+    });
+    this.historySources = new Counter({
+      name: 'recsys_history_source_total',
+      help: 'Recommend answers by where the history came from (request, online_store, dataset, none).',
+      labelNames: ['method', 'source'],
+      registers,
+    });
     if (opts.processMetrics) collectDefaultMetrics({ register: this.registry });
   }
 
@@ -148,6 +162,16 @@ export class ServingMetrics implements LogShippingObserver {
     const label = feedbackEventLabel(event);
     if (served) this.feedbackEvents.labels(served.model, served.version, label).inc();
     else this.feedbackUnattributed.labels(label).inc();
+  }
+
+  /** The online store failed a read or a write (the call was answered from the fallback). */
+  storeFailed(operation: 'read' | 'write'): void {
+    this.storeUnavailable.labels(operation).inc();
+  }
+
+  /** Where an answer's history came from (`HISTORY_SOURCE_ONLINE_STORE` -> `online_store`). */
+  historySource(method: Method, source: string): void {
+    this.historySources.labels(method, source.replace(/^HISTORY_SOURCE_/, '').toLowerCase()).inc();
   }
 
   shipped(kind: LogKind, records: number): void {

@@ -91,7 +91,7 @@ export const deployOptions: ActivityOptions = {
 export const analysisOptions: ActivityOptions = {
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '1 second', maximumAttempts: 3, nonRetryableErrorTypes: ['ReplicaUnavailable'] },
-  summary: 'Canary analysis: scrape serving metrics, compare canary with baseline',
+  summary: 'Canary analysis: PromQL over the window in Prometheus, canary compared with baseline',
 };
 
 export const loadTestOptions: ActivityOptions = {

@@ -27,7 +27,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import type { LoadTestResult, MetricsSnapshot } from '../activities/contracts';
+import type { LoadTestResult } from '../activities/contracts';
 import type { DatasetRef } from '../lib/dataset/ref';
 import { TAGS } from '../lib/mlflow/tags';
 import { checkModelName, ModelNameError } from '../lib/model-name';
@@ -60,7 +60,7 @@ function controlActivities(taskQueue: string) {
     proxyActivities<Activities>(onControlQueue(options, taskQueue));
   const { describeVersion, currentChampion, promote, restoreChampion, tagVersion } = on(registryOptions);
   const { ensureEnvironment, stopEnvironment, environmentPort } = on(deployOptions);
-  const { scrapeVersionMetrics, analyseCanaryWindow } = on(analysisOptions);
+  const { analyseCanaryWindow } = on(analysisOptions);
   const { runLoadTest } = on(loadTestOptions);
   const { leaseHolder } = on(leaseOptions);
   return {
@@ -72,7 +72,6 @@ function controlActivities(taskQueue: string) {
     ensureEnvironment,
     stopEnvironment,
     environmentPort,
-    scrapeVersionMetrics,
     analyseCanaryWindow,
     runLoadTest,
     leaseHolder,
@@ -243,13 +242,15 @@ class Rollout {
   /** Bake, then analyse the window until it is conclusive; too little traffic for too long asks a human. */
   private async analyseStep(step: number, weight: number, bakeSeconds: number, baseline: string): Promise<void> {
     const analysis = this.cfg.canary.analysis;
-    const before: MetricsSnapshot = await this.act.scrapeVersionMetrics({ env: 'production' });
+    // The split took effect when setProduction returned: the window starts now (workflow time, deterministic).
+    const sinceMs = Date.now();
     await sleep(bakeSeconds * 1000);
     let waited = 0;
     for (;;) {
       const { result } = await this.act.analyseCanaryWindow({
         env: 'production',
-        before,
+        model: this.input.model,
+        sinceMs,
         canary: this.input.version,
         baseline,
         config: analysis,

@@ -36,6 +36,7 @@ const {
 const base = 43000 + 20 * Math.floor(Math.random() * 99);
 process.env.RECSYS_ENV_PORT_BASE = String(base);
 process.env.RECSYS_ENV_METRICS_PORT_BASE = String(base + 2000);
+process.env.RECSYS_ENV_HTTP_PORT_BASE = String(base - 10000); // HTTP 33000-34979
 
 const temporal = useTemporal();
 const mlflow = new MlflowClient();

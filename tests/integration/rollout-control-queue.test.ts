@@ -81,7 +81,7 @@ const activities = {
   scrapeVersionMetrics: record('scrapeVersionMetrics', { at: '', versions: {}, env: 'production', replicas: 1 }),
   analyseCanaryWindow: record('analyseCanaryWindow', {
     result: { outcome: 'pass', checks: [], summary: 'pass', canary: {}, baseline: {} },
-    after: { at: '', versions: {} },
+    window: { sinceMs: 0, untilMs: 1 },
   }),
   tagVersion: record('tagVersion', undefined),
   promote: record('promote', { model: 'm', version: '2', changed: true }),

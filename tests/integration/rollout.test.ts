@@ -27,12 +27,13 @@ import { rollout } from '../../workflows/rollout';
 import { uniqueName, useTemporal } from './stack';
 import { LEARNABLE_SHAPE, LEARNING_CONFIG, trainTinyModel, waitFor } from './training-fixture';
 
-const { environmentState, setFault, stopEnvironment, promote } = createActivities();
+const { environmentState, ensureEnvironment, setFault, stopEnvironment, promote } = createActivities();
 
 // A private port range (gRPC 41000-41999, metrics 42000-42999): never `make demo`'s nor the deploy test's.
 const base = 41000 + 20 * Math.floor(Math.random() * 49);
 process.env.RECSYS_ENV_PORT_BASE = String(base);
 process.env.RECSYS_ENV_METRICS_PORT_BASE = String(base + 1000);
+process.env.RECSYS_ENV_HTTP_PORT_BASE = String(base - 10000); // HTTP 31000-31999
 
 // Declared before useTemporal's hooks so that it runs first: the worker must stop before its connection closes.
 afterAll(async () => {
@@ -97,7 +98,7 @@ afterEach(() => {
 });
 
 /** Production traffic for the duration of a test (bounded; aborted when the test is done). */
-function traffic(seconds = 120): { stop: () => Promise<SimulationResult> } {
+function traffic(seconds = 120): { stop: () => Promise<SimulationResult>; done: Promise<SimulationResult> } {
   const abort = new AbortController();
   liveTraffic.add(abort);
   const done = simulate({
@@ -117,6 +118,7 @@ function traffic(seconds = 120): { stop: () => Promise<SimulationResult> } {
       abort.abort();
       return done;
     },
+    done,
   };
 }
 
@@ -332,6 +334,44 @@ test('a production replica killed during the canary leads to a rollback, not to 
   expect(result.outcome).toBe('rolled-back');
   expect(result.reason).toMatch(/serving replica unavailable: replica production#1/);
   // The undo restarted the lost replica on the champion: nothing split, nothing missing.
+  await expectProductionOn(champion);
+});
+
+test('a canary replica killed and restarted mid-step: the analysis (PromQL over Prometheus) keeps what it served', async () => {
+  const version = await candidate();
+  const oneLongStep: RolloutConfigInput = {
+    ...FAST,
+    canary: { ...FAST.canary, steps: [{ weight: 50, bakeSeconds: 30 }] },
+  };
+  const handle = await start(version, oneLongStep);
+  await untilCanaryAt(handle, version);
+  const load = traffic(20);
+  await new Promise((r) => setTimeout(r, 8_000));
+  const before = (await act(environmentState, { env: 'production' })).replicas;
+  const victim = before[1]!;
+  process.kill(-victim.pid!, 'SIGKILL');
+  // Restarted as the fleet would: same versions, weights and salt (the rollout's policy).
+  await act(ensureEnvironment, {
+    env: 'production',
+    replicas: 2,
+    model,
+    versions: [champion, version],
+    weights: before[0]!.weights,
+    salt: before[0]!.salt,
+  });
+  const sent = await load.done;
+  const answered = sent.requests - sent.errors;
+  const s = await until(handle, 'awaiting-approval');
+  const a = s.analyses[0]!.result;
+  expect(a.outcome).toBe('pass');
+  const counted = a.canary.requests - a.canary.errors + (a.baseline.requests - a.baseline.errors);
+  // Replica 1 served about a quarter of the calls before it died: losing its counters would fall far below this.
+  expect(counted).toBeGreaterThan(0.9 * answered);
+  expect(counted).toBeLessThan(1.1 * answered);
+  expect(a.canary.requests).toBeGreaterThan(0.35 * counted);
+  expect(sent.errors).toBeGreaterThan(0); // the kill was felt by the clients
+  await handle.executeUpdate(rejectUpdate, { args: [{ by: 'dave', reason: 'test over' }] });
+  expect((await handle.result()).outcome).toBe('rolled-back');
   await expectProductionOn(champion);
 });
 

@@ -18,10 +18,31 @@ export async function assertStackUp(): Promise<void> {
   } catch {
     problems.push(`Temporal at ${cfg.temporalAddress}`);
   }
+  const redis = await redisPing(cfg.redisUrl);
+  if (!redis) problems.push(`Redis at ${cfg.redisUrl}`);
+  const prometheus = await fetch(`${cfg.prometheusUrl}/-/ready`).catch(() => undefined);
+  if (!prometheus?.ok) problems.push(`Prometheus at ${cfg.prometheusUrl}`);
   if (problems.length > 0)
     throw new Error(
       `integration tests need the local stack; not reachable: ${problems.join(', ')}. Run: make stack-up`,
     );
+}
+
+/** True when Redis answers PING (a raw RESP exchange: no client library needed to ask). */
+async function redisPing(url: string): Promise<boolean> {
+  const { hostname, port } = new URL(url);
+  const net = await import('node:net');
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: hostname, port: Number(port || 6379) });
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(2000, () => done(false));
+    socket.on('error', () => done(false));
+    socket.on('connect', () => socket.write('PING\r\n'));
+    socket.on('data', (d) => done(d.toString().startsWith('+PONG')));
+  });
 }
 
 export const uniqueName = (prefix: string) => `${prefix}-${randomBytes(4).toString('hex')}`;

@@ -91,16 +91,18 @@ test('environments: fixed loopback ports per environment and replica; the base i
   try {
     delete process.env.RECSYS_ENV_PORT_BASE;
     delete process.env.RECSYS_ENV_METRICS_PORT_BASE;
+    delete process.env.RECSYS_ENV_HTTP_PORT_BASE;
     process.env.RECSYS_STACK_DIR = '/tmp/stack';
-    expect(portBases()).toEqual({ grpc: 50051, metrics: 9464 });
+    expect(portBases()).toEqual({ grpc: 50051, metrics: 9464, http: 8081 });
     expect(replica('production', 0)).toMatchObject({
       address: '127.0.0.1:50051',
       metricsUrl: 'http://127.0.0.1:9464/metrics',
+      httpUrl: 'http://127.0.0.1:8081',
       name: 'env-production-50051',
       pidFile: '/tmp/stack/run/env-production-50051.pid',
       logFile: '/tmp/stack/logs/env-production-50051.log',
     });
-    expect(replica('staging', 2)).toMatchObject({ address: '127.0.0.1:50063', metricsPort: 9476 });
+    expect(replica('staging', 2)).toMatchObject({ address: '127.0.0.1:50063', metricsPort: 9476, httpPort: 8093 });
     process.env.RECSYS_ENV_PORT_BASE = '41000';
     process.env.RECSYS_ENV_METRICS_PORT_BASE = '42000';
     expect(replica('staging', 0)).toMatchObject({ address: '127.0.0.1:41010', metricsPort: 42010 });
@@ -108,7 +110,7 @@ test('environments: fixed loopback ports per environment and replica; the base i
     expect(new Set(ports).size).toBe(20);
     process.env.RECSYS_ENV_PORT_BASE = 'x';
     expect(() => portBases()).toThrow('RECSYS_ENV_PORT_BASE must be an integer port');
-    expect(() => replica('staging', 10, { grpc: 1000, metrics: 2000 })).toThrow(
+    expect(() => replica('staging', 10, { grpc: 1000, metrics: 2000, http: 3000 })).toThrow(
       'replica index must be in [0, 9], got 10',
     );
   } finally {
