@@ -1,6 +1,8 @@
 /** `recsys`: the command line of the platform. */
 import { Command } from 'commander';
 import { registerDriftCommand } from './commands/drift';
+import { registerEventCommand } from './commands/event';
+import { registerFeaturesCommand } from './commands/features';
 import { registerRecommendCommand } from './commands/recommend';
 import { registerRetrainCommand } from './commands/retrain';
 import { registerRolloutCommand } from './commands/rollout';
@@ -15,11 +17,13 @@ registerTrainCommand(program);
 registerStatusCommand(program);
 registerServeCommand(program);
 registerRecommendCommand(program);
+registerEventCommand(program);
 registerRolloutCommand(program);
 registerScheduleCommand(program);
 registerSimulateCommand(program);
 registerDriftCommand(program);
 registerRetrainCommand(program);
+registerFeaturesCommand(program);
 
 program.parseAsync(process.argv).then(
   () => process.exit(process.exitCode ?? 0),

@@ -4,6 +4,7 @@
  * `make stack-down` can stop them). Replica i of an environment listens on
  *   gRPC     RECSYS_ENV_PORT_BASE (50051)          + offset + i
  *   metrics  RECSYS_ENV_METRICS_PORT_BASE (9464)   + offset + i
+ *   HTTP     RECSYS_ENV_HTTP_PORT_BASE (8081)      + offset + i   (the HTTP/JSON API; 8080 is a hand-started server's)
  * with offset 0 for production and 10 for staging. Tests set other bases so they never meet `make demo`'s server.
  */
 import path from 'node:path';
@@ -17,6 +18,7 @@ const OFFSET: Record<EnvName, number> = { production: 0, staging: 10 };
 export interface PortBases {
   grpc: number;
   metrics: number;
+  http: number;
 }
 
 export interface Replica {
@@ -26,9 +28,12 @@ export interface Replica {
   name: string;
   grpcPort: number;
   metricsPort: number;
+  httpPort: number;
   /** host:port of recsys.v1 (Recommender, Admin, health). */
   address: string;
   metricsUrl: string;
+  /** The HTTP/JSON API's base URL (POST /v1/recommend, ...). */
+  httpUrl: string;
   pidFile: string;
   logFile: string;
 }
@@ -42,9 +47,13 @@ function portFrom(name: string, fallback: number): number {
   return port;
 }
 
-/** The port bases, from RECSYS_ENV_PORT_BASE and RECSYS_ENV_METRICS_PORT_BASE (read at each call). */
+/** The port bases, from RECSYS_ENV_PORT_BASE, _METRICS_PORT_BASE and _HTTP_PORT_BASE (read at each call). */
 export function portBases(): PortBases {
-  return { grpc: portFrom('RECSYS_ENV_PORT_BASE', 50051), metrics: portFrom('RECSYS_ENV_METRICS_PORT_BASE', 9464) };
+  return {
+    grpc: portFrom('RECSYS_ENV_PORT_BASE', 50051),
+    metrics: portFrom('RECSYS_ENV_METRICS_PORT_BASE', 9464),
+    http: portFrom('RECSYS_ENV_HTTP_PORT_BASE', 8081),
+  };
 }
 
 export function checkEnv(env: string): EnvName {
@@ -64,6 +73,7 @@ export function replica(env: EnvName, index: number, bases: PortBases = portBase
     throw new Error(`replica index must be in [0, ${MAX_REPLICAS - 1}], got ${index}`);
   const grpcPort = bases.grpc + OFFSET[env] + index;
   const metricsPort = bases.metrics + OFFSET[env] + index;
+  const httpPort = bases.http + OFFSET[env] + index;
   const name = `env-${env}-${grpcPort}`;
   const dir = stackDirOf();
   return {
@@ -72,8 +82,10 @@ export function replica(env: EnvName, index: number, bases: PortBases = portBase
     name,
     grpcPort,
     metricsPort,
+    httpPort,
     address: `127.0.0.1:${grpcPort}`,
     metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`,
+    httpUrl: `http://127.0.0.1:${httpPort}`,
     pidFile: path.join(dir, 'run', `${name}.pid`),
     logFile: path.join(dir, 'logs', `${name}.log`),
   };

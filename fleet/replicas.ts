@@ -4,6 +4,7 @@
  * a log file (lib/environments.ts' layout), and a gRPC health check to tell when it is up. A replica serves with
  * `--environment <its env>`, so its request logs are filed under env=staging or env=production and never mix.
  * Stopping is SIGTERM to the group (the server drains and flushes its request log), SIGKILL after a grace period.
+ * Starting a replica also tells Prometheus to scrape it, and stopping it to stop (scrape-targets.ts).
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -12,6 +13,7 @@ import { pathToFileURL } from 'node:url';
 import { healthStatus } from '../serving/client';
 import { SHUTDOWN_BUDGET_MS } from '../serving/shutdown-budget';
 import type { Replica } from './environments';
+import { addScrapeTarget, removeScrapeTarget } from './scrape-targets';
 import { sleep } from '../lib/time';
 
 const ROOT = path.resolve(__dirname, '..');
@@ -64,7 +66,7 @@ export function spawnReplica(r: Replica, o: StartOptions): number {
     const args = [
       ...['--import', loader, path.join(ROOT, 'cli', 'main.ts'), 'serve'],
       ...['--model', o.model, '--version', o.version],
-      ...['--port', String(r.grpcPort), '--metrics-port', String(r.metricsPort)],
+      ...['--port', String(r.grpcPort), '--metrics-port', String(r.metricsPort), '--http-port', String(r.httpPort)],
       ...['--environment', r.env],
       ...(o.flags ?? []),
     ];
@@ -72,6 +74,7 @@ export function spawnReplica(r: Replica, o: StartOptions): number {
     if (child.pid === undefined) throw new Error(`cannot start ${r.name}: spawn failed`);
     fs.writeFileSync(r.pidFile, `${child.pid}\n`);
     child.unref();
+    addScrapeTarget(r);
     return child.pid;
   } finally {
     fs.closeSync(log);
@@ -117,5 +120,6 @@ export async function stopReplica(r: Replica, graceMs = STOP_GRACE_MS): Promise<
     for (let i = 0; i < 50 && alive(pid); i++) await sleep(100);
   }
   fs.rmSync(r.pidFile, { force: true });
+  removeScrapeTarget(r);
   return running;
 }

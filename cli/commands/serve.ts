@@ -10,7 +10,8 @@
  * between them (serving/admin-service.ts), for callers with the admin token (lib/admin-token.ts); SIGHUP goes back to
  * the single-model behaviour, all traffic to what the reference now resolves to. With --allow-faults, Admin/SetFault
  * injects latency, errors or random rankings into one version until its TTL runs out (serving/faults.ts), for
- * demonstrations.
+ * demonstrations. The HTTP/JSON API (serving/http/) is served on --http-port of the same host, over the same
+ * RecommenderCore as gRPC: one model pool and traffic policy, one request log, one set of metrics.
  */
 import path from 'node:path';
 import type { Command } from 'commander';
@@ -20,6 +21,9 @@ import { registryLoader } from '../../serving/model-loader';
 import type { ModelRef } from '../../serving/model-ref';
 import { DEFAULT_LOAD_TIMEOUT_MS, ModelPool } from '../../serving/model-pool';
 import { HOST, isLoopbackHost, startServer } from '../../serving/server';
+import { DEFAULT_HTTP_PORT, startHttpServer, type HttpServer } from '../../serving/http/server';
+import type { OnlineStore } from '../../serving/online-store';
+import { RecommenderCore } from '../../serving/recommender-core';
 import { DRAIN_GRACE_MS, SHUTDOWN_BUDGET_MS } from '../../serving/shutdown-budget';
 import { messageOf } from '../../serving/errors';
 import { FaultTable } from '../../serving/faults';
@@ -41,6 +45,10 @@ interface ServeOptions {
   environment: string;
   loadTimeoutSeconds: number;
   metricsPort: number;
+  /** Undefined: DEFAULT_HTTP_PORT, or 0 when --port is 0 (see the flag's help). */
+  httpPort?: number;
+  /** false with --no-http. */
+  http: boolean;
   logPrefix?: string;
   logFlushSeconds: number;
   allowFaults: boolean;
@@ -87,6 +95,12 @@ export function registerServeCommand(program: Command): void {
       (v) => Number(v),
       DEFAULT_METRICS_PORT,
     )
+    .option(
+      '--http-port <port>',
+      `HTTP/JSON API on the same host (0 picks a free one; default ${DEFAULT_HTTP_PORT}, or a free one when --port is 0)`,
+      (v) => Number(v),
+    )
+    .option('--no-http', 'serve gRPC only, no HTTP/JSON API')
     .option('--log-prefix <uri>', 'where request and feedback logs go (default s3://<bucket>/serving-logs)')
     .option(
       '--log-flush-seconds <s>',
@@ -110,6 +124,9 @@ export function registerServeCommand(program: Command): void {
       const envProblem = environmentNameProblem('--environment', opts.environment);
       if (envProblem) throw new Error(envProblem);
       checkPort('--metrics-port', opts.metricsPort);
+      // A server on a free gRPC port (tests, scripts, several at once) must not fight over the fixed HTTP default.
+      const httpPort = opts.httpPort ?? (opts.port === 0 ? 0 : DEFAULT_HTTP_PORT);
+      if (opts.http) checkPort('--http-port', httpPort);
       if (!(opts.logFlushSeconds > 0)) throw new Error(`--log-flush-seconds must be > 0, got ${opts.logFlushSeconds}`);
       if (!(opts.loadTimeoutSeconds > 0))
         throw new Error(`--load-timeout-seconds must be > 0, got ${opts.loadTimeoutSeconds}`);
@@ -144,16 +161,34 @@ export function registerServeCommand(program: Command): void {
       const faults = opts.allowFaults
         ? new FaultTable({ onExpired: (v) => console.log(`Fault on version ${v} expired (its TTL ran out)`) })
         : undefined;
+      const hooks = telemetryHooks({ slot, log, metrics });
+      // >>> Online store: the lead plugs the Redis store (serving/redis-store.ts) in here; undefined, Recommend reads
+      // history from the request or the dataset only, and Feedback records nothing online.
+      const store: OnlineStore | undefined = undefined;
+      // <<<
+      // One core for both protocols: the same pool, traffic policy, hooks (request log, metrics), faults and store.
+      const core = new RecommenderCore(slot, { hooks, faults, store });
+      // The HTTP server is closed (drained) before the request log, so the log gets every record its calls appended.
+      let http: HttpServer | undefined;
+      const httpClose = { close: () => http?.close() ?? Promise.resolve() };
       const running = await startServer({
         slot,
+        core,
         host: opts.host,
         port: opts.port,
-        hooks: telemetryHooks({ slot, log, metrics }),
-        closeAfterDrain: [log, metricsServer],
+        hooks,
+        closeAfterDrain: [httpClose, log, metricsServer],
         admin: true,
         adminToken: token,
         faults,
       });
+      if (opts.http)
+        try {
+          http = await startHttpServer({ core, hooks, host: opts.host, port: httpPort });
+        } catch (err) {
+          await running.shutdown(0);
+          throw err;
+        }
       // Tests and infra/proc.sh wait for this line: keep its start.
       console.log(
         `Serving recsys.v1.Recommender on ${running.address} (also recsys.v1.Admin; health: SERVING; Ctrl-C stops)`,
@@ -161,6 +196,11 @@ export function registerServeCommand(program: Command): void {
       console.log(
         `Metrics on ${metricsServer.url}; request logs to ${logPrefix}/ ` +
           `(environment ${log.environment}, server id ${log.serverId})`,
+      );
+      console.log(
+        http
+          ? `Serving HTTP/JSON on ${http.url} (POST /v1/recommend, /v1/events; GET /healthz, /readyz, /v1/openapi.json)`
+          : 'HTTP/JSON API disabled (--no-http)',
       );
       console.log(`recsys.v1.Admin needs the admin token from ${adminTokenSource()}`);
       if (opts.allowFaults)
@@ -187,6 +227,8 @@ export function registerServeCommand(program: Command): void {
             console.error(`Shutdown took over ${SHUTDOWN_BUDGET_MS} ms; exiting`);
             process.exit(1);
           }, SHUTDOWN_BUDGET_MS).unref();
+          // HTTP stops taking requests with gRPC; shutdown() awaits its drain again before closing the request log.
+          void http?.close(DRAIN_GRACE_MS);
           void running.shutdown(DRAIN_GRACE_MS).then(resolve);
         };
         process.once('SIGINT', stop);
