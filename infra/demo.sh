@@ -152,9 +152,32 @@ $RECSYS schedule list
 t4=$SECONDS
 
 log "serving: production answers with the champion"
-$RECSYS recommend --user 196 --k 10 --address 127.0.0.1:50051
-echo
 $RECSYS rollout history "$MODEL"
+
+# --- the online path: recommendations that change with each interaction (Redis), over gRPC and HTTP/JSON -----------
+PROD=127.0.0.1:50051
+PROD_HTTP=http://127.0.0.1:8081
+user=196
+log "online path: user $user asks with no history: the server reads it (online store, else the dataset)"
+$RECSYS recommend --user "$user" --k 5 --address "$PROD"
+$RECSYS recommend --user "$user" --k 5 --address "$PROD" --json >"$WORK/online-before.json"
+read -r rid items < <(node -e 'const r = require(process.argv[1]);
+  console.log(r.request_id, r.items.slice(0, 3).map((i) => i.item_id).join(" "))' "$WORK/online-before.json")
+log "online path: user $user clicks the first three (recsys event, gRPC Feedback, request_id $rid)"
+for item in $items; do $RECSYS event --user "$user" --item "$item" --type click --request-id "$rid" --address "$PROD"; done
+log "online path: the next recommendations use those clicks (history source: online store)"
+$RECSYS recommend --user "$user" --k 5 --address "$PROD"
+log "online path: the same over HTTP/JSON with curl ($PROD_HTTP, OpenAPI at $PROD_HTTP/v1/openapi.json)"
+user=405
+curl -sS "$PROD_HTTP/v1/recommend" -H 'content-type: application/json' -d "{\"user_id\": \"$user\", \"k\": 5}" |
+  tee "$WORK/online-http-before.json"
+echo
+item=$(node -e 'console.log(require(process.argv[1]).items[0].item_id)' "$WORK/online-http-before.json")
+curl -sS "$PROD_HTTP/v1/events" -H 'content-type: application/json' \
+  -d "{\"user_id\": \"$user\", \"item_id\": \"$item\", \"event\": \"FEEDBACK_EVENT_PURCHASE\"}"
+echo
+curl -sS "$PROD_HTTP/v1/recommend" -H 'content-type: application/json' -d "{\"user_id\": \"$user\", \"k\": 5}"
+echo
 
 cat <<MSG
 
@@ -167,7 +190,10 @@ drift loop + schedule $((t4 - t3)) s. The loop: drift injected at +0 s → confi
   Temporal Web UI  http://127.0.0.1:$TEMPORAL_UI_PORT  (filter: RecsysModel="$MODEL")
   MLflow           $MLFLOW_TRACKING_URI  (Models → $MODEL: aliases champion / challenger, gate and rollout tags)
   Object store     $RECSYS_S3_ENDPOINT  (bucket recsys: datasets/, training/, serving-logs/, drift/, feedback/)
-  Recommend        $RECSYS recommend --user 196 --history 50,172 --k 10   (production, gRPC 127.0.0.1:50051)
+  Recommend        $RECSYS recommend --user 196 --k 10   (production, gRPC 127.0.0.1:50051; --http for $PROD_HTTP)
+  Events           $RECSYS event --user 196 --item 50 --type click   (into the online store, Redis $REDIS_URL)
+  HTTP/JSON        curl $PROD_HTTP/v1/recommend -H 'content-type: application/json' -d '{"user_id": "196", "k": 5}'
+  Prometheus       $PROMETHEUS_URL/graph   (recsys:requests:rate1m, recsys:request_errors:ratio_rate1m, ...)
   Rollouts         $RECSYS rollout history $MODEL
 The stack, the worker and the production replicas keep running; stop them all with: make stack-down
 MSG

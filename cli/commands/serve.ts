@@ -27,6 +27,7 @@ import { RecommenderCore } from '../../serving/recommender-core';
 import { DRAIN_GRACE_MS, SHUTDOWN_BUDGET_MS } from '../../serving/shutdown-budget';
 import { messageOf } from '../../serving/errors';
 import { FaultTable } from '../../serving/faults';
+import { connectOnlineStore } from '../../serving/redis-store';
 import { config } from '../../lib/config';
 import { objectStore } from '../../lib/object-store';
 import { telemetryHooks } from '../../serving/log-hooks';
@@ -52,6 +53,10 @@ interface ServeOptions {
   logPrefix?: string;
   logFlushSeconds: number;
   allowFaults: boolean;
+  redisUrl?: string;
+  /** false with --no-online-store. */
+  onlineStore: boolean;
+  onlineStoreTimeoutMs: number;
 }
 
 function checkPort(flag: string, port: number): void {
@@ -101,6 +106,14 @@ export function registerServeCommand(program: Command): void {
       (v) => Number(v),
     )
     .option('--no-http', 'serve gRPC only, no HTTP/JSON API')
+    .option('--redis-url <url>', "the online feature store (default $REDIS_URL, the stack's redis://127.0.0.1:6379)")
+    .option(
+      '--online-store-timeout-ms <ms>',
+      "give up on reading a user's history from the online store after this long (then: the dataset history)",
+      (v) => Number(v),
+      25,
+    )
+    .option('--no-online-store', 'no online store: history comes from the request or the dataset only')
     .option('--log-prefix <uri>', 'where request and feedback logs go (default s3://<bucket>/serving-logs)')
     .option(
       '--log-flush-seconds <s>',
@@ -162,10 +175,16 @@ export function registerServeCommand(program: Command): void {
         ? new FaultTable({ onExpired: (v) => console.log(`Fault on version ${v} expired (its TTL ran out)`) })
         : undefined;
       const hooks = telemetryHooks({ slot, log, metrics });
-      // >>> Online store: the lead plugs the Redis store (serving/redis-store.ts) in here; undefined, Recommend reads
-      // history from the request or the dataset only, and Feedback records nothing online.
-      const store: OnlineStore | undefined = undefined;
-      // <<<
+      // The online store never stops the start: Redis down means answers from the dataset history (and a metric)
+      // until it is back; the client reconnects by itself.
+      const redisUrl = opts.redisUrl ?? cfg.redisUrl;
+      const store: OnlineStore | undefined = opts.onlineStore
+        ? await connectOnlineStore({
+            url: redisUrl,
+            timeoutMs: opts.onlineStoreTimeoutMs,
+            onConnectionChange: (state, detail) => console.log(`Online store ${redisUrl} ${state}: ${detail}`),
+          })
+        : undefined;
       // One core for both protocols: the same pool, traffic policy, hooks (request log, metrics), faults and store.
       const core = new RecommenderCore(slot, { hooks, faults, store });
       // The HTTP server is closed (drained) before the request log, so the log gets every record its calls appended.
@@ -177,7 +196,7 @@ export function registerServeCommand(program: Command): void {
         host: opts.host,
         port: opts.port,
         hooks,
-        closeAfterDrain: [httpClose, log, metricsServer],
+        closeAfterDrain: [httpClose, log, metricsServer, ...(store ? [store] : [])],
         admin: true,
         adminToken: token,
         faults,
@@ -201,6 +220,11 @@ export function registerServeCommand(program: Command): void {
         http
           ? `Serving HTTP/JSON on ${http.url} (POST /v1/recommend, /v1/events; GET /healthz, /readyz, /v1/openapi.json)`
           : 'HTTP/JSON API disabled (--no-http)',
+      );
+      console.log(
+        store
+          ? `Online store ${redisUrl}: histories of users who send none, events from Feedback and /v1/events`
+          : 'Online store disabled (--no-online-store): history from the request or the dataset only',
       );
       console.log(`recsys.v1.Admin needs the admin token from ${adminTokenSource()}`);
       if (opts.allowFaults)
