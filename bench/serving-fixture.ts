@@ -1,10 +1,11 @@
 /**
- * What the serving benchmark's processes share: the synthetic catalogue of a graph (item ids `i1`..`iN`), the
- * requests sent (fixed seed, so every server under test answers the same ones) and a ModelLoader that serves a local
- * ONNX file through the real path (OnnxRanker signature check, warm-up, LoadedModel) instead of MLflow + S3: the
- * registry and the object store only matter at load time, never per request.
+ * What the serving benchmark's processes share: the synthetic catalogue of a graph (item ids `i1`..`iN`, and the
+ * request users' histories as its dataset's), the requests sent (fixed seed, so every server under test answers the
+ * same ones) and a ModelLoader that serves a local ONNX file through the real path (OnnxRanker signature check,
+ * warm-up, LoadedModel) instead of MLflow + S3: the registry and the object store only matter at load time, never
+ * per request.
  */
-import { Catalog } from '../serving/catalog';
+import { Catalog, UserHistories } from '../serving/catalog';
 import { LoadedModel } from '../serving/loaded-model';
 import type { ModelLoader } from '../serving/model-loader';
 import type { ServableVersion } from '../serving/model-version';
@@ -27,12 +28,32 @@ const DISTINCT_REQUESTS = 512;
 
 export const itemId = (index: number) => `i${index}`;
 
+/**
+ * The catalogue of a graph: items `i1`..`iN`, and as its dataset's users the request users `u0`..`u511`, each with the
+ * history its bench request sends (same items, same order). A request that sends its history ranks exactly that; a
+ * request with only the user id (bench/online-path.ts' dataset fallback) ranks the same items from here.
+ */
 export function syntheticCatalog(nItems: number): Catalog {
   const ids = [''];
   for (let i = 1; i <= nItems; i++) ids.push(itemId(i));
   // Popularity is only the fallback, which the benchmark's requests (all with known histories) never take.
   const popular = Int32Array.from({ length: Math.min(nItems, 1000) }, (_, j) => j + 1);
-  return new Catalog(ids, popular, new Float32Array(popular.length).fill(1 / nItems));
+  return new Catalog(ids, popular, new Float32Array(popular.length).fill(1 / nItems), datasetUsers(nItems));
+}
+
+function datasetUsers(nItems: number): UserHistories {
+  const requests = benchRequests(nItems);
+  const index = new Map<string, number>();
+  const offsets = new Int32Array(requests.length + 1);
+  const items = new Int32Array(requests.length * HISTORY_ITEMS);
+  let n = 0;
+  for (const [u, r] of requests.entries()) {
+    index.set(r.user_id, u);
+    // Item ids are `i<index>` (itemId), so the index is the id's number.
+    for (const h of r.history) items[n++] = Number(h.item_id.slice(1));
+    offsets[u + 1] = n;
+  }
+  return new UserHistories(index, offsets, items.subarray(0, n));
 }
 
 /** A small deterministic PRNG (mulberry32): the same requests in every process and every run. */

@@ -1,14 +1,20 @@
 /**
  * A server under test, in its own process so that it has a core of its own and the load generator's work is not
- * counted against it. Started by bench/serving.ts:
+ * counted against it. Started by bench/serving.ts and bench/online-path.ts:
  *   node --import tsx bench/serving-server.ts ours '<BenchGraph JSON>'   the real server (startServer + ModelPool)
  *   node --import tsx bench/serving-server.ts empty                      grpc-js, same service, handler does nothing
- * Prints {"port":N} once it accepts calls; exits when its stdin closes (the benchmark ended or died) or on SIGTERM.
+ *   node --import tsx bench/serving-server.ts online '<BenchGraph JSON>' <redis URL>   gRPC + HTTP over one core with
+ *                                                                        the Redis online store (online-servers.ts)
+ *   node --import tsx bench/serving-server.ts http-empty                 express 5, same JSON parser, answers {}
+ * Prints {"port":N} ({"port":N,"httpPort":M} for online) once it accepts calls; exits when its stdin closes (the
+ * benchmark ended or died) or on SIGTERM. The online server answers a line `stats` on stdin with its counters.
  */
+import { createInterface } from 'node:readline';
 import * as grpc from '@grpc/grpc-js';
 import { ModelPool } from '../serving/model-pool';
 import { recsysV1 } from '../serving/proto';
 import { HOST, startServer } from '../serving/server';
+import { emptyHttpServer, onlineServer, type BenchServer } from './online-servers';
 import { localLoader, type BenchGraph } from './serving-fixture';
 
 async function ours(graph: BenchGraph): Promise<{ port: number; stop: () => Promise<void> }> {
@@ -35,13 +41,31 @@ async function empty(): Promise<{ port: number; stop: () => Promise<void> }> {
   return { port, stop: () => new Promise((resolve) => server.tryShutdown(() => resolve())) };
 }
 
+function start(
+  kind: string | undefined,
+  graph: string | undefined,
+  redisUrl: string | undefined,
+): Promise<BenchServer> {
+  const parsed = () => JSON.parse(graph ?? '') as BenchGraph;
+  if (kind === 'ours') return ours(parsed());
+  if (kind === 'empty') return empty();
+  if (kind === 'online') return onlineServer(parsed(), redisUrl ?? '');
+  if (kind === 'http-empty') return emptyHttpServer();
+  throw new Error(`unknown server kind ${JSON.stringify(kind)}: ours, empty, online or http-empty`);
+}
+
 async function main(): Promise<void> {
-  const [kind, graph] = process.argv.slice(2);
-  const s = kind === 'ours' ? await ours(JSON.parse(graph ?? '') as BenchGraph) : await empty();
+  const [kind, graph, redisUrl] = process.argv.slice(2);
+  const s = await start(kind, graph, redisUrl);
   const exit = () => void s.stop().finally(() => process.exit(0));
   process.stdin.on('end', exit).resume();
   process.on('SIGTERM', exit);
-  process.stdout.write(`${JSON.stringify({ port: s.port })}\n`);
+  process.stdout.write(`${JSON.stringify({ port: s.port, httpPort: s.httpPort })}\n`);
+  const stats = s.stats;
+  if (stats)
+    createInterface({ input: process.stdin }).on('line', (line) => {
+      if (line === 'stats') process.stdout.write(`${JSON.stringify(stats())}\n`);
+    });
 }
 
 main().catch((err: unknown) => {

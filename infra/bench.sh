@@ -13,6 +13,8 @@ node_modules/.bin/tsx bench/quantization.ts "$inter"
 # Serving: needs no stack (local ONNX graphs, loopback only); the Python peer runs from its own venv.
 bash infra/install-bench.sh
 node_modules/.bin/tsx bench/serving.ts 5
+# Online path: Redis history vs request vs dataset, HTTP vs gRPC, event ingestion; its own redis-server (no stack).
+node_modules/.bin/tsx bench/online-path.ts 5
 # Drift: detection curve on simulated traffic summaries (no stack), and the cost of one window at 10k/100k/1M requests.
 node_modules/.bin/tsx bench/drift-detection.ts 20
 node_modules/.bin/tsx bench/drift-window.ts 3
