@@ -6,10 +6,10 @@ SHELL := /bin/bash
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
-setup: ## install Node deps, the Temporal CLI, versitygw and the Python env (idempotent)
+setup: ## install Node deps, the Temporal CLI, versitygw, the Python env, Redis and Prometheus (idempotent)
 	@bash infra/install.sh
 
-stack-up: setup ## start Temporal (+ Web UI), the object store and MLflow on 127.0.0.1
+stack-up: setup ## start Temporal (+ Web UI), the object store, MLflow, Redis and Prometheus on 127.0.0.1
 	@bash infra/stack.sh up
 
 stack-down: ## stop the servers that stack-up started
