@@ -6,7 +6,8 @@
  * so the last second of the window is not missing. The figures are estimates (increase() extrapolates to the window's
  * edges), which is what every Prometheus-based analysis works with.
  */
-import { PrometheusClient, PrometheusError, promAlternatives, promString } from '../lib/prometheus';
+import type { PrometheusClient } from '../lib/prometheus';
+import { PrometheusError, promAlternatives, promString } from '../lib/prometheus';
 import { sleep } from '../lib/time';
 import type { EnvName } from './environments';
 import type { WindowStats } from './version-metrics';

@@ -11,16 +11,12 @@ export function recommenderHandlers(core: RecommenderCore): RecommenderHandlers 
       const started = performance.now();
       void core
         .recommend(call.request, 'Recommend', started)
-        .then((r) =>
-          r.ok ? callback(null, r.value) : callback({ code: r.code, details: r.message }),
-        );
+        .then((r) => (r.ok ? callback(null, r.value) : callback({ code: r.code, details: r.message })));
     },
     Feedback(call, callback) {
       void core
         .feedback([call.request], 'Feedback')
-        .then((r) =>
-          r.ok ? callback(null, r.value[0]) : callback({ code: r.code, details: r.message }),
-        );
+        .then((r) => (r.ok ? callback(null, r.value[0]) : callback({ code: r.code, details: r.message })));
     },
   };
 }
