@@ -12,18 +12,19 @@
  * once. The marker lives at least as long as the popularity window: by then a retried event's hour is out of the
  * window and it cannot count twice there either.
  *
- * Reads: `recentHistory` is one LRANGE bounded by `timeoutMs` (default 25 ms); `popular` runs one script that
- * combines the window's buckets with their decay weights (ZUNIONSTORE WEIGHTS) and is cached in process for
- * `popularCacheMs`, so requests do not pay a round trip for it.
+ * Reads: `recentHistory` is one LRANGE bounded by `timeoutMs` (default 25 ms; a deadline on the whole call, as the
+ * client's own command timeout only covers the wait to be written). `popular` runs one script that combines the
+ * window's buckets with their decay weights (ZUNIONSTORE WEIGHTS); it is cached in process for `popularCacheMs`, and
+ * `cachedPopular` answers from that cache without waiting, so requests do not pay a round trip for it.
  *
  * When Redis is down: the client is created with `disableOfflineQueue`, and every call first checks that the
  * connection is ready, so nothing is queued while Redis is away: a read answers `unavailable` at once (no network
  * wait), a write answers `unavailable` for each event (the caller still logs the feedback). A command in flight when
  * the connection drops is rejected with it. A Redis that hangs without closing the connection is bounded by the
  * timeouts (a write that timed out may still be applied later; its retry is then a duplicate) and by
- * `maxPendingCommands`, past which new calls fail at once instead of piling up. The client reconnects
- * by itself, with exponential backoff (50 ms doubling up to 2 s, plus jitter) for as long as the store is open; the
- * first successful connection makes calls go through again. Nothing here ever throws on the request path.
+ * `maxPendingCommands`, past which new calls fail at once instead of piling up. The client reconnects by itself,
+ * with exponential backoff (50 ms doubling up to 2 s, plus jitter) for as long as the store is open; the first
+ * successful connection makes calls go through again. Nothing here ever throws on the request path.
  */
 import { createClient, defineScript, type CommandParser } from 'redis';
 import { z } from 'zod';
@@ -67,6 +68,8 @@ export const OnlineStoreConfig = z
     popularityHalfLifeHours: z.number().positive().default(12),
     /** How long `popular` answers from its in-process cache. */
     popularCacheMs: z.number().int().min(0).default(5_000),
+    /** How old a cached popularity list `cachedPopular` still returns (while Redis is away, say). */
+    popularMaxAgeMs: z.number().int().min(0).default(60_000),
     /** How many items `popular` fetches at least (cached, then sliced per call). */
     popularFetchSize: z.number().int().min(1).max(10_000).default(100),
     /** How long connectOnlineStore waits for a first connection before returning anyway. */
@@ -223,7 +226,7 @@ function wholeMs(t: number, fallback: number): number {
 
 export class RedisOnlineStore implements OnlineStore {
   private readonly client: Client;
-  /** The same connection, with the history read timeout on every command. */
+  /** The same connection; its commands are dropped if not even written within the read timeout. */
   private readonly reader: Client;
   /** The same connection, with the write timeout (the popularity read is off the request path: cached). */
   private readonly slowReader: Client;
@@ -294,7 +297,13 @@ export class RedisOnlineStore implements OnlineStore {
     if (!this.client.isReady) return { status: 'unavailable', reason: this.down() };
     try {
       const key = featureKeys.history(namespace, userId);
-      const raw = await this.reader.lRange(key, 0, this.settings.historyLength - 1);
+      // The client's own command timeout only covers waiting to be written, not waiting for the reply: a Redis that
+      // hangs with the connection open would hold the request. The deadline bounds the whole read.
+      const raw = await withDeadline(
+        this.reader.lRange(key, 0, this.settings.historyLength - 1),
+        this.settings.timeoutMs,
+        'the history read',
+      );
       const items: TimedItem[] = [];
       // Stored newest first; histories are oldest first.
       for (let i = raw.length - 1; i >= 0; i--) {
@@ -369,6 +378,19 @@ export class RedisOnlineStore implements OnlineStore {
     return read.status === 'ok' ? { status: 'ok', items: read.items.slice(0, n) } : read;
   }
 
+  /**
+   * The cached popular items, best first, without waiting: for a hot path (the popularity fallback). Undefined until
+   * a first read succeeded or once the cache is older than popularMaxAgeMs; a cache older than popularCacheMs starts
+   * one refresh in the background.
+   */
+  cachedPopular(namespace: string): readonly PopularItem[] | undefined {
+    const hit = this.popularCache.get(namespace);
+    const age = hit ? Date.now() - hit.atMs : Infinity;
+    if (age >= this.settings.popularCacheMs && !this.popularInFlight.has(namespace) && this.client.isReady)
+      void this.popular(namespace, hit?.size ?? this.settings.popularFetchSize);
+    return age < this.settings.popularMaxAgeMs ? hit?.items : undefined;
+  }
+
   private async fetchPopular(namespace: string, size: number): Promise<PopularRead> {
     if (!this.client.isReady) return { status: 'unavailable', reason: this.down() };
     try {
@@ -382,7 +404,11 @@ export class RedisOnlineStore implements OnlineStore {
         featureKeys.popularityUnion(namespace),
       ];
       const args = [...buckets.map((b) => String(b.weight)), String(size)];
-      const flat = await this.slowReader.popularItems(keys, args);
+      const flat = await withDeadline(
+        this.slowReader.popularItems(keys, args),
+        this.settings.writeTimeoutMs,
+        'the popularity read',
+      );
       const items: PopularItem[] = [];
       for (let i = 0; i + 1 < flat.length; i += 2) items.push({ itemId: flat[i]!, score: Number(flat[i + 1]) });
       this.popularCache.set(namespace, { atMs: nowMs, items, size });
