@@ -1,7 +1,7 @@
 /**
  * One Recommend request against one loaded version: pick the history (the request's, else the user's recent
- * interactions in the online store, else the user's latest in the dataset), rank with the model or fall back to
- * popularity, and drop what must not be returned.
+ * interactions in the online store after the user's latest in the dataset, else the dataset's alone), rank with the
+ * model or fall back to popularity, and drop what must not be returned.
  */
 import type { Catalog } from './catalog';
 import { historyIndices, type TimedItem } from './history';
@@ -34,6 +34,25 @@ function markExcludes(excluded: ItemMarks, catalog: Catalog, ids: readonly strin
   for (const id of ids) excluded.mark(catalog.indexOf(id));
 }
 
+/**
+ * The dataset's history (older) followed by the store's events (newer), without the dataset items the store holds
+ * again: a user's first click adds to what the model knew of them instead of replacing it, and a store that was
+ * backfilled from the dataset (which then holds those items itself) is taken as it is.
+ */
+function afterDataset(
+  dataset: Int32Array | undefined,
+  store: Int32Array,
+  n: number,
+): { indices: Int32Array; n: number } {
+  if (!dataset || dataset.length === 0) return { indices: store, n };
+  const inStore = new Set(store.subarray(0, n));
+  const merged = new Int32Array(dataset.length + n);
+  let m = 0;
+  for (const i of dataset) if (!inStore.has(i)) merged[m++] = i;
+  merged.set(store.subarray(0, n), m);
+  return { indices: merged, n: m + n };
+}
+
 function known(history: readonly TimedItem[], catalog: Catalog): { indices: Int32Array; n: number } {
   // Small and short-lived; cheaper than looking the ids up again after inference to exclude them.
   const indices = new Int32Array(history.length);
@@ -59,7 +78,10 @@ export async function recommend(
     const read = await readOnline(req.user_id);
     if (read.status === 'ok') {
       ({ indices, n } = known(read.items, catalog));
-      if (n > 0) historySource = 'HISTORY_SOURCE_ONLINE_STORE';
+      if (n > 0) {
+        ({ indices, n } = afterDataset(catalog.users.of(req.user_id), indices, n));
+        historySource = 'HISTORY_SOURCE_ONLINE_STORE';
+      }
     } else storeDegraded = true;
   }
   if (n === 0) {

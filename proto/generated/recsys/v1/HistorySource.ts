@@ -11,7 +11,8 @@ export const HistorySource = {
    */
   HISTORY_SOURCE_REQUEST: 'HISTORY_SOURCE_REQUEST',
   /**
-   * The user's recent interactions in the online store (Redis), as Feedback events recorded them.
+   * The user's recent interactions in the online store (Redis), as Feedback events recorded them, after the user's
+   * latest interactions in the model's dataset when it knows the user.
    */
   HISTORY_SOURCE_ONLINE_STORE: 'HISTORY_SOURCE_ONLINE_STORE',
   /**
@@ -36,7 +37,8 @@ export type HistorySource =
   | 'HISTORY_SOURCE_REQUEST'
   | 1
   /**
-   * The user's recent interactions in the online store (Redis), as Feedback events recorded them.
+   * The user's recent interactions in the online store (Redis), as Feedback events recorded them, after the user's
+   * latest interactions in the model's dataset when it knows the user.
    */
   | 'HISTORY_SOURCE_ONLINE_STORE'
   | 2

@@ -13,9 +13,9 @@ export interface RecommendRequest {
   user_id?: string;
   /**
    * Recent interactions. Items the model does not know are ignored. When it is empty (or none of its items is
-   * known), the server uses the user's recent interactions in the online store (what Feedback recorded), then the
-   * user's latest interactions in the model's dataset, and falls back to popularity otherwise; the response's
-   * history_source says which.
+   * known), the server uses the user's recent interactions in the online store (what Feedback recorded), after the
+   * user's latest interactions in the model's dataset; else the dataset's alone; and falls back to popularity
+   * otherwise. The response's history_source says which.
    */
   history?: _recsys_v1_HistoryItem[];
   /**
@@ -35,9 +35,9 @@ export interface RecommendRequest__Output {
   user_id: string;
   /**
    * Recent interactions. Items the model does not know are ignored. When it is empty (or none of its items is
-   * known), the server uses the user's recent interactions in the online store (what Feedback recorded), then the
-   * user's latest interactions in the model's dataset, and falls back to popularity otherwise; the response's
-   * history_source says which.
+   * known), the server uses the user's recent interactions in the online store (what Feedback recorded), after the
+   * user's latest interactions in the model's dataset; else the dataset's alone; and falls back to popularity
+   * otherwise. The response's history_source says which.
    */
   history: _recsys_v1_HistoryItem__Output[];
   /**

@@ -1,0 +1,53 @@
+/** Where recommend() takes the history from: the request, the online store after the dataset, the dataset, none. */
+import { ItemMarks } from '../../../serving/item-marks';
+import type { HistoryRead } from '../../../serving/online-store';
+import type { RecommendRequest } from '../../../serving/proto';
+import { recommend } from '../../../serving/recommend';
+import { FakeRanker, fakeCatalog } from './fakes';
+
+const req = (r: Partial<RecommendRequest>): RecommendRequest => ({
+  user_id: 'u1',
+  history: [],
+  k: 3,
+  exclude_item_ids: [],
+  ...r,
+});
+
+function model() {
+  const catalog = fakeCatalog();
+  return { catalog, ranker: new FakeRanker(), excluded: new ItemMarks(catalog.nItems + 1) };
+}
+
+const store = (read: HistoryRead) => () => Promise.resolve(read);
+const timed = (...ids: string[]) => ids.map((item_id, i) => ({ item_id, timestamp_ms: 1000 + i }));
+
+test("a known user's store events come after their dataset history, not instead of it", async () => {
+  const m = model();
+  const r = await recommend(m, req({}), store({ status: 'ok', items: timed('d') }));
+  expect(m.ranker.calls).toEqual([[1, 2, 4]]); // a, b from the dataset, then d
+  expect(r).toMatchObject({ historySource: 'HISTORY_SOURCE_ONLINE_STORE', storeDegraded: false });
+  expect(r.items.map((i) => i.item_id)).toEqual(['c', 'e']); // the history is never recommended
+});
+
+test('a store that holds the dataset items again (a backfill) is taken as it is', async () => {
+  const m = model();
+  await recommend(m, req({}), store({ status: 'ok', items: timed('a', 'b', 'e') }));
+  expect(m.ranker.calls).toEqual([[1, 2, 5]]);
+});
+
+test("an unknown user's history is the store's alone; the request's own history wins over both", async () => {
+  const m = model();
+  await recommend(m, req({ user_id: 'stranger' }), store({ status: 'ok', items: timed('c') }));
+  const own = await recommend(m, req({ history: timed('e') }), store({ status: 'ok', items: timed('c') }));
+  expect(m.ranker.calls).toEqual([[3], [5]]);
+  expect(own.historySource).toBe('HISTORY_SOURCE_REQUEST');
+});
+
+test('a store that does not answer: the dataset history, marked degraded; nothing anywhere: popularity', async () => {
+  const m = model();
+  const down = await recommend(m, req({}), store({ status: 'unavailable', reason: 'timeout' }));
+  expect(down).toMatchObject({ historySource: 'HISTORY_SOURCE_DATASET', storeDegraded: true, fallback: false });
+  const none = await recommend(m, req({ user_id: 'stranger' }), store({ status: 'ok', items: [] }));
+  expect(none).toMatchObject({ historySource: 'HISTORY_SOURCE_NONE', fallback: true, storeDegraded: false });
+  expect(none.fallbackReason).toBe('FALLBACK_REASON_NO_HISTORY');
+});
