@@ -11,7 +11,8 @@
  * the single-model behaviour, all traffic to what the reference now resolves to. With --allow-faults, Admin/SetFault
  * injects latency, errors or random rankings into one version until its TTL runs out (serving/faults.ts), for
  * demonstrations. The HTTP/JSON API (serving/http/) is served on --http-port of the same host, over the same
- * RecommenderCore as gRPC: one model pool and traffic policy, one request log, one set of metrics.
+ * RecommenderCore as gRPC: one model pool and traffic policy, one request log, one set of metrics. Both read a
+ * user's recent history from the online store (Redis, --redis-url) when a request sends none, and record events in it.
  */
 import path from 'node:path';
 import type { Command } from 'commander';
