@@ -32,5 +32,10 @@ export interface OnlineStore {
   recentHistory(namespace: string, userId: string): Promise<HistoryRead>;
   /** Pipelined; one outcome per event, in order. Idempotent by eventId. */
   record(namespace: string, events: readonly StoreEvent[]): Promise<RecordOutcome[]>;
+  /**
+   * Items by recent interest, best first, from a cache: never waits (a stale cache refreshes in the background).
+   * Undefined when there is nothing recent to give; the popularity fallback then uses the training data's.
+   */
+  cachedPopular?(namespace: string): readonly { itemId: string; score: number }[] | undefined;
   close(): Promise<void>;
 }

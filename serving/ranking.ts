@@ -25,13 +25,39 @@ export function pickFromModel(
   return out;
 }
 
-/** The k most popular items that are not excluded, scored by their share of training interactions. */
-export function pickPopular(k: number, excluded: ItemMarks, catalog: Catalog): ScoredItemOut[] {
+/** An item's recent popularity from the online store: interest events in a decayed window. */
+export interface RecentPopularity {
+  itemId: string;
+  score: number;
+}
+
+/**
+ * The k most popular items that are not excluded: first by recent popularity in the online store (`recent`, best
+ * first, scored by their share of the listed interest), then by share of training interactions. Items the catalogue
+ * does not know (the model could not have ranked them either) are skipped. Marks what it picks in `excluded`.
+ */
+export function pickPopular(
+  k: number,
+  excluded: ItemMarks,
+  catalog: Catalog,
+  recent?: readonly RecentPopularity[],
+): ScoredItemOut[] {
   const out: ScoredItemOut[] = [];
+  if (recent && recent.length > 0) {
+    let total = 0;
+    for (const r of recent) total += r.score;
+    for (let j = 0; j < recent.length && out.length < k && total > 0; j++) {
+      const idx = catalog.indexOf(recent[j]!.itemId);
+      if (idx <= 0 || excluded.has(idx)) continue;
+      excluded.mark(idx);
+      out.push({ item_id: recent[j]!.itemId, score: recent[j]!.score / total });
+    }
+  }
   const { popular, popularScore } = catalog;
   for (let j = 0; j < popular.length && out.length < k; j++) {
     const idx = popular[j]!;
     if (excluded.has(idx)) continue;
+    excluded.mark(idx);
     out.push({ item_id: catalog.idOf(idx)!, score: popularScore[j]! });
   }
   return out;

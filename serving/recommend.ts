@@ -9,7 +9,7 @@ import type { ItemMarks } from './item-marks';
 import type { Ranker } from './onnx-ranker';
 import type { HistoryRead } from './online-store';
 import type { FallbackReason, HistorySource, RecommendRequest } from './proto';
-import { pickFromModel, pickPopular, type ScoredItemOut } from './ranking';
+import { pickFromModel, pickPopular, type RecentPopularity, type ScoredItemOut } from './ranking';
 
 export interface Recommendation {
   items: ScoredItemOut[];
@@ -27,8 +27,12 @@ export interface RankingModel {
   excluded: ItemMarks;
 }
 
-/** The user's recent interactions from the online store (already bound to the catalogue's namespace). */
-export type OnlineHistoryReader = (userId: string) => Promise<HistoryRead>;
+/** The online store, bound to the catalogue's namespace: a user's recent interactions, and recent popularity. */
+export interface OnlineReader {
+  history(userId: string): Promise<HistoryRead>;
+  /** Cached, never waits; undefined when the store has none to give. */
+  popular(): readonly RecentPopularity[] | undefined;
+}
 
 function markExcludes(excluded: ItemMarks, catalog: Catalog, ids: readonly string[]): void {
   for (const id of ids) excluded.mark(catalog.indexOf(id));
@@ -63,7 +67,7 @@ function known(history: readonly TimedItem[], catalog: Catalog): { indices: Int3
 export async function recommend(
   model: RankingModel,
   req: RecommendRequest,
-  readOnline?: OnlineHistoryReader,
+  online?: OnlineReader,
 ): Promise<Recommendation> {
   const { catalog, ranker, excluded } = model;
   let indices: Int32Array | undefined;
@@ -74,8 +78,8 @@ export async function recommend(
     ({ indices, n } = known(req.history, catalog));
     if (n > 0) historySource = 'HISTORY_SOURCE_REQUEST';
   }
-  if (n === 0 && readOnline) {
-    const read = await readOnline(req.user_id);
+  if (n === 0 && online) {
+    const read = await online.history(req.user_id);
     if (read.status === 'ok') {
       ({ indices, n } = known(read.items, catalog));
       if (n > 0) {
@@ -93,7 +97,7 @@ export async function recommend(
     excluded.begin();
     markExcludes(excluded, catalog, req.exclude_item_ids);
     return {
-      items: pickPopular(req.k, excluded, catalog),
+      items: pickPopular(req.k, excluded, catalog, online?.popular()),
       fallback: true,
       fallbackReason: req.history.length > 0 ? 'FALLBACK_REASON_NO_KNOWN_ITEMS' : 'FALLBACK_REASON_NO_HISTORY',
       historySource,

@@ -14,7 +14,7 @@ import type { ModelPool } from './model-pool';
 import type { ServableVersion } from './model-version';
 import type { OnlineStore, StoreEvent } from './online-store';
 import type { FeedbackRequest, FeedbackResponse, RecommendRequest, RecommendResponse__Output } from './proto';
-import { recommend } from './recommend';
+import { recommend, type OnlineReader } from './recommend';
 import { DEFAULT_LIMITS, feedbackProblem, recommendProblem } from './validate';
 
 /** The `method` label of metrics: the gRPC method, or the HTTP route. */
@@ -159,12 +159,15 @@ export class RecommenderCore {
     return { ok: true, value: out };
   }
 
-  private storeReader(namespace: string) {
+  private storeReader(namespace: string): OnlineReader {
     const store = this.opts.store!;
-    return async (userId: string) => {
-      const read = await store.recentHistory(namespace, userId);
-      if (read.status === 'unavailable') this.hooks.onStoreUnavailable?.('read', read.reason);
-      return read;
+    return {
+      history: async (userId: string) => {
+        const read = await store.recentHistory(namespace, userId);
+        if (read.status === 'unavailable') this.hooks.onStoreUnavailable?.('read', read.reason);
+        return read;
+      },
+      popular: () => store.cachedPopular?.(namespace),
     };
   }
 }

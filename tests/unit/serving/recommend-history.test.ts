@@ -18,7 +18,10 @@ function model() {
   return { catalog, ranker: new FakeRanker(), excluded: new ItemMarks(catalog.nItems + 1) };
 }
 
-const store = (read: HistoryRead) => () => Promise.resolve(read);
+const store = (read: HistoryRead, popular?: { itemId: string; score: number }[]) => ({
+  history: () => Promise.resolve(read),
+  popular: () => popular,
+});
 const timed = (...ids: string[]) => ids.map((item_id, i) => ({ item_id, timestamp_ms: 1000 + i }));
 
 test("a known user's store events come after their dataset history, not instead of it", async () => {
@@ -50,4 +53,27 @@ test('a store that does not answer: the dataset history, marked degraded; nothin
   const none = await recommend(m, req({ user_id: 'stranger' }), store({ status: 'ok', items: [] }));
   expect(none).toMatchObject({ historySource: 'HISTORY_SOURCE_NONE', fallback: true, storeDegraded: false });
   expect(none.fallbackReason).toBe('FALLBACK_REASON_NO_HISTORY');
+});
+
+test("the popularity fallback puts the store's recent favourites first (shares of recent interest), then the training data's", async () => {
+  const m = model();
+  const recent = [
+    { itemId: 'b', score: 6 },
+    { itemId: 'not-in-catalogue', score: 3 },
+    { itemId: 'e', score: 1 },
+  ];
+  const r = await recommend(
+    m,
+    req({ user_id: 'stranger', k: 4, exclude_item_ids: ['e'] }),
+    store({ status: 'ok', items: [] }, recent),
+  );
+  // b first (6 of 10), the unknown item and the excluded e skipped, then f, d, c by training popularity (no repeat).
+  expect(r.items).toEqual([
+    { item_id: 'b', score: 0.6 },
+    { item_id: 'f', score: expect.closeTo(0.3, 5) },
+    { item_id: 'd', score: expect.closeTo(0.2, 5) },
+    { item_id: 'c', score: expect.closeTo(0.1, 5) },
+  ]);
+  const none = await recommend(m, req({ user_id: 'stranger', k: 2 }), store({ status: 'ok', items: [] }));
+  expect(none.items.map((i) => i.item_id)).toEqual(['f', 'e']);
 });
