@@ -14,14 +14,9 @@ import { createClient } from 'redis';
 import { messageOf } from '../serving/errors';
 import type { OnlineLoadSpec } from './online-load';
 import type { ServerStats } from './online-servers';
+import { runLoadProcess, tsNode } from './serving-procs';
 import type { BenchGraph } from './serving-fixture';
 import type { LoadResult } from './serving-load';
-
-const BENCH = __dirname;
-const tsNode = (file: string, args: string[]): [string, string[]] => [
-  process.execPath,
-  ['--import', 'tsx', path.join(BENCH, file), ...args],
-];
 
 /** Stops a child through its stdin (it exits by itself then), killing it if it takes longer than `graceMs`. */
 async function stopChild(child: ChildProcess, exited: Promise<void>, graceMs: number): Promise<void> {
@@ -103,19 +98,7 @@ export const startEmptyHttpServer = () => startBenchServer('http-empty', []);
 
 /** Runs one bounded load in its own process and returns what it measured. */
 export function runOnlineLoad(spec: OnlineLoadSpec): Promise<LoadResult> {
-  const [cmd, args] = tsNode('online-load.ts', [JSON.stringify(spec)]);
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    // The generator stops by itself after warmupS + seconds; this only guards against a hang.
-    const timer = setTimeout(() => child.kill('SIGKILL'), (spec.warmupS + spec.seconds + 30) * 1000);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      if (code === 0) resolve(JSON.parse(out) as LoadResult);
-      else reject(new Error(`load generator (${spec.kind}) exited with ${code}`));
-    });
-  });
+  return runLoadProcess('online-load.ts', spec, `load generator (${spec.kind})`);
 }
 
 /** A free loopback TCP port (the OS picks it; the tiny window before Redis binds it is acceptable for a benchmark). */

@@ -9,7 +9,7 @@ import type { LoadResult, LoadSpec } from './serving-load';
 
 const BENCH = __dirname;
 /** TypeScript children run under the same node with tsx's loader: one process each, no tsx wrapper in between. */
-const tsNode = (file: string, args: string[]): [string, string[]] => [
+export const tsNode = (file: string, args: string[]): [string, string[]] => [
   process.execPath,
   ['--import', 'tsx', path.join(BENCH, file), ...args],
 ];
@@ -65,7 +65,16 @@ export function startPythonPeer(python: string, onnx: string, nItems: number): P
 
 /** Runs one bounded load in its own process and returns what it measured. */
 export function runLoad(spec: LoadSpec): Promise<LoadResult> {
-  const [cmd, args] = tsNode('serving-load.ts', [JSON.stringify(spec)]);
+  return runLoadProcess('serving-load.ts', spec, 'load generator');
+}
+
+/** A load generator script of bench/ run with `spec` as its argument; resolves with the JSON line it prints. */
+export function runLoadProcess(
+  script: string,
+  spec: { warmupS: number; seconds: number },
+  label: string,
+): Promise<LoadResult> {
+  const [cmd, args] = tsNode(script, [JSON.stringify(spec)]);
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
@@ -75,7 +84,7 @@ export function runLoad(spec: LoadSpec): Promise<LoadResult> {
     child.once('exit', (code) => {
       clearTimeout(timer);
       if (code === 0) resolve(JSON.parse(out) as LoadResult);
-      else reject(new Error(`load generator exited with ${code}`));
+      else reject(new Error(`${label} exited with ${code}`));
     });
   });
 }

@@ -29,6 +29,7 @@
 import { createClient, defineScript, type CommandParser } from 'redis';
 import { z } from 'zod';
 import { configIssue } from '../lib/config-issue';
+import { withTimeout } from '../lib/time';
 import { messageOf } from './errors';
 import { decodeEntry, encodeEntry, featureKeys } from './feature-layout';
 import { bucketExpiresAt, decayWeights, isInterest, popularityHour } from './feature-rules';
@@ -210,15 +211,6 @@ const newClient = (s: OnlineStoreSettings) =>
   });
 type Client = ReturnType<typeof newClient>;
 
-/** Rejects with `what` after `ms` unless `p` settles first. */
-function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
-  });
-  return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
-}
-
 /** Times are whole non-negative milliseconds (the Lua script reads them as digits); anything else is `fallback`. */
 function wholeMs(t: number, fallback: number): number {
   return Number.isFinite(t) && t >= 0 && t <= 8.64e15 ? Math.floor(t) : fallback;
@@ -297,7 +289,7 @@ export class RedisOnlineStore implements OnlineStore {
       // The client's own command timeout only covers waiting to be written, not waiting for the reply: a Redis that
       // hangs with the connection open would hold the request. The deadline bounds the whole read (and costs less
       // than the client's per-command AbortSignal, which this hot path does without).
-      const raw = await withDeadline(
+      const raw = await withTimeout(
         this.client.lRange(key, 0, this.settings.historyLength - 1),
         this.settings.timeoutMs,
         'the history read',
@@ -351,7 +343,7 @@ export class RedisOnlineStore implements OnlineStore {
         const { keys, args } = this.recordCall(namespace, e, nowMs, opts.countPopularity ?? true);
         multi.recordEvent(keys, args);
       }
-      const replies = await withDeadline(multi.execAsPipeline(), this.settings.writeTimeoutMs, 'the write');
+      const replies = await withTimeout(multi.execAsPipeline(), this.settings.writeTimeoutMs, 'the write');
       return replies.map((r): RecordOutcome => ({ status: 'recorded', duplicate: Number(r) === 0 }));
     } catch (err) {
       return unavailable(`write failed: ${messageOf(err)}`);
@@ -402,7 +394,7 @@ export class RedisOnlineStore implements OnlineStore {
         featureKeys.popularityUnion(namespace),
       ];
       const args = [...buckets.map((b) => String(b.weight)), String(size)];
-      const flat = await withDeadline(
+      const flat = await withTimeout(
         this.slowReader.popularItems(keys, args),
         this.settings.writeTimeoutMs,
         'the popularity read',
@@ -421,7 +413,7 @@ export class RedisOnlineStore implements OnlineStore {
     if (this.closed) return;
     this.closed = true;
     try {
-      if (this.client.isReady) await withDeadline(this.client.close(), 2_000, 'closing');
+      if (this.client.isReady) await withTimeout(this.client.close(), 2_000, 'closing');
       else this.client.destroy();
     } catch {
       if (this.client.isOpen) this.client.destroy();

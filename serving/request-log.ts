@@ -23,6 +23,7 @@ import { SpillDir } from './log-spill';
 import { messageOf } from './errors';
 import { sleep } from '../lib/time';
 import { LOG_SHIP_GRACE_MS } from './shutdown-budget';
+import { withTimeout } from '../lib/time';
 
 /** Writes one chunk under its key (relative to the log prefix). Must be safe to repeat with the same key and body. */
 export interface ChunkUploader {
@@ -86,15 +87,6 @@ export const DEFAULT_BATCH_RECORDS = 1_000;
 export const DEFAULT_CLOSE_GRACE_MS = LOG_SHIP_GRACE_MS;
 /** Local disk writes get this long in close() even when the shipping grace is shorter: they are what keeps records. */
 const MIN_CLOSE_WRITE_MS = 2_000;
-
-/** Rejects after `ms` unless `p` settles first; `p` itself may still complete later (uploads are idempotent). */
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
 
 export class RequestLog {
   readonly serverId: string;
