@@ -65,11 +65,13 @@ install_temporal_test_server() {
 
 install_debian_servers() {
   # Redis (the online feature store) and Prometheus (the serving tier's metrics) run from Debian's packages, started
-  # by infra/stack.sh on 127.0.0.1 with their data under the stack directory. A policy-rc.d that refuses every start
-  # keeps the packages' own services from starting system-wide (on 6379/9090) during the install.
+  # by infra/stack.sh on 127.0.0.1 with their data under the stack directory; sshd (openssh-server) runs inside the
+  # local-cluster target's network namespaces only. A policy-rc.d that refuses every start keeps the packages' own
+  # services from starting system-wide (on 6379/9090/22) during the install.
   local missing=()
   command -v redis-server >/dev/null || missing+=(redis-server)
   command -v prometheus >/dev/null || missing+=(prometheus)
+  [[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)
   if ((${#missing[@]} == 0)); then check_debian_servers; return; fi
   log "installing Debian's ${missing[*]} (apt-get)"
   local sudo=''

@@ -10,7 +10,9 @@ set -euo pipefail
 
 RUN="$RECSYS_STACK_DIR/run"
 LOGS="$RECSYS_STACK_DIR/logs"
-SEARCH_ATTRIBUTES=(RecsysModel RecsysModelVersion RecsysDatasetVersion RecsysStage RecsysTrigger RecsysDrift)
+# name=type (lib/search-attributes.ts): the Web UI filters and shows workflows by them.
+SEARCH_ATTRIBUTES=(RecsysModel=Keyword RecsysModelVersion=Keyword RecsysDatasetVersion=Keyword RecsysStage=Keyword
+  RecsysTrigger=Keyword RecsysDrift=Keyword RecsysClusterPhase=Keyword RecsysClusterNodes=Int RecsysNodeHours=Double)
 BUCKETS=(recsys mlflow)
 
 pid_alive() { [[ -f "$RUN/$1.pid" ]] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
@@ -94,7 +96,7 @@ up() {
   create_buckets
 
   local sa_args=()
-  for sa in "${SEARCH_ATTRIBUTES[@]}"; do sa_args+=(--search-attribute "$sa=Keyword"); done
+  for sa in "${SEARCH_ATTRIBUTES[@]}"; do sa_args+=(--search-attribute "$sa"); done
   start temporal "${TEMPORAL_ADDRESS##*:}" temporal_healthy -- "$TEMPORAL_BIN" server start-dev \
     --ip 127.0.0.1 --port "${TEMPORAL_ADDRESS##*:}" --ui-port "$TEMPORAL_UI_PORT" \
     --db-filename "$RECSYS_STACK_DIR/temporal.db" --log-level warn "${sa_args[@]}"
@@ -102,8 +104,9 @@ up() {
   local registered
   registered=$("$TEMPORAL_BIN" operator search-attribute list --address "$TEMPORAL_ADDRESS" 2>/dev/null || true)
   for sa in "${SEARCH_ATTRIBUTES[@]}"; do
-    grep -qw "$sa" <<<"$registered" ||
-      "$TEMPORAL_BIN" operator search-attribute create --address "$TEMPORAL_ADDRESS" --name "$sa" --type Keyword >/dev/null
+    grep -qw "${sa%=*}" <<<"$registered" ||
+      "$TEMPORAL_BIN" operator search-attribute create --address "$TEMPORAL_ADDRESS" --name "${sa%=*}" \
+        --type "${sa#*=}" >/dev/null
   done
 
   start mlflow "$MLFLOW_PORT" mlflow_healthy -- env MLFLOW_S3_ENDPOINT_URL="$RECSYS_S3_ENDPOINT" \
