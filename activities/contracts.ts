@@ -15,6 +15,7 @@ import type { GateConfigInput } from '../lib/gates/config';
 import type { GateDecision } from '../lib/gates/decide';
 import type { AnalysisResult } from '../lib/rollout/analysis';
 import type { RolloutConfigInput } from '../lib/rollout/config';
+import type { ClusterNode } from '../cluster/ssh';
 
 // --- python steps: train, evaluate, export, quantize --------------------------------------------------------------
 // Results are zod schemas (their types inferred): a stored summary is reused only while it still fits its schema.
@@ -32,6 +33,8 @@ export interface TrainInput {
    * becomes part of the training key, so every output downstream (evaluation, export, quantization) is new too.
    */
   rerun?: string;
+  /** Train on these provisioned nodes (torchrun --nnodes) instead of this machine: the provisionTraining saga's. */
+  cluster?: ClusterAccess;
 }
 
 export const TrainResult = z.object({
@@ -433,4 +436,80 @@ export interface EvaluateWindowResult {
   verdict: WindowVerdict;
   /** The window's report: verdict, per-signal figures, the summaries and config it was judged with. */
   reportUri: string;
+}
+
+// --- provisioned training clusters (the provisionTraining saga) ----------------------------------------------------
+
+export type ClusterTarget = 'local-cluster' | 'chameleon';
+
+/** A Chameleon allocation's choices (terraform/README.md); credentials come from clouds.yaml, never from here. */
+export interface ChameleonSpec {
+  /** baremetal: CHI@TACC / CHI@UC GPU nodes; kvm: KVM@TACC GPU virtual machines. */
+  siteKind: 'baremetal' | 'kvm';
+  /** Blazar node type, e.g. gpu_rtx_6000. */
+  nodeType: string;
+  /** The cloud in clouds.yaml (OS_CLOUD). */
+  cloud: string;
+  /** The Nova key pair whose private half the controller's ssh agent or key holds. */
+  keyPair: string;
+  image?: string;
+  network?: string;
+  sshUser?: string;
+}
+
+export interface ClusterSpec {
+  target: ClusterTarget;
+  /** Nodes (torchrun --nnodes), 1-8. */
+  nodes: number;
+  /** The lease ends this long after it starts, whatever happens to the run: the cap on what a run can cost. */
+  maxLeaseHours: number;
+  chameleon?: ChameleonSpec;
+}
+
+/** The steps of the saga, in order (a fault can be injected after any of them: tests, game days). */
+export const PROVISION_STEPS = ['lease', 'await-lease', 'apply', 'configure', 'train'] as const;
+export type ProvisionStep = (typeof PROVISION_STEPS)[number];
+
+export interface ProvisionStepInput {
+  clusterId: string;
+  /** The workflow the cluster belongs to (owner.json; the sweeper destroys clusters whose owner is closed). */
+  workflowId: string;
+  cluster: ClusterSpec;
+  /** Fail (non-retryably) after doing the step's work: what a crash right after it would leave. */
+  failAfter?: boolean;
+}
+
+export interface LeaseInfo {
+  id: string;
+  name: string;
+  status: string;
+  reservationId?: string;
+  flavorId?: string;
+  endsAt: string;
+}
+
+/** How the controller reaches a provisioned cluster; ssh settings live in the cluster's state directory. */
+export interface ClusterAccess {
+  clusterId: string;
+  target: ClusterTarget;
+  /** By rank. */
+  nodes: ClusterNode[];
+  /** Per node (by rank): the directory ansible put the code, the env file and the wrapper in. */
+  homes: string[];
+  /** rank 0's private address:29500. */
+  rdzvEndpoint: string;
+}
+
+export interface ConvergeResult {
+  /** By inventory host: tasks that changed something (0 on a second converge). */
+  changed: Record<string, number>;
+  seconds: number;
+}
+
+/** What the sweeper found and what it did. */
+export interface SweptCluster {
+  clusterId: string;
+  owner?: string;
+  reason: string;
+  removed: string[];
 }

@@ -13,6 +13,7 @@ import { evaluationActivities } from './evaluation';
 import { exportActivities } from './export';
 import { featureActivities } from './features';
 import { gateActivities } from './gates';
+import { provisionActivities } from './provision';
 import { quantizationActivities } from './quantization';
 import { registryActivities } from './registry';
 import { retrainActivities } from './retrain';
@@ -35,6 +36,7 @@ export function createActivities(deps: ActivityDeps = defaultDeps()) {
     ...retrainActivities(deps),
     ...driftActivities(deps),
     ...featureActivities(deps),
+    ...provisionActivities(deps),
   };
 }
 

@@ -38,14 +38,20 @@ export interface PythonRun {
   onStart?: (pid: number) => void;
   /** The Python interpreter (its venv's torchrun sits next to it); config().python by default. */
   python?: string;
+  /**
+   * Runs this instead of python or torchrun, speaking the same protocol (e.g. ssh to a cluster node whose wrapper
+   * starts torchrun there): `module` and `args` are then only for messages.
+   */
+  command?: { cmd: string; args: string[] };
 }
 
 const KILL_GRACE_MS = 5000;
 
 export async function runPython(run: PythonRun): Promise<PythonEvent> {
   const python = run.python ?? config().python;
-  const [cmd, args] =
-    run.nprocPerNode !== undefined
+  const [cmd, args] = run.command
+    ? [run.command.cmd, run.command.args]
+    : run.nprocPerNode !== undefined
       ? [
           path.join(path.dirname(python), 'torchrun'),
           ['--standalone', `--nproc_per_node=${run.nprocPerNode}`, '-m', run.module, ...run.args],

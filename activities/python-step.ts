@@ -56,6 +56,8 @@ export interface PythonCall<R, E extends EventSchemas> {
   onEvent?: (event: PythonEventOf<E>) => Promise<void> | void;
   /** Called with the process (group) id once started. */
   onStart?: (pid: number) => void;
+  /** Run this command instead, speaking the same protocol (runPython's `command`: a cluster node over ssh). */
+  command?: { cmd: string; args: string[] };
 }
 
 export interface StepContext<H> {
@@ -141,6 +143,7 @@ async function python<R, E extends EventSchemas>(
     module: call.module,
     args: call.args,
     nprocPerNode: call.nprocPerNode,
+    command: call.command,
     python: interpreter,
     signal,
     onStart: call.onStart,

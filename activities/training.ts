@@ -11,10 +11,12 @@ import { z } from 'zod';
 import { checkModelName, ModelNameError } from '../lib/model-name';
 import { localDataset } from '../lib/dataset/cache';
 import type { ObjectStore } from '../lib/object-store';
-import { TrainResult, type TrainHeartbeat, type TrainInput } from './contracts';
+import { TrainResult, type ClusterAccess, type TrainHeartbeat, type TrainInput } from './contracts';
 import type { ActivityDeps } from './deps';
-import { lastHeartbeatDetails } from './heartbeat';
 import { runPythonStep } from './python-step';
+import { clusterPaths } from '../cluster/state';
+import { fetchFromRank0, nodeDirs, rank0Command, runWorkerRanks, stageOnNodes } from './cluster-run';
+import { cancellationSignal, lastHeartbeatDetails } from './heartbeat';
 
 // cli/commands/train.ts reads training heartbeats with this type and still imports it from here.
 
@@ -41,11 +43,15 @@ const PyResult = z.object({
   config: z.record(z.string(), z.unknown()),
 });
 
-export function trainingKey(input: Pick<TrainInput, 'dataset' | 'config' | 'nprocPerNode' | 'rerun'>): string {
+export function trainingKey(
+  input: Pick<TrainInput, 'dataset' | 'config' | 'nprocPerNode' | 'rerun'> & { cluster?: { nodes: unknown[] } },
+): string {
   const canonical = JSON.stringify({
     dataset: `${input.dataset.name}/${input.dataset.version}`,
     config: Object.fromEntries(Object.entries(input.config).sort(([a], [b]) => a.localeCompare(b))),
     nprocPerNode: input.nprocPerNode,
+    // More nodes is a larger global batch: another training. Absent for one machine, so its keys stay as they were.
+    ...(input.cluster ? { nnodes: input.cluster.nodes.length } : {}),
     ...(input.rerun ? { rerun: input.rerun } : {}),
   });
   return createHash('sha256').update(canonical).digest('hex').slice(0, 16);
@@ -78,6 +84,81 @@ function modelSegment(model: string): string {
   }
 }
 
+type PyEvent =
+  | (z.infer<typeof PyEvents.start> & { event: 'start' })
+  | (z.infer<typeof PyEvents.progress> & { event: 'progress' })
+  | (z.infer<typeof PyEvents.checkpoint> & { event: 'checkpoint' });
+
+/** Where rank 0 runs and how its files are reached: this machine, or a cluster's nodes over ssh. */
+interface Placement {
+  args: string[];
+  command?: { cmd: string; args: string[] };
+  /** The other ranks (nodes 1..N-1): resolves when they finished, rejects when one failed. */
+  peers: Promise<void>;
+  started: (pid: number) => void;
+  /** A file rank 0 wrote, as a local path (fetched from the node when remote). */
+  local: (file: string, name: string) => Promise<string>;
+}
+
+function onThisMachine(input: TrainInput, dir: string, dataDir: string, resume: string | undefined): Placement {
+  const args = ['--data-dir', dataDir, '--out-dir', dir, '--config-json', JSON.stringify(input.config)];
+  args.push('--supervisor-pid', String(process.pid));
+  if (resume) args.push('--resume', resume);
+  return { args, peers: Promise.resolve(), started: () => undefined, local: (file) => Promise.resolve(file) };
+}
+
+async function onCluster(
+  deps: ActivityDeps,
+  input: TrainInput,
+  access: ClusterAccess,
+  key: string,
+  dir: string,
+  dataDir: string,
+  resume: string | undefined,
+): Promise<Placement> {
+  const paths = clusterPaths(deps.config.clustersDir, access.clusterId);
+  const dirs = (rank: number) => nodeDirs(access.homes[rank]!, input.dataset, key);
+  const signal = cancellationSignal();
+  await stageOnNodes(paths, access, dirs, dataDir, resume, signal);
+  const args = (rank: number) => [
+    '--data-dir',
+    dirs(rank).data,
+    '--out-dir',
+    dirs(rank).out,
+    '--config-json',
+    JSON.stringify(input.config),
+    ...(resume ? ['--resume', path.posix.join(dirs(rank).out, 'resume.pt')] : []),
+  ];
+  // The rendezvous id names this attempt's job, so a retry never joins a stale one.
+  const rdzvId = `${key}-${Date.now().toString(36)}`;
+  const stopPeers = new AbortController();
+  signal?.addEventListener('abort', () => stopPeers.abort(), { once: true });
+  let rank0Pid: number | undefined;
+  const peers = runWorkerRanks(paths, access, input.nprocPerNode, rdzvId, args, stopPeers.signal).catch(
+    (err: unknown) => {
+      // A rank that failed takes rank 0 down with it rather than leaving it waiting on a collective.
+      if (rank0Pid !== undefined)
+        try {
+          process.kill(-rank0Pid, 'SIGTERM');
+        } catch {
+          // gone already
+        }
+      throw err;
+    },
+  );
+  return {
+    args: args(0),
+    command: rank0Command(paths, access, input.nprocPerNode, rdzvId, args),
+    peers,
+    started: (pid) => (rank0Pid = pid),
+    local: async (file, name) => {
+      const local = path.join(dir, name);
+      await fetchFromRank0(paths, access, file, local, signal);
+      return local;
+    },
+  };
+}
+
 export function trainingActivities(deps: ActivityDeps) {
   const { store } = deps;
   // Arrow functions, not methods: the worker and tests call activities detached from this object.
@@ -95,43 +176,47 @@ export function trainingActivities(deps: ActivityDeps) {
           const dataDir = await localDataset(input.dataset.manifestUri, store, deps.config.cacheDir);
           const resume = await latestCheckpoint(store, prefix);
           if (resume) ctx.heartbeat({ checkpointEpoch: resume.epoch, checkpointUri: resume.uri });
+          const resumeFile = resume ? path.join(ctx.dir, 'resume.pt') : undefined;
+          if (resume && resumeFile) await store.downloadFile(resume.uri, resumeFile);
 
-          const args = ['--data-dir', dataDir, '--out-dir', ctx.dir, '--config-json', JSON.stringify(input.config)];
-          args.push('--supervisor-pid', String(process.pid));
-          if (resume) {
-            const local = path.join(ctx.dir, 'resume.pt');
-            await store.downloadFile(resume.uri, local);
-            args.push('--resume', local);
-          }
-          const result = await ctx.python({
+          const where = input.cluster
+            ? await onCluster(deps, input, input.cluster, key, ctx.dir, dataDir, resumeFile)
+            : onThisMachine(input, ctx.dir, dataDir, resumeFile);
+          const onEvent = async (ev: PyEvent) => {
+            if (ev.event === 'start') ctx.heartbeat({ stage: 'train', epochs: ev.epochs });
+            else if (ev.event === 'progress')
+              ctx.heartbeat({
+                stage: 'train',
+                epoch: ev.epoch,
+                step: ev.step,
+                stepsPerEpoch: ev.steps_per_epoch,
+                loss: ev.loss,
+                samplesPerSec: ev.samples_per_sec,
+              });
+            else {
+              const uri = `${prefix}checkpoints/epoch-${ev.epoch}.pt`;
+              await store.putFile(uri, await where.local(ev.path, `epoch-${ev.epoch}.pt`));
+              ctx.heartbeat({ checkpointEpoch: ev.epoch, checkpointUri: uri });
+            }
+          };
+          const rank0 = ctx.python({
             module: 'models.train',
-            args,
+            args: where.args,
             nprocPerNode: input.nprocPerNode > 1 ? input.nprocPerNode : undefined,
+            command: where.command,
             result: PyResult,
             events: PyEvents,
-            onEvent: async (ev) => {
-              if (ev.event === 'start') ctx.heartbeat({ stage: 'train', epochs: ev.epochs });
-              else if (ev.event === 'progress')
-                ctx.heartbeat({
-                  stage: 'train',
-                  epoch: ev.epoch,
-                  step: ev.step,
-                  stepsPerEpoch: ev.steps_per_epoch,
-                  loss: ev.loss,
-                  samplesPerSec: ev.samples_per_sec,
-                });
-              else {
-                const uri = `${prefix}checkpoints/epoch-${ev.epoch}.pt`;
-                await store.putFile(uri, ev.path);
-                ctx.heartbeat({ checkpointEpoch: ev.epoch, checkpointUri: uri });
-              }
+            onEvent,
+            onStart: (pid) => {
+              where.started(pid);
+              ctx.heartbeat({ pid });
             },
-            onStart: (pid) => ctx.heartbeat({ pid }),
           });
+          const [result] = await Promise.all([rank0, where.peers]);
 
           ctx.heartbeat({ stage: 'upload' });
           const modelUri = `${prefix}model.pt`;
-          await store.putFile(modelUri, result.model_path);
+          await store.putFile(modelUri, await where.local(result.model_path, 'model.pt'));
           return {
             trainingKey: key,
             uri: prefix,

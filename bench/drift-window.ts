@@ -162,7 +162,8 @@ async function measured<T>(work: () => Promise<T>): Promise<{ value: T; seconds:
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
 
 async function stackUp(): Promise<boolean> {
-  return (await fetch(config().s3Endpoint).catch(() => undefined)) !== undefined;
+  const endpoint = config().s3Endpoint; // undefined: a store the AWS SDK resolves, not the local stack's
+  return endpoint !== undefined && (await fetch(endpoint).catch(() => undefined)) !== undefined;
 }
 
 async function main(): Promise<void> {

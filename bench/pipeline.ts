@@ -8,6 +8,7 @@ import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { stageSources } from '../cli/commands/train';
 import { duration } from '../cli/format';
 import { config } from '../lib/config';
+import { nativeConnectionOptions, temporalConnectionOptions } from '../lib/temporal-connection';
 import { createTrainingWorker } from '../worker/create-worker';
 import { continuousTraining } from '../workflows/continuous-training';
 import { benchName, machine } from './common';
@@ -18,9 +19,9 @@ async function main(): Promise<void> {
   const model = benchName('bench-two-tower');
   Runtime.install({ logger: new DefaultLogger('WARN') }); // figures, not worker chatter
   const [source] = await stageSources('ml-100k', [inter]);
-  const native = await NativeConnection.connect({ address: config().temporalAddress });
-  const connection = await Connection.connect({ address: config().temporalAddress });
-  const client = new Client({ connection });
+  const native = await NativeConnection.connect(nativeConnectionOptions());
+  const connection = await Connection.connect(temporalConnectionOptions());
+  const client = new Client({ connection, namespace: config().temporalNamespace });
   const taskQueue = benchName('bench-pipeline');
   const worker = await createTrainingWorker({ taskQueue, connection: native });
   const t = performance.now();

@@ -2,10 +2,11 @@
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { config } from '../lib/config';
+import { temporalConnectionOptions } from '../lib/temporal-connection';
 
 export async function temporalClient(): Promise<Client> {
   const cfg = config();
-  const connection = await Connection.connect({ address: cfg.temporalAddress });
+  const connection = await Connection.connect(temporalConnectionOptions(cfg.temporal));
   return new Client({ connection, namespace: cfg.temporalNamespace });
 }
 

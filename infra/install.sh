@@ -106,4 +106,7 @@ install_go_tool temporal github.com/temporalio/cli/cmd/temporal "$TEMPORAL_CLI_V
 install_go_tool versitygw github.com/versity/versitygw/cmd/versitygw "$VERSITYGW_VERSION"
 install_python
 install_temporal_test_server
+# The production training path: OpenTofu + the OpenStack provider (built from source, offline mirror) and ansible.
+bash "$REPO_DIR/infra/install-tofu.sh"
+bash "$REPO_DIR/infra/install-ansible.sh"
 log "install: done"

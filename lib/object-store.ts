@@ -19,8 +19,10 @@ import {
   NotFound,
   PutObjectCommand,
   S3Client,
+  type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { config, type RecsysConfig } from './config';
+import { describeS3 } from './s3-settings';
 
 /** One listed object. */
 export interface ObjectInfo {
@@ -62,29 +64,38 @@ export class ObjectStoreTimeoutError extends Error {
   override readonly name = 'ObjectStoreTimeoutError';
 }
 
+/**
+ * The S3 client's configuration. A custom endpoint (the local versitygw, any S3-compatible store) is addressed
+ * path-style with the configured keys; without one (RECSYS_S3_ENDPOINT=aws) the SDK resolves endpoint, region,
+ * virtual-hosted addressing and, when no keys are configured, credentials (its default chain: `credentials` omitted).
+ */
+export function s3ClientConfig(cfg: RecsysConfig): S3ClientConfig {
+  return {
+    ...(cfg.s3Endpoint !== undefined && { endpoint: cfg.s3Endpoint }),
+    ...(cfg.s3Region !== undefined && { region: cfg.s3Region }),
+    forcePathStyle: cfg.s3ForcePathStyle,
+    ...(cfg.s3Credentials !== undefined && { credentials: cfg.s3Credentials }),
+    // versitygw does not need the newer default checksums; skipping them saves a hash pass per upload.
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+    // Constructor options of the SDK's default NodeHttpHandler. Without them a store that accepts and never
+    // answers blocks the caller forever. throwOnRequestTimeout: otherwise the SDK only logs a warning.
+    requestHandler: {
+      connectionTimeout: cfg.s3ConnectTimeoutMs,
+      requestTimeout: cfg.s3RequestTimeoutMs,
+      throwOnRequestTimeout: true,
+      socketTimeout: cfg.s3IdleTimeoutMs,
+    },
+  };
+}
+
 export class ObjectStore {
   readonly client: S3Client;
   private readonly endpoint: string;
 
   constructor(cfg: RecsysConfig = config()) {
-    this.endpoint = cfg.s3Endpoint;
-    this.client = new S3Client({
-      endpoint: cfg.s3Endpoint,
-      region: cfg.s3Region,
-      forcePathStyle: true,
-      credentials: { accessKeyId: cfg.s3AccessKeyId, secretAccessKey: cfg.s3SecretAccessKey },
-      // versitygw does not need the newer default checksums; skipping them saves a hash pass per upload.
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
-      // Constructor options of the SDK's default NodeHttpHandler. Without them a store that accepts and never
-      // answers blocks the caller forever. throwOnRequestTimeout: otherwise the SDK only logs a warning.
-      requestHandler: {
-        connectionTimeout: cfg.s3ConnectTimeoutMs,
-        requestTimeout: cfg.s3RequestTimeoutMs,
-        throwOnRequestTimeout: true,
-        socketTimeout: cfg.s3IdleTimeoutMs,
-      },
-    });
+    this.endpoint = describeS3({ endpoint: cfg.s3Endpoint, region: cfg.s3Region });
+    this.client = new S3Client(s3ClientConfig(cfg));
   }
 
   /** Runs one store operation; a missed deadline becomes an error naming the operation, the object and the store. */

@@ -8,3 +8,8 @@ export const RecsysStage = defineSearchAttributeKey('RecsysStage', SearchAttribu
 export const RecsysTrigger = defineSearchAttributeKey('RecsysTrigger', SearchAttributeType.KEYWORD);
 /** A drift monitor's latest window: ok, warning, drift, insufficient-data (or paused). */
 export const RecsysDrift = defineSearchAttributeKey('RecsysDrift', SearchAttributeType.KEYWORD);
+/** A provisioned training cluster's phase (leasing, applying, configuring, training, releasing, released, failed). */
+export const RecsysClusterPhase = defineSearchAttributeKey('RecsysClusterPhase', SearchAttributeType.KEYWORD);
+export const RecsysClusterNodes = defineSearchAttributeKey('RecsysClusterNodes', SearchAttributeType.INT);
+/** The cost clock: nodes × hours since they were created, updated while they exist. */
+export const RecsysNodeHours = defineSearchAttributeKey('RecsysNodeHours', SearchAttributeType.DOUBLE);

@@ -7,11 +7,12 @@
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import { config } from '../lib/config';
+import { nativeConnectionOptions } from '../lib/temporal-connection';
 import { controlTaskQueue } from '../lib/task-queues';
 
 export interface WorkerOptions {
   taskQueue?: string;
-  /** Reuse a connection (tests); otherwise one is opened to the configured Temporal address. */
+  /** Reuse a connection (tests); otherwise one is opened to the configured Temporal cluster (TLS, API key too). */
   connection?: NativeConnection;
   /** The activities to register (default: createActivities() with the process-wide dependencies). */
   activities?: object;
@@ -28,7 +29,7 @@ export interface RecsysWorker {
 
 export async function createTrainingWorker(options: WorkerOptions = {}): Promise<RecsysWorker> {
   const cfg = config();
-  const connection = options.connection ?? (await NativeConnection.connect({ address: cfg.temporalAddress }));
+  const connection = options.connection ?? (await NativeConnection.connect(nativeConnectionOptions(cfg.temporal)));
   const taskQueue = options.taskQueue ?? cfg.taskQueue;
   const activities = options.activities ?? createActivities();
   const common = {

@@ -123,3 +123,27 @@ export const driftWindowOptions: ActivityOptions = {
   heartbeatTimeout: '1 minute',
   retry: { initialInterval: '2 seconds', maximumInterval: '1 minute', maximumAttempts: 10 },
 };
+
+/** Lease, tofu apply, ansible: minutes each; a retry finds what its earlier attempt made (idempotent by cluster id). */
+export const provisionOptions: ActivityOptions = {
+  startToCloseTimeout: '1 hour',
+  heartbeatTimeout: '2 minutes',
+  retry: { initialInterval: '5 seconds', maximumAttempts: 3, nonRetryableErrorTypes: ['InjectedFault', 'ConfigError'] },
+  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+  summary: 'Provision training nodes: lease, tofu apply, ansible',
+};
+
+/** The undos of a provisioning (stop, destroy, delete the lease): retried harder, since idle nodes cost money. */
+export const releaseOptions: ActivityOptions = {
+  startToCloseTimeout: '30 minutes',
+  heartbeatTimeout: '2 minutes',
+  retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumAttempts: 8 },
+  summary: 'Release training nodes: stop, tofu destroy, delete the lease',
+};
+
+export const sweepOptions: ActivityOptions = {
+  startToCloseTimeout: '1 hour',
+  heartbeatTimeout: '5 minutes',
+  retry: { maximumAttempts: 3 },
+  summary: 'Destroy clusters whose owning workflow is gone',
+};

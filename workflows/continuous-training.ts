@@ -15,6 +15,7 @@
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import {
   ApplicationFailure,
+  executeChild,
   ParentClosePolicy,
   proxyActivities,
   startChild,
@@ -51,6 +52,8 @@ import {
   trainOptions,
   validationOptions,
 } from './activity-options';
+import { provisionWorkflowId } from './provision-api';
+import { provisionTraining } from './provision-training';
 import { rolloutWorkflowId } from './rollout-api';
 import { rollout } from './rollout';
 import type { ContinuousTrainingInput, ContinuousTrainingResult, TrainingOutcome } from './training-api';
@@ -129,16 +132,26 @@ export async function continuousTraining(input: ContinuousTrainingInput): Promis
   }
 
   const trainConfig = recipe.train ?? {};
+  const trainInput = {
+    model: input.model,
+    dataset,
+    config: trainConfig,
+    nprocPerNode: recipe.nprocPerNode ?? (input.cluster ? 1 : 2),
+    rerun: input.force ? info.workflowId : undefined,
+  };
   const training = await steps.run(
     'train',
-    () =>
-      train({
-        model: input.model,
-        dataset,
-        config: trainConfig,
-        nprocPerNode: recipe.nprocPerNode ?? 2,
-        rerun: input.force ? info.workflowId : undefined,
-      }),
+    async () =>
+      input.cluster
+        ? (
+            await executeChild(provisionTraining, {
+              workflowId: provisionWorkflowId(info.workflowId),
+              args: [{ train: trainInput, cluster: input.cluster }],
+              // A terminated parent still gets its nodes released: the child is asked to cancel, and its saga runs.
+              parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
+            })
+          ).training
+        : train(trainInput),
     (t) =>
       `${familyOf(t.config)}: ${t.epochs} epochs on ${t.worldSize} process(es), ` +
       `loss ${t.finalLoss.toFixed(4)}, ${Math.round(t.samplesPerSec)} samples/s` +

@@ -9,6 +9,15 @@ export { rollout } from './rollout';
 export { environmentLease } from './environment-lease';
 export { driftMonitor } from './drift-monitor';
 export { scheduledRetrain } from './retrain';
+export { provisionTraining } from './provision-training';
+export { clusterSweeper } from './cluster-sweeper';
+export {
+  clusterStateQuery,
+  type ClusterPhase,
+  type ClusterState,
+  type ProvisionTrainingInput,
+  type ProvisionTrainingResult,
+} from './provision-api';
 export {
   configureUpdate,
   driftStatusQuery,

@@ -4,6 +4,7 @@
  */
 import { defineQuery } from '@temporalio/workflow';
 import type {
+  ClusterSpec,
   EtlInput,
   RetrainPlan,
   EvaluationResult,
@@ -40,6 +41,11 @@ export interface ContinuousTrainingInput {
   train?: Record<string, unknown>;
   /** torchrun processes per node (2 locally on CPU; GPUs per node in production). */
   nprocPerNode?: number;
+  /**
+   * Train on provisioned nodes instead of the worker's machine: a provisionTraining child (lease, tofu, ansible,
+   * multi-node torchrun, always released). `local-cluster` builds the nodes from network namespaces on this machine.
+   */
+  cluster?: ClusterSpec;
   trigger?: 'manual' | 'schedule' | 'drift';
   /** Items the exported graph returns per request. */
   topK?: number;

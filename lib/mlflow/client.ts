@@ -2,11 +2,13 @@
  * A small typed client of the MLflow tracking and model-registry REST API (`/api/2.0/mlflow/...`). There is no
  * maintained MLflow client for Node, so this covers what the platform uses: experiments, runs, artefact upload through
  * the tracking server's artefact proxy, registered models, versions, tags and aliases. Responses are validated; every
- * call has a deadline (RECSYS_MLFLOW_TIMEOUT_MS, uploads RECSYS_MLFLOW_UPLOAD_TIMEOUT_MS).
+ * call has a deadline (RECSYS_MLFLOW_TIMEOUT_MS, uploads RECSYS_MLFLOW_UPLOAD_TIMEOUT_MS) and, against a server with
+ * authentication, carries MLflow's own credentials (MLFLOW_TRACKING_TOKEN or username and password; ./auth.ts).
  */
 import { readFile } from 'node:fs/promises';
 import type { z } from 'zod';
 import { config } from '../config';
+import { authHeaders, describeMlflowAuth, type MlflowAuth } from './auth';
 import { ApiError, responses, type MlflowModelVersion, type MlflowRegisteredModel, type MlflowRun } from './schemas';
 
 export class MlflowError extends Error {
@@ -85,11 +87,14 @@ export interface MlflowClientOptions {
   timeoutMs?: number;
   /** Deadline of one artefact upload, ms. */
   uploadTimeoutMs?: number;
+  /** Credentials sent with every request, artefact uploads included (default: from the environment). */
+  auth?: MlflowAuth;
 }
 
 export class MlflowClient {
   readonly timeoutMs: number;
   readonly uploadTimeoutMs: number;
+  private readonly auth: MlflowAuth;
 
   constructor(
     readonly baseUrl: string = config().mlflowUrl,
@@ -97,6 +102,12 @@ export class MlflowClient {
   ) {
     this.timeoutMs = options.timeoutMs ?? config().mlflowTimeoutMs;
     this.uploadTimeoutMs = options.uploadTimeoutMs ?? config().mlflowUploadTimeoutMs;
+    this.auth = options.auth ?? config().mlflowAuth;
+  }
+
+  /** For a refusal, which credentials were sent (401/403 alone do not say whether any were). */
+  private authHint(status: number): string {
+    return status === 401 || status === 403 ? ` (sent ${describeMlflowAuth(this.auth)})` : '';
   }
 
   /** One HTTP exchange, body included, under a deadline; transport failures name the endpoint. */
@@ -108,7 +119,8 @@ export class MlflowClient {
   ): Promise<{ res: Response; text: string }> {
     const where = `MLflow ${init.method ?? 'GET'} ${endpoint} at ${this.baseUrl}`;
     try {
-      const res = await fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
+      const headers = { ...(init.headers as Record<string, string> | undefined), ...authHeaders(this.auth) };
+      const res = await fetch(url, { ...init, headers, signal: AbortSignal.timeout(timeoutMs) });
       return { res, text: await res.text() };
     } catch (err) {
       if ((err as Error).name === 'TimeoutError')
@@ -149,7 +161,8 @@ export class MlflowClient {
       throw new MlflowError(
         res.status,
         err.success ? err.data.error_code : 'HTTP_ERROR',
-        err.success ? err.data.message : bodySnippet(text, res.headers.get('content-type')),
+        (err.success ? err.data.message : bodySnippet(text, res.headers.get('content-type'))) +
+          this.authHint(res.status),
         endpoint,
       );
     }
@@ -246,7 +259,7 @@ export class MlflowClient {
       throw new MlflowError(
         res.status,
         'ARTIFACT_UPLOAD_FAILED',
-        bodySnippet(text, res.headers.get('content-type')),
+        bodySnippet(text, res.headers.get('content-type')) + this.authHint(res.status),
         'mlflow-artifacts',
       );
   }

@@ -10,6 +10,7 @@ import { Client, Connection } from '@temporalio/client';
 import type { TypedSearchAttributes } from '@temporalio/common';
 import { config } from '../../lib/config';
 import { RecsysModel, RecsysTrigger } from '../../lib/search-attributes';
+import { temporalConnectionOptions } from '../../lib/temporal-connection';
 import {
   backfillSchedule,
   createSchedule,
@@ -37,7 +38,7 @@ let connection: Connection;
 let client: Client;
 
 beforeAll(async () => {
-  connection = await Connection.connect({ address: config().temporalAddress });
+  connection = await Connection.connect(temporalConnectionOptions());
   client = new Client({ connection, namespace: config().temporalNamespace });
 });
 

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { config } from '../../lib/config';
+import { nativeConnectionOptions, temporalConnectionOptions } from '../../lib/temporal-connection';
 
 /** Fails (never skips) with a clear message when a server of the stack is not reachable. */
 export async function assertStackUp(): Promise<void> {
@@ -10,10 +11,11 @@ export async function assertStackUp(): Promise<void> {
   const problems: string[] = [];
   const mlflow = await fetch(`${cfg.mlflowUrl}/health`).catch(() => undefined);
   if (!mlflow?.ok) problems.push(`MLflow at ${cfg.mlflowUrl}`);
-  const s3 = await fetch(cfg.s3Endpoint).catch(() => undefined);
-  if (!s3) problems.push(`object store at ${cfg.s3Endpoint}`);
+  // The local stack's store; a store the AWS SDK resolves (RECSYS_S3_ENDPOINT=aws) is not the local stack's.
+  const s3 = cfg.s3Endpoint !== undefined && (await fetch(cfg.s3Endpoint).catch(() => undefined));
+  if (!s3) problems.push(`object store at ${cfg.s3Endpoint ?? 'AWS S3 (RECSYS_S3_ENDPOINT=aws)'}`);
   try {
-    const conn = await Connection.connect({ address: cfg.temporalAddress, connectTimeout: 3000 });
+    const conn = await Connection.connect({ ...temporalConnectionOptions(), connectTimeout: 3000 });
     await conn.close();
   } catch {
     problems.push(`Temporal at ${cfg.temporalAddress}`);
@@ -59,9 +61,9 @@ export function useTemporal(): TemporalTestConnections {
   const conns = {} as TemporalTestConnections;
   let connection: Connection | undefined;
   beforeAll(async () => {
-    connection = await Connection.connect({ address: config().temporalAddress });
-    conns.native = await NativeConnection.connect({ address: config().temporalAddress });
-    conns.client = new Client({ connection });
+    connection = await Connection.connect(temporalConnectionOptions());
+    conns.native = await NativeConnection.connect(nativeConnectionOptions());
+    conns.client = new Client({ connection, namespace: config().temporalNamespace });
   });
   afterAll(async () => {
     await connection?.close();

@@ -16,7 +16,8 @@ const ALLOWED: Record<string, string[]> = {
   proto: [],
   serving: ['lib', 'proto'],
   fleet: ['lib', 'proto', 'serving'],
-  activities: ['lib', 'proto', 'serving', 'fleet'],
+  cluster: ['lib'],
+  activities: ['lib', 'proto', 'serving', 'fleet', 'cluster'],
   workflows: ['lib', 'activities'],
   worker: ['lib', 'activities', 'workflows'],
 };

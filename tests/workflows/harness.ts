@@ -56,6 +56,14 @@ export const ACTIVITY_NAMES = [
   'driftContext',
   'summarizeDriftWindow',
   'evaluateDriftWindow',
+  'createLease',
+  'awaitLease',
+  'applyNodes',
+  'configureNodes',
+  'stopTraining',
+  'destroyNodes',
+  'deleteLease',
+  'sweepClusters',
 ] as const;
 export type ActivityName = (typeof ACTIVITY_NAMES)[number];
 export type ActivityInput = Record<string, unknown>;
