@@ -104,3 +104,29 @@ export const fetchFromRank0 = (
   local: string,
   signal?: AbortSignal,
 ): Promise<void> => fetchFromNode(paths, access.nodes[0]!, remote, local, signal);
+
+/**
+ * Stops every training wrapper on the nodes (TERM: the wrapper stops its torchrun group; KILL after 15 s) and waits
+ * until none is left. A retried attempt does this first, so it never meets its predecessor's torchrun holding the
+ * rendezvous port; the saga's undo does it before destroy. Returns how many nodes had one running.
+ */
+export async function stopTrainingOnNodes(
+  paths: ClusterPaths,
+  access: ClusterAccess,
+  signal?: AbortSignal,
+): Promise<number> {
+  let stopped = 0;
+  await Promise.all(
+    access.nodes.map(async (node) => {
+      const wrapper = path.posix.join(access.homes[node.rank]!, 'bin', 'run-training.sh');
+      // `[r]un-training.sh`: a pattern that does not match the remote shell running this very command line.
+      const pattern = shellQuote(wrapper.replace(/run-training\.sh$/, '[r]un-training.sh'));
+      const script =
+        `if pkill -TERM -f ${pattern}; then echo stopped; ` +
+        `for i in $(seq 75); do pgrep -f ${pattern} >/dev/null || exit 0; sleep 0.2; done; pkill -KILL -f ${pattern}; fi; true`;
+      const r = await runOnNode(paths, node, script, { signal });
+      if (r.stdout.includes('stopped')) stopped += 1;
+    }),
+  );
+  return stopped;
+}

@@ -16,6 +16,7 @@ import type { GateDecision } from '../lib/gates/decide';
 import type { AnalysisResult } from '../lib/rollout/analysis';
 import type { RolloutConfigInput } from '../lib/rollout/config';
 import type { ClusterNode } from '../cluster/ssh';
+import type { ClusterSpec, ClusterTarget } from '../lib/cluster-spec';
 
 // --- python steps: train, evaluate, export, quantize --------------------------------------------------------------
 // Results are zod schemas (their types inferred): a stored summary is reused only while it still fits its schema.
@@ -440,31 +441,7 @@ export interface EvaluateWindowResult {
 
 // --- provisioned training clusters (the provisionTraining saga) ----------------------------------------------------
 
-export type ClusterTarget = 'local-cluster' | 'chameleon';
-
-/** A Chameleon allocation's choices (terraform/README.md); credentials come from clouds.yaml, never from here. */
-export interface ChameleonSpec {
-  /** baremetal: CHI@TACC / CHI@UC GPU nodes; kvm: KVM@TACC GPU virtual machines. */
-  siteKind: 'baremetal' | 'kvm';
-  /** Blazar node type, e.g. gpu_rtx_6000. */
-  nodeType: string;
-  /** The cloud in clouds.yaml (OS_CLOUD). */
-  cloud: string;
-  /** The Nova key pair whose private half the controller's ssh agent or key holds. */
-  keyPair: string;
-  image?: string;
-  network?: string;
-  sshUser?: string;
-}
-
-export interface ClusterSpec {
-  target: ClusterTarget;
-  /** Nodes (torchrun --nnodes), 1-8. */
-  nodes: number;
-  /** The lease ends this long after it starts, whatever happens to the run: the cap on what a run can cost. */
-  maxLeaseHours: number;
-  chameleon?: ChameleonSpec;
-}
+export type { ChameleonSpec, ClusterSpec, ClusterTarget } from '../lib/cluster-spec';
 
 /** The steps of the saga, in order (a fault can be injected after any of them: tests, game days). */
 export const PROVISION_STEPS = ['lease', 'await-lease', 'apply', 'configure', 'train'] as const;

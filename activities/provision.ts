@@ -10,9 +10,9 @@ import path from 'node:path';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { converge } from '../cluster/ansible';
-import { runCommand } from '../cluster/command';
+import { CommandError, runCommand } from '../cluster/command';
 import { LocalLeases, type LeaseService } from '../cluster/leases';
-import { runOnNode, shellQuote, type ClusterNode } from '../cluster/ssh';
+import type { ClusterNode } from '../cluster/ssh';
 import {
   clusterDirs,
   clusterPaths,
@@ -34,6 +34,7 @@ import type {
   SweptCluster,
 } from './contracts';
 import type { ActivityDeps } from './deps';
+import { stopTrainingOnNodes } from './cluster-run';
 import { cancellationSignal, heartbeating } from './heartbeat';
 
 /** A lease service per target; Chameleon's comes from lib/chameleon (credentials from clouds.yaml). */
@@ -190,7 +191,7 @@ export function provisionActivities(deps: ActivityDeps, leaseServices?: LeaseSer
           paths,
           tools: tools(),
           vars: {
-            recsys_cluster: input.clusterId,
+            recsys_cluster_id: input.clusterId,
             recsys_home: local
               ? `${path.join(paths.dir, 'nodes')}/{{ inventory_hostname }}`
               : `/home/{{ ansible_user }}/recsys`,
@@ -198,7 +199,8 @@ export function provisionActivities(deps: ActivityDeps, leaseServices?: LeaseSer
             recsys_venv: local ? path.dirname(path.dirname(deps.config.python)) : '{{ recsys_home }}/venv',
             recsys_expect_gpu: !local,
             recsys_manage_packages: !local,
-            ...(local ? { recsys_gloo_ifname: 'eth0' } : {}),
+            // Local nodes share this machine's programs: its system Python, not whatever interpreter discovery finds.
+            ...(local ? { recsys_gloo_ifname: 'eth0', ansible_python_interpreter: '/usr/bin/python3' } : {}),
             recsys_code_src: REPO_ROOT,
           },
           signal: cancellationSignal(),
@@ -216,20 +218,12 @@ export function provisionActivities(deps: ActivityDeps, leaseServices?: LeaseSer
     },
 
     /** Undo of training: nothing of it keeps running on the nodes (before they are destroyed, or if they are not). */
-    stopTraining: async (input: ProvisionStepInput & { access: ClusterAccess }): Promise<number> => {
-      const paths = pathsOf(input.clusterId);
-      let stopped = 0;
-      await Promise.all(
-        input.access.nodes.map(async (node) => {
-          const wrapper = path.posix.join(input.access.homes[node.rank]!, 'bin', 'run-training.sh');
-          await runOnNode(paths, node, `pkill -TERM -f ${shellQuote(wrapper)} && echo stopped || true`).then(
-            (r) => (stopped += r.stdout.includes('stopped') ? 1 : 0),
-            () => undefined, // a node that is gone has nothing running
-          );
-        }),
-      );
-      return stopped;
-    },
+    stopTraining: async (input: ProvisionStepInput & { access: ClusterAccess }): Promise<number> =>
+      stopTrainingOnNodes(pathsOf(input.clusterId), input.access, cancellationSignal()).catch((err: unknown) => {
+        // Nodes that are gone have nothing running; destroy (the next undo) makes sure of the rest.
+        if (err instanceof CommandError) return 0;
+        throw err;
+      }),
 
     /** tofu destroy (and, locally, a sweep of the cluster's namespaces whatever the state says). */
     destroyNodes: async (input: ProvisionStepInput): Promise<boolean> => {

@@ -15,7 +15,14 @@ import { TrainResult, type ClusterAccess, type TrainHeartbeat, type TrainInput }
 import type { ActivityDeps } from './deps';
 import { runPythonStep } from './python-step';
 import { clusterPaths } from '../cluster/state';
-import { fetchFromRank0, nodeDirs, rank0Command, runWorkerRanks, stageOnNodes } from './cluster-run';
+import {
+  fetchFromRank0,
+  nodeDirs,
+  rank0Command,
+  runWorkerRanks,
+  stageOnNodes,
+  stopTrainingOnNodes,
+} from './cluster-run';
 import { cancellationSignal, lastHeartbeatDetails } from './heartbeat';
 
 // cli/commands/train.ts reads training heartbeats with this type and still imports it from here.
@@ -119,6 +126,8 @@ async function onCluster(
   const paths = clusterPaths(deps.config.clustersDir, access.clusterId);
   const dirs = (rank: number) => nodeDirs(access.homes[rank]!, input.dataset, key);
   const signal = cancellationSignal();
+  // An earlier attempt (a worker that died) may still be running on the nodes: stop it before starting again.
+  await stopTrainingOnNodes(paths, access, signal);
   await stageOnNodes(paths, access, dirs, dataDir, resume, signal);
   const args = (rank: number) => [
     '--data-dir',

@@ -1,5 +1,6 @@
 /** `recsys`: the command line of the platform. */
 import { Command } from 'commander';
+import { registerClusterCommand } from './commands/cluster';
 import { registerDriftCommand } from './commands/drift';
 import { registerEventCommand } from './commands/event';
 import { registerFeaturesCommand } from './commands/features';
@@ -24,6 +25,7 @@ registerSimulateCommand(program);
 registerDriftCommand(program);
 registerRetrainCommand(program);
 registerFeaturesCommand(program);
+registerClusterCommand(program);
 
 program.parseAsync(process.argv).then(
   () => process.exit(process.exitCode ?? 0),

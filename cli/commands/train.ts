@@ -10,6 +10,7 @@ import { EtlConfig } from '../../lib/dataset/etl-config';
 import { RAW_FORMATS } from '../../lib/dataset/raw-formats';
 import { parseSources, sourceUri, type SourceSpecInput } from '../../lib/dataset/source';
 import { sha256File } from '../../lib/files';
+import { parseClusterSpec } from '../../lib/cluster-spec';
 import { parseGateConfig } from '../../lib/gates/config';
 import { objectStore } from '../../lib/object-store';
 import { RecsysModel, RecsysTrigger } from '../../lib/search-attributes';
@@ -195,7 +196,27 @@ export function registerTrainCommand(program: Command): void {
     )
     .option('--epochs <n>', 'training epochs', (v) => Number(v))
     .option('--set <key=value...>', 'training config overrides', [])
-    .option('--nproc <n>', 'torchrun processes per node', (v) => Number(v), 2)
+    .option('--nproc <n>', 'torchrun processes per node (default 2 on this machine, 1 per node on a cluster)', (v) =>
+      Number(v),
+    )
+    .option(
+      '--target <target>',
+      'where to train: local (this worker), local-cluster (network namespaces on this machine), chameleon (GPU ' +
+        'nodes under a Blazar lease; see terraform/README.md)',
+      'local',
+    )
+    .option('--nodes <n>', 'nodes of a cluster target (torchrun --nnodes)', (v) => Number(v), 2)
+    .option(
+      '--max-lease-hours <h>',
+      'a cluster lease ends after this long, whatever happens (caps the cost)',
+      (v) => Number(v),
+      4,
+    )
+    .option(
+      '--chameleon <json>',
+      'Chameleon settings as JSON: {"siteKind":"baremetal|kvm","nodeType":"gpu_rtx_6000","cloud":"<clouds.yaml ' +
+        'cloud>","keyPair":"<nova key pair>"}',
+    )
     .option('--trigger <kind>', 'manual | schedule | drift', 'manual')
     .option('--id <workflowId>', 'workflow id (default: train-<model>-<dataset>-<time>)')
     .option('--force', 'train again even if these inputs were trained before (no step reuse)', false)
@@ -214,7 +235,11 @@ export function registerTrainCommand(program: Command): void {
         etl: string;
         epochs?: number;
         set: string[];
-        nproc: number;
+        nproc?: number;
+        target: string;
+        nodes: number;
+        maxLeaseHours: number;
+        chameleon?: string;
         trigger: 'manual' | 'schedule' | 'drift';
         id?: string;
         wait: boolean;
@@ -231,6 +256,18 @@ export function registerTrainCommand(program: Command): void {
         >['etl'];
         if (opts.source.length === 0 && opts.sourceSpec.length === 0)
           throw new Error('give the raw logs with --source (and --format) or --source-spec');
+        const cluster =
+          opts.target === 'local'
+            ? undefined
+            : parseClusterSpec(
+                {
+                  target: opts.target,
+                  nodes: opts.nodes,
+                  maxLeaseHours: opts.maxLeaseHours,
+                  ...(opts.chameleon ? { chameleon: JSON.parse(opts.chameleon) as unknown } : {}),
+                },
+                '--target/--nodes/--max-lease-hours/--chameleon',
+              );
         const sources = await stageSpecs(opts.dataset, sourcesFromArgs(opts.source, opts.sourceSpec, etl));
         const trainCfg = parseOverrides(opts.set);
         if (opts.epochs !== undefined) trainCfg.epochs = opts.epochs;
@@ -242,7 +279,8 @@ export function registerTrainCommand(program: Command): void {
             etl,
           },
           train: trainCfg,
-          nprocPerNode: opts.nproc,
+          nprocPerNode: opts.nproc ?? (cluster ? 1 : 2),
+          ...(cluster ? { cluster } : {}),
           trigger: opts.trigger,
           force: opts.force,
           gates: readJson(opts.gates),
