@@ -87,6 +87,7 @@ export async function runWorkerRanks(
     access.nodes.slice(1).map((node) =>
       runOnNode(paths, node, wrapperCommand(access.homes[node.rank]!, nprocPerNode, rdzvId, args(node.rank)), {
         signal,
+        holdStdin: true, // the wrapper runs for as long as this connection's stdin stays open
       }).catch((err: unknown) => {
         if (err instanceof CommandError)
           throw new Error(`training on ${node.name} (rank ${node.rank}) failed: ${err.message}`);

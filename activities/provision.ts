@@ -201,6 +201,13 @@ export function provisionActivities(deps: ActivityDeps, leaseServices?: LeaseSer
             recsys_manage_packages: !local,
             // Local nodes share this machine's programs: its system Python, not whatever interpreter discovery finds.
             ...(local ? { recsys_gloo_ifname: 'eth0', ansible_python_interpreter: '/usr/bin/python3' } : {}),
+            // CC-Ubuntu22.04 ships Python 3.10; models/requirements.lock is pinned on 3.11 (Ubuntu's python3.11).
+            ...(local
+              ? {}
+              : {
+                  recsys_python: 'python3.11',
+                  recsys_packages: ['python3.11', 'python3.11-venv', 'ca-certificates'],
+                }),
             recsys_code_src: REPO_ROOT,
           },
           signal: cancellationSignal(),

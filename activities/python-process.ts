@@ -43,6 +43,8 @@ export interface PythonRun {
    * starts torchrun there): `module` and `args` are then only for messages.
    */
   command?: { cmd: string; args: string[] };
+  /** Give the process a stdin pipe that stays open until it exits (a `command` that stops when its stdin closes). */
+  holdStdin?: boolean;
 }
 
 const KILL_GRACE_MS = 5000;
@@ -60,7 +62,7 @@ export async function runPython(run: PythonRun): Promise<PythonEvent> {
   const child = spawn(cmd, args, {
     cwd: REPO_ROOT,
     detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: [run.holdStdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
     env: {
       ...process.env,
       PYTHONUNBUFFERED: '1',
@@ -71,6 +73,7 @@ export async function runPython(run: PythonRun): Promise<PythonEvent> {
     },
   });
   const pid = child.pid!;
+  child.stdin?.on('error', () => undefined); // held open, never written: only its closing matters
   run.onStart?.(pid);
 
   const killGroup = (sig: NodeJS.Signals) => {
@@ -92,7 +95,7 @@ export async function runPython(run: PythonRun): Promise<PythonEvent> {
   if (run.signal?.aborted) onAbort();
 
   const stderr: string[] = [];
-  createInterface({ input: child.stderr }).on('line', (line) => {
+  createInterface({ input: child.stderr! }).on('line', (line) => {
     stderr.push(line);
     if (stderr.length > 60) stderr.shift();
   });
@@ -110,7 +113,7 @@ export async function runPython(run: PythonRun): Promise<PythonEvent> {
     handlerFailed = { error: err };
     onAbort();
   };
-  createInterface({ input: child.stdout }).on('line', (line) => {
+  createInterface({ input: child.stdout! }).on('line', (line) => {
     let event: PythonEvent;
     try {
       event = JSON.parse(line) as PythonEvent;

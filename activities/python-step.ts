@@ -144,6 +144,7 @@ async function python<R, E extends EventSchemas>(
     args: call.args,
     nprocPerNode: call.nprocPerNode,
     command: call.command,
+    holdStdin: call.command !== undefined,
     python: interpreter,
     signal,
     onStart: call.onStart,

@@ -24,6 +24,11 @@ export interface CommandRun {
   env?: NodeJS.ProcessEnv;
   /** Written to stdin, which is then closed. */
   input?: string | Buffer;
+  /**
+   * Keep stdin open (and empty) for as long as the command runs: for `ssh node <wrapper>`, whose wrapper stops its
+   * work when stdin closes, i.e. when this process (or the connection) is gone.
+   */
+  holdStdin?: boolean;
   signal?: AbortSignal;
   onLine?: (line: string, stream: 'stdout' | 'stderr') => void;
   /** How the command is named in errors (defaults to `cmd` and its first argument). */
@@ -77,7 +82,7 @@ export async function runCommand(run: CommandRun): Promise<CommandResult> {
   createInterface({ input: child.stdout }).on('line', follow('stdout'));
   createInterface({ input: child.stderr }).on('line', follow('stderr'));
   child.stdin.on('error', () => undefined); // a command that exits without reading its input
-  child.stdin.end(run.input ?? '');
+  if (!run.holdStdin) child.stdin.end(run.input ?? '');
 
   const code = await new Promise<number | null>((resolve, reject) => {
     child.on('error', reject);

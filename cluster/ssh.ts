@@ -33,6 +33,7 @@ export function sshArgs(paths: Pick<ClusterPaths, 'sshConfig'>, node: ClusterNod
 
 export interface RemoteRun {
   signal?: AbortSignal;
+  holdStdin?: boolean;
   onLine?: (line: string, stream: 'stdout' | 'stderr') => void;
   input?: string;
 }

@@ -47,7 +47,7 @@ export function parseClusterSpec(raw: unknown, where = 'cluster'): ClusterSpec {
       r.error.issues
         .map((i) => {
           let v: unknown = raw;
-          for (const k of i.path) v = (v as Record<PropertyKey, unknown> | undefined)?.[k as PropertyKey];
+          for (const k of i.path) v = (v as Record<PropertyKey, unknown> | undefined)?.[k];
           return `${i.path.join('.') || '(root)'}: ${i.message} (value: ${JSON.stringify(v)})`;
         })
         .join('; '),

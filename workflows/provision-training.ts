@@ -80,7 +80,7 @@ export async function provisionTraining(input: ProvisionTrainingInput): Promise<
     state.phase = p;
     show();
   };
-  const timed = async <T>(step: ProvisionStep, run: () => Promise<T>): Promise<T> => {
+  const timed = async <T>(step: ProvisionStep | `release: ${string}`, run: () => Promise<T>): Promise<T> => {
     const started = Date.now();
     try {
       return await run();
@@ -113,13 +113,13 @@ export async function provisionTraining(input: ProvisionTrainingInput): Promise<
   try {
     phase('leasing');
     // Registered first, so it runs last: the lease is given back after the nodes on it are gone.
-    saga.add('delete lease', () => deleteLease(base));
+    saga.add('delete lease', () => timed('release: delete lease', () => deleteLease(base)));
     const lease = await timed('lease', () => createLease(step('lease')));
     phase('waiting-for-lease');
     const active = await timed('await-lease', () => awaitLease({ ...step('await-lease'), leaseId: lease.id }));
 
     phase('applying');
-    saga.add('destroy nodes', () => destroyNodes(base));
+    saga.add('destroy nodes', () => timed('release: destroy', () => destroyNodes(base)));
     nodesSince = Date.now();
     const access = await timed('apply', () => applyNodes({ ...step('apply'), lease: active }));
     state.nodes = access.nodes.map((n) => n.privateAddress);
@@ -128,7 +128,7 @@ export async function provisionTraining(input: ProvisionTrainingInput): Promise<
     await timed('configure', () => configureNodes({ ...step('configure'), access }));
 
     phase('training');
-    saga.add('stop training', () => stopTraining({ ...base, access }));
+    saga.add('stop training', () => timed('release: stop training', () => stopTraining({ ...base, access })));
     // The lease ends after maxLeaseHours whatever happens; training stops with it instead of running on a dead lease.
     const run = timed('train', () =>
       CancellationScope.withTimeout(`${input.cluster.maxLeaseHours} hours`, () =>

@@ -95,7 +95,16 @@ describe('provisionTraining saga (mocked activities, time skipping)', () => {
     expect(result.training).toEqual(TRAINED);
     expect(result.cluster.phase).toBe('released');
     expect(result.cluster.undone).toEqual(['stop training', 'destroy nodes', 'delete lease']);
-    expect(result.cluster.steps.map((s) => s.step)).toEqual(['lease', 'await-lease', 'apply', 'configure', 'train']);
+    expect(result.cluster.steps.map((s) => s.step)).toEqual([
+      'lease',
+      'await-lease',
+      'apply',
+      'configure',
+      'train',
+      'release: stop training',
+      'release: destroy',
+      'release: delete lease',
+    ]);
     expect(result.cluster.nodes).toEqual(['10.231.1.10', '10.231.1.11']);
     // Every step names the same cluster, derived from the workflow id.
     const ids = new Set(calls.filter((c) => c.name !== 'train').map((c) => c.input.clusterId));
