@@ -179,10 +179,21 @@ echo
 curl -sS "$PROD_HTTP/v1/recommend" -H 'content-type: application/json' -d "{\"user_id\": \"$user\", \"k\": 5}"
 echo
 
+# --- the production training path, on this machine: two "nodes" (network namespaces), provisioned and released -------
+log "cluster: training across two nodes (network namespaces: tofu apply, ansible over ssh, torchrun --nnodes 2)"
+cluster_wf="train-$MODEL-cluster-$(date -u +%Y%m%dT%H%M%SZ)"
+$RECSYS train --model "$MODEL-cluster" --dataset ml-100k --source "$early" --format recbole \
+  --etl '{"ratingRange":[1,5]}' --validation infra/demo/validation.json --epochs 3 --no-rollout \
+  --target local-cluster --nodes 2 --max-lease-hours 1 --id "$cluster_wf" --wait | tail -n 12
+log "cluster: the saga's steps and cost clock (every node released: nothing is left running)"
+$RECSYS cluster status "provision-$cluster_wf"
+$RECSYS cluster sweeper --every 15m
+t5=$SECONDS
+
 cat <<MSG
 
 Demo finished: data + worker $((t1 - t0)) s, v1 training + rollout $((t2 - t1)) s, v2 training + rollout $((t3 - t2)) s,
-drift loop + schedule $((t4 - t3)) s. The loop: drift injected at +0 s → confirmed and retrain started at +$((t_retrain - t_inject)) s
+drift loop + schedule $((t4 - t3)) s, online path + two-node training $((t5 - t4)) s. The loop: drift injected at +0 s → confirmed and retrain started at +$((t_retrain - t_inject)) s
 → $(if [[ -n "$v3" ]]; then echo "new champion v$v3"; else echo "retrain ended without a rollout"; fi) at +$((t_champion - t_inject)) s.
   Drift            $RECSYS drift status $MODEL    $RECSYS drift report $MODEL
   Web UI search    RecsysModel="$MODEL" AND RecsysTrigger="drift"   (the retrain and its rollout)
@@ -195,5 +206,6 @@ drift loop + schedule $((t4 - t3)) s. The loop: drift injected at +0 s → confi
   HTTP/JSON        curl $PROD_HTTP/v1/recommend -H 'content-type: application/json' -d '{"user_id": "196", "k": 5}'
   Prometheus       $PROMETHEUS_URL/graph   (recsys:requests:rate1m, recsys:request_errors:ratio_rate1m, ...)
   Rollouts         $RECSYS rollout history $MODEL
+  Clusters         $RECSYS cluster status provision-$cluster_wf   (Web UI: RecsysClusterPhase, RecsysNodeHours)
 The stack, the worker and the production replicas keep running; stop them all with: make stack-down
 MSG
