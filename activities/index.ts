@@ -13,6 +13,7 @@ import { evaluationActivities } from './evaluation';
 import { exportActivities } from './export';
 import { featureActivities } from './features';
 import { gateActivities } from './gates';
+import { ChameleonLeases } from '../cluster/chameleon-leases';
 import { provisionActivities } from './provision';
 import { quantizationActivities } from './quantization';
 import { registryActivities } from './registry';
@@ -36,7 +37,8 @@ export function createActivities(deps: ActivityDeps = defaultDeps()) {
     ...retrainActivities(deps),
     ...driftActivities(deps),
     ...featureActivities(deps),
-    ...provisionActivities(deps),
+    // Chameleon's leases from clouds.yaml on this controller (never from workflow payloads).
+    ...provisionActivities(deps, (spec) => new ChameleonLeases(spec.chameleon!, spec.maxLeaseHours)),
   };
 }
 

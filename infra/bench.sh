@@ -6,6 +6,8 @@ cd "$REPO_DIR"
 inter=$(bash infra/fetch-movielens.sh)
 node_modules/.bin/tsx bench/etl.ts 3
 node_modules/.bin/tsx bench/training.ts 3
+# Multi-node: two network-namespace nodes vs one node x 2 vs one process, and the provisioning saga's step times.
+node_modules/.bin/tsx bench/multi-node.ts 3
 node_modules/.bin/tsx bench/pipeline.ts "$inter"
 # Quality first: it caches the trained models (~/.cache/recsys/bench/quality) that quantization reuses.
 node_modules/.bin/tsx bench/quality.ts "$inter"

@@ -11,8 +11,10 @@ export type ClusterTarget = (typeof CLUSTER_TARGETS)[number];
 export const ChameleonSpec = z.strictObject({
   /** baremetal: CHI@TACC / CHI@UC GPU nodes; kvm: KVM@TACC GPU virtual machines. */
   siteKind: z.enum(['baremetal', 'kvm']),
-  /** Blazar node type, e.g. gpu_rtx_6000. */
+  /** Blazar node type of bare-metal nodes, e.g. gpu_rtx_6000. */
   nodeType: z.string().regex(/^[a-z0-9_]+$/),
+  /** KVM@TACC: the id of the GPU flavor to reserve instances of (a flavor:instance reservation). */
+  flavorId: z.string().min(1).optional(),
   /** The cloud in clouds.yaml (OS_CLOUD). */
   cloud: z.string().min(1),
   /** The Nova key pair whose private half the controller holds. */
@@ -22,6 +24,7 @@ export const ChameleonSpec = z.strictObject({
   sshUser: z.string().min(1).optional(),
 });
 export type ChameleonSpec = z.infer<typeof ChameleonSpec>;
+const kvmHasFlavor = (c: ChameleonSpec | undefined) => c?.siteKind !== 'kvm' || c.flavorId !== undefined;
 
 export const ClusterSpec = z
   .strictObject({
@@ -35,6 +38,10 @@ export const ClusterSpec = z
   .refine((s) => s.target !== 'chameleon' || s.chameleon !== undefined, {
     message: 'target chameleon needs the chameleon settings (siteKind, nodeType, cloud, keyPair)',
     path: ['chameleon'],
+  })
+  .refine((s) => kvmHasFlavor(s.chameleon), {
+    message: 'siteKind kvm reserves instances of a flavor: give chameleon.flavorId',
+    path: ['chameleon', 'flavorId'],
   });
 export type ClusterSpec = z.infer<typeof ClusterSpec>;
 
