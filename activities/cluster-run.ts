@@ -48,6 +48,8 @@ export async function stageOnNodes(
 
 /** The remote command line of one node's wrapper. */
 export function wrapperCommand(home: string, nprocPerNode: number, rdzvId: string, args: readonly string[]): string {
+  if (!Number.isInteger(nprocPerNode) || nprocPerNode < 1)
+    throw new Error(`nprocPerNode must be a positive integer, got ${JSON.stringify(nprocPerNode)}`);
   return [
     `NPROC_PER_NODE=${nprocPerNode}`,
     `RDZV_ID=${shellQuote(rdzvId)}`,

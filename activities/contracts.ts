@@ -463,6 +463,8 @@ export interface LeaseInfo {
   reservationId?: string;
   flavorId?: string;
   endsAt: string;
+  /** When the lease ends (and the nodes with it), epoch ms: training must be done and released before. */
+  endsAtMs: number;
 }
 
 /** How the controller reaches a provisioned cluster; ssh settings live in the cluster's state directory. */
@@ -489,4 +491,6 @@ export interface SweptCluster {
   owner?: string;
   reason: string;
   removed: string[];
+  /** Why it could not be swept this time (the next sweep tries again). */
+  error?: string;
 }

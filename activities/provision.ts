@@ -99,7 +99,9 @@ export function provisionActivities(deps: ActivityDeps, leaseServices?: LeaseSer
         node_count: cluster.nodes,
         reservation_id: lease?.reservationId ?? '',
         ...(c.siteKind === 'kvm' && lease?.flavorId ? { flavor_id: lease.flavorId } : {}),
-        key_pair: c.keyPair,
+        // The run's own key, registered as a key pair named after the run; an operator's key pair only on request.
+        ssh_public_key_path: paths.publicKey,
+        ...(c.keyPair ? { key_pair: c.keyPair } : {}),
         ...(c.image ? { image_name: c.image } : {}),
         ...(c.network ? { network_name: c.network } : {}),
         ...(c.sshUser ? { ssh_user: c.sshUser } : {}),
@@ -119,6 +121,42 @@ export function provisionActivities(deps: ActivityDeps, leaseServices?: LeaseSer
     );
   };
 
+  /** Sweeps one cluster when its owner is gone; undefined when its owner still runs. */
+  const sweepOne = async (id: string, dryRun: boolean): Promise<SweptCluster | undefined> => {
+    const client = Context.current().client;
+    const paths = pathsOf(id);
+    const owner = await readOwner(paths);
+    let reason = 'no owner record';
+    if (owner) {
+      try {
+        const d = await client.workflow.getHandle(owner.workflowId).describe();
+        if (d.status.name === 'RUNNING') return undefined;
+        reason = `owner ${owner.workflowId} is ${d.status.name.toLowerCase()}`;
+      } catch (err) {
+        if (!(err instanceof WorkflowNotFoundError)) throw err;
+        reason = `owner ${owner.workflowId} does not exist`;
+      }
+    }
+    const removed: string[] = [];
+    if (dryRun) return { clusterId: id, owner: owner?.workflowId, reason, removed };
+    const spec: ClusterSpec = owner?.cluster ?? { target: 'local-cluster', nodes: owner?.nodes ?? 1, maxLeaseHours: 1 };
+    const step: ProvisionStepInput = { clusterId: id, workflowId: owner?.workflowId ?? '', cluster: spec };
+    // Destroy runs with the variables apply used (kept in the state directory's copy of the code).
+    if (await tofuDestroy(tofuRun(step, undefined, () => undefined))) removed.push('nodes (tofu destroy)');
+    if (spec.target === 'local-cluster') {
+      await sweepLocalNodes(tools().nodesScript, clustersDir, id);
+      removed.push('namespaces');
+    }
+    const leases = leasesFor(spec);
+    for (const lease of await leases.list(leaseNameOf(id))) {
+      await leases.delete(lease.id);
+      removed.push(`lease ${lease.name}`);
+    }
+    await removeClusterState(paths);
+    removed.push('state');
+    return { clusterId: id, owner: owner?.workflowId, reason, removed };
+  };
+
   return {
     /** The lease, created when missing (by name: a retried step finds its earlier attempt's lease). */
     createLease: async (input: ProvisionStepInput): Promise<LeaseInfo> => {
@@ -128,6 +166,7 @@ export function provisionActivities(deps: ActivityDeps, leaseServices?: LeaseSer
         workflowId: input.workflowId,
         target: input.cluster.target,
         nodes: input.cluster.nodes,
+        cluster: input.cluster,
         createdAt: new Date().toISOString(),
       });
       const lease = await leasesFor(input.cluster).ensure({
@@ -205,6 +244,8 @@ export function provisionActivities(deps: ActivityDeps, leaseServices?: LeaseSer
             ...(local
               ? {}
               : {
+                  // eno1/enp*/ens3 by site and node type: the NIC of the default route, which holds sharednet1.
+                  recsys_gloo_ifname: "{{ ansible_facts['default_ipv4']['interface'] }}",
                   recsys_python: 'python3.11',
                   recsys_packages: ['python3.11', 'python3.11-venv', 'ca-certificates'],
                 }),
@@ -254,45 +295,21 @@ export function provisionActivities(deps: ActivityDeps, leaseServices?: LeaseSer
      * owning workflow is no longer running is destroyed, its lease deleted and its state removed.
      */
     sweepClusters: async (input: { dryRun?: boolean } = {}): Promise<SweptCluster[]> => {
-      const client = Context.current().client;
       const ids = new Set<string>(await clusterDirs(clustersDir));
       for (const id of await listLocalNodeClusters(tools().nodesScript, clustersDir)) ids.add(id);
       for (const lease of await localLeases.list('recsys-')) ids.add(lease.name.slice('recsys-'.length));
       const swept: SweptCluster[] = [];
       for (const id of ids) {
-        const paths = pathsOf(id);
-        const owner = await readOwner(paths);
-        let reason = 'no owner record';
-        if (owner) {
-          try {
-            const d = await client.workflow.getHandle(owner.workflowId).describe();
-            if (d.status.name === 'RUNNING') continue;
-            reason = `owner ${owner.workflowId} is ${d.status.name.toLowerCase()}`;
-          } catch (err) {
-            if (!(err instanceof WorkflowNotFoundError)) throw err;
-            reason = `owner ${owner.workflowId} does not exist`;
-          }
+        try {
+          const found = await heartbeating(
+            () => ({ clusterId: id, swept: swept.length }),
+            () => sweepOne(id, input.dryRun === true),
+          );
+          if (found) swept.push(found);
+        } catch (err) {
+          // One cluster that cannot be swept now (a cloud that is down) must not keep the others alive.
+          swept.push({ clusterId: id, reason: 'sweep failed', removed: [], error: String(err) });
         }
-        const removed: string[] = [];
-        if (!input.dryRun) {
-          const target = owner?.target ?? 'local-cluster';
-          const spec: ClusterSpec = { target, nodes: owner?.nodes ?? 1, maxLeaseHours: 1 };
-          const step: ProvisionStepInput = { clusterId: id, workflowId: owner?.workflowId ?? '', cluster: spec };
-          if (target === 'local-cluster') {
-            if (await tofuDestroy(tofuRun(step, undefined, () => undefined)).catch(() => false))
-              removed.push('nodes (tofu destroy)');
-            await sweepLocalNodes(tools().nodesScript, clustersDir, id);
-            removed.push('namespaces');
-          } else if (await tofuDestroy(tofuRun(step, undefined, () => undefined))) removed.push('nodes (tofu destroy)');
-          const leases = target === 'local-cluster' ? localLeases : leasesFor(spec);
-          for (const lease of await leases.list(leaseNameOf(id))) {
-            await leases.delete(lease.id);
-            removed.push(`lease ${lease.name}`);
-          }
-          await removeClusterState(paths);
-          removed.push('state');
-        }
-        swept.push({ clusterId: id, owner: owner?.workflowId, reason, removed });
       }
       return swept;
     },

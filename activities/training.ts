@@ -105,13 +105,21 @@ interface Placement {
   started: (pid: number) => void;
   /** A file rank 0 wrote, as a local path (fetched from the node when remote). */
   local: (file: string, name: string) => Promise<string>;
+  /** Stops whatever is still running elsewhere (the other ranks' ssh sessions) once rank 0 is done or failed. */
+  close: () => void;
 }
 
 function onThisMachine(input: TrainInput, dir: string, dataDir: string, resume: string | undefined): Placement {
   const args = ['--data-dir', dataDir, '--out-dir', dir, '--config-json', JSON.stringify(input.config)];
   args.push('--supervisor-pid', String(process.pid));
   if (resume) args.push('--resume', resume);
-  return { args, peers: Promise.resolve(), started: () => undefined, local: (file) => Promise.resolve(file) };
+  return {
+    args,
+    peers: Promise.resolve(),
+    started: () => undefined,
+    local: (file) => Promise.resolve(file),
+    close: () => undefined,
+  };
 }
 
 async function onCluster(
@@ -141,7 +149,8 @@ async function onCluster(
   // The rendezvous id names this attempt's job, so a retry never joins a stale one.
   const rdzvId = `${key}-${Date.now().toString(36)}`;
   const stopPeers = new AbortController();
-  signal?.addEventListener('abort', () => stopPeers.abort(), { once: true });
+  const onCancel = () => stopPeers.abort();
+  signal?.addEventListener('abort', onCancel, { once: true });
   let rank0Pid: number | undefined;
   const peers = runWorkerRanks(paths, access, input.nprocPerNode, rdzvId, args, stopPeers.signal).catch(
     (err: unknown) => {
@@ -160,6 +169,11 @@ async function onCluster(
     command: rank0Command(paths, access, input.nprocPerNode, rdzvId, args),
     peers,
     started: (pid) => (rank0Pid = pid),
+    close: () => {
+      rank0Pid = undefined; // exited: its pid may be reused
+      stopPeers.abort();
+      signal?.removeEventListener('abort', onCancel);
+    },
     local: async (file, name) => {
       const local = path.join(dir, name);
       await fetchFromRank0(paths, access, file, local, signal);
@@ -221,7 +235,12 @@ export function trainingActivities(deps: ActivityDeps) {
               ctx.heartbeat({ pid });
             },
           });
-          const [result] = await Promise.all([rank0, where.peers]);
+          let result: z.infer<typeof PyResult>;
+          try {
+            [result] = await Promise.all([rank0, where.peers]);
+          } finally {
+            where.close();
+          }
 
           ctx.heartbeat({ stage: 'upload' });
           const modelUri = `${prefix}model.pt`;

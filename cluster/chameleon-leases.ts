@@ -6,6 +6,7 @@
 import { BlazarClient, type Lease } from '../lib/chameleon/blazar';
 import { loadCloud } from '../lib/chameleon/clouds-yaml';
 import { KeystoneSession } from '../lib/chameleon/keystone';
+import { parseBlazarDate } from '../lib/chameleon/lease-request';
 import type { ChameleonSpec } from '../lib/cluster-spec';
 import type { LeaseRecord, LeaseRequest, LeaseService } from './leases';
 
@@ -42,6 +43,7 @@ export class ChameleonLeases implements LeaseService {
       ...(this.spec.siteKind === 'kvm' && reservationId ? { flavorId: reservationId } : {}),
       nodes: compute?.max ?? compute?.amount ?? 0,
       endsAt: lease.end_date,
+      endsAtMs: parseBlazarDate(lease.end_date).getTime(),
     };
   }
 

@@ -35,6 +35,9 @@ export interface CommandRun {
   label?: string;
   /** Lines kept for the error message. */
   tailLines?: number;
+  /** The signal an abort sends first (SIGTERM), and how long before SIGKILL follows (5 s). */
+  stopSignal?: NodeJS.Signals;
+  stopGraceMs?: number;
 }
 
 export interface CommandResult {
@@ -64,8 +67,8 @@ export async function runCommand(run: CommandRun): Promise<CommandResult> {
   let killTimer: NodeJS.Timeout | undefined;
   const onAbort = () => {
     if (killTimer !== undefined) return;
-    killGroup('SIGTERM');
-    killTimer = setTimeout(() => killGroup('SIGKILL'), KILL_GRACE_MS);
+    killGroup(run.stopSignal ?? 'SIGTERM');
+    killTimer = setTimeout(() => killGroup('SIGKILL'), run.stopGraceMs ?? KILL_GRACE_MS);
   };
   run.signal?.addEventListener('abort', onAbort, { once: true });
   if (run.signal?.aborted) onAbort();

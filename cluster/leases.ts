@@ -17,6 +17,8 @@ export const LeaseRecord = z.object({
   flavorId: z.string().optional(),
   nodes: z.number().int(),
   endsAt: z.string(),
+  /** endsAt as epoch ms (Blazar writes its dates without a zone; UTC). */
+  endsAtMs: z.number(),
 });
 export type LeaseRecord = z.infer<typeof LeaseRecord>;
 
@@ -61,11 +63,17 @@ export class LocalLeases implements LeaseService {
       reservationId: req.name,
       nodes: req.nodes,
       endsAt: req.endsAt.toISOString(),
+      endsAtMs: req.endsAt.getTime(),
     };
     await fs.mkdir(this.dir, { recursive: true });
-    const partial = `${this.file(req.name)}.partial`;
-    await fs.writeFile(partial, JSON.stringify(record, null, 2));
-    await fs.rename(partial, this.file(req.name));
+    // Per writer, and removed on failure: a killed write leaves no half record to be read as a lease.
+    const partial = `${this.file(req.name)}.${process.pid}.partial`;
+    try {
+      await fs.writeFile(partial, JSON.stringify(record, null, 2));
+      await fs.rename(partial, this.file(req.name));
+    } finally {
+      await fs.rm(partial, { force: true });
+    }
     return record;
   }
 

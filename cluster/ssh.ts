@@ -61,7 +61,7 @@ export async function copyDirToNode(
   remoteDir: string,
   signal?: AbortSignal,
 ): Promise<void> {
-  const tar = spawn('tar', ['-C', localDir, '-cf', '-', '.'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const tar = spawn('tar', ['-C', localDir, '-cf', '-', '.'], { stdio: ['ignore', 'pipe', 'pipe'], signal });
   const ssh = spawn(
     'ssh',
     [...sshArgs(paths, node), `mkdir -p ${shellQuote(remoteDir)} && tar -C ${shellQuote(remoteDir)} -xf -`],
@@ -75,8 +75,11 @@ export async function copyDirToNode(
       p.on('error', () => resolve(-1));
       p.on('close', (c) => resolve(c));
     });
-  tar.stdout.pipe(ssh.stdin);
+  // A pipeline, not pipe(): ssh exiting early (a dead node, a cancel) is an EPIPE to report, not an unhandled error,
+  // and tar is stopped rather than left blocked on a full pipe.
+  const piped = pipeline(tar.stdout, ssh.stdin).catch(() => tar.kill('SIGKILL'));
   const [tc, sc] = await Promise.all([exited(tar), exited(ssh)]);
+  await piped;
   if (tc !== 0 || sc !== 0)
     throw new CommandError(`copy ${localDir} to ${node.name}:${remoteDir}`, sc !== 0 ? sc : tc, stderr.trim());
 }

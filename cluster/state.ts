@@ -14,6 +14,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { CLUSTER_ID, checkClusterId } from '../lib/cluster-id';
+import { ClusterSpec } from '../lib/cluster-spec';
 import { runCommand } from './command';
 
 export { CLUSTER_ID, checkClusterId, clusterIdOf } from '../lib/cluster-id';
@@ -54,20 +55,27 @@ export const ClusterOwner = z.object({
   workflowId: z.string(),
   target: z.enum(['local-cluster', 'chameleon']),
   nodes: z.number().int(),
+  /** The spec it was made with: the sweeper destroys it (and deletes its lease) with the same settings. */
+  cluster: ClusterSpec.optional(),
   createdAt: z.string(),
 });
 export type ClusterOwner = z.infer<typeof ClusterOwner>;
 
 export async function writeOwner(paths: ClusterPaths, owner: ClusterOwner): Promise<void> {
   await fs.mkdir(paths.dir, { recursive: true, mode: 0o700 });
-  await fs.writeFile(paths.owner, JSON.stringify(owner, null, 2));
+  await fs.writeFile(`${paths.owner}.partial`, JSON.stringify(owner, null, 2));
+  await fs.rename(`${paths.owner}.partial`, paths.owner); // whole or absent: the sweeper reads it
 }
 
 export async function readOwner(paths: ClusterPaths): Promise<ClusterOwner | undefined> {
   const raw = await fs.readFile(paths.owner, 'utf8').catch(() => undefined);
   if (raw === undefined) return undefined;
-  const parsed = ClusterOwner.safeParse(JSON.parse(raw));
-  return parsed.success ? parsed.data : undefined;
+  try {
+    const parsed = ClusterOwner.safeParse(JSON.parse(raw));
+    return parsed.success ? parsed.data : undefined;
+  } catch {
+    return undefined; // unreadable: treated as ownerless
+  }
 }
 
 /** The cluster ids that have a state directory. */

@@ -56,6 +56,10 @@ async function tofu(run: TofuRun, args: string[]): Promise<string> {
     env: tofuEnv(run),
     signal: run.signal,
     label: `tofu ${args[0]} (${run.root})`,
+    // tofu stops gracefully on SIGINT (in-flight creates finish and are recorded in the state); a SIGKILL mid-create
+    // would leave resources the state does not know.
+    stopSignal: 'SIGINT',
+    stopGraceMs: 10 * 60_000,
     onLine: (line) => run.onLine?.(line),
   });
   return stdout;
@@ -83,7 +87,7 @@ async function writeRunFiles(run: TofuRun): Promise<void> {
 
 export async function tofuApply(run: TofuRun): Promise<ClusterOutputs> {
   await prepare(run);
-  await tofu(run, ['apply', '-input=false', '-auto-approve', '-no-color']);
+  await tofu(run, ['apply', '-input=false', '-auto-approve', '-no-color', '-lock-timeout=10m']);
   const out = TofuOutputs.safeParse(JSON.parse(await tofu(run, ['output', '-json', '-no-color'])));
   if (!out.success)
     throw new Error(
@@ -96,7 +100,11 @@ export async function tofuApply(run: TofuRun): Promise<ClusterOutputs> {
   };
 }
 
-/** Destroys what the state holds; a cluster that was never applied (no state) has nothing to destroy. */
+/**
+ * Destroys what the state holds; a cluster that was never applied (no state) has nothing to destroy. The variables
+ * apply ran with are kept in the copy and used as they are (a destroy must not need the lease's reservation again);
+ * `run.vars` only matter when the copy is gone.
+ */
 export async function tofuDestroy(run: TofuRun): Promise<boolean> {
   const hasState = await fs.access(run.paths.tfstate).then(
     () => true,
@@ -108,10 +116,7 @@ export async function tofuDestroy(run: TofuRun): Promise<boolean> {
   );
   if (!hasState) return false;
   if (!hasCode) await prepare(run);
-  else {
-    await writeRunFiles(run);
-    await tofu(run, ['init', '-input=false', '-no-color']);
-  }
-  await tofu(run, ['destroy', '-input=false', '-auto-approve', '-no-color']);
+  else await tofu(run, ['init', '-input=false', '-no-color']);
+  await tofu(run, ['destroy', '-input=false', '-auto-approve', '-no-color', '-lock-timeout=10m']);
   return true;
 }

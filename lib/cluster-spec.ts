@@ -17,8 +17,11 @@ export const ChameleonSpec = z.strictObject({
   flavorId: z.string().min(1).optional(),
   /** The cloud in clouds.yaml (OS_CLOUD). */
   cloud: z.string().min(1),
-  /** The Nova key pair whose private half the controller holds. */
-  keyPair: z.string().min(1),
+  /**
+   * A key pair registered at the site, for the nodes to trust besides the run's own key. Unset (the default), the run
+   * registers its own key (made on the controller, destroyed with the run), which is what the platform's ssh uses.
+   */
+  keyPair: z.string().min(1).optional(),
   image: z.string().min(1).optional(),
   network: z.string().min(1).optional(),
   sshUser: z.string().min(1).optional(),
@@ -36,7 +39,7 @@ export const ClusterSpec = z
     chameleon: ChameleonSpec.optional(),
   })
   .refine((s) => s.target !== 'chameleon' || s.chameleon !== undefined, {
-    message: 'target chameleon needs the chameleon settings (siteKind, nodeType, cloud, keyPair)',
+    message: 'target chameleon needs the chameleon settings (siteKind, nodeType, cloud)',
     path: ['chameleon'],
   })
   .refine((s) => kvmHasFlavor(s.chameleon), {

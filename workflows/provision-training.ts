@@ -37,7 +37,11 @@ const { createLease, awaitLease, applyNodes, configureNodes } = proxyActivities<
 const { stopTraining, destroyNodes, deleteLease } = proxyActivities<Activities>(releaseOptions);
 const { train } = proxyActivities<Activities>(trainOptions);
 
-const CLOCK_EVERY = '1 minute';
+// Each tick is a timer and a workflow task in the history: every 10 minutes keeps a week-long lease far from the
+// history limit, and the query computes node-hours at any moment.
+const CLOCK_EVERY = '10 minutes';
+/** Time kept at the end of a lease to fetch the model and release the nodes before the lease takes them. */
+const RELEASE_MARGIN_MS = 15 * 60_000;
 
 export async function provisionTraining(input: ProvisionTrainingInput): Promise<ProvisionTrainingResult> {
   const info = workflowInfo();
@@ -52,12 +56,15 @@ export async function provisionTraining(input: ProvisionTrainingInput): Promise<
     undone: [],
     undoFailed: [],
   };
-  setHandler(clusterStateQuery, () => state);
   let nodesSince: number | undefined;
+  const nodeHoursNow = () =>
+    nodesSince === undefined
+      ? state.nodeHours
+      : Math.round(((input.cluster.nodes * (Date.now() - nodesSince)) / 3_600_000) * 1e4) / 1e4;
+  setHandler(clusterStateQuery, () => ({ ...state, nodeHours: nodeHoursNow() }));
 
   const show = () => {
-    if (nodesSince !== undefined)
-      state.nodeHours = Math.round(((input.cluster.nodes * (Date.now() - nodesSince)) / 3_600_000) * 1e4) / 1e4;
+    state.nodeHours = nodeHoursNow();
     upsertSearchAttributes([
       { key: RecsysClusterPhase, value: state.phase },
       { key: RecsysClusterNodes, value: input.cluster.nodes },
@@ -103,13 +110,13 @@ export async function provisionTraining(input: ProvisionTrainingInput): Promise<
       if (o.error) state.undoFailed.push(`${o.what}: ${o.error}`);
       else state.undone.push(o.what);
     });
-    state.nodeHours = nodesSince === undefined ? 0 : state.nodeHours;
     show();
-    nodesSince = undefined;
+    nodesSince = undefined; // the clock stops with the nodes
     return failed;
   };
 
   let training: TrainResult;
+  let run: Promise<TrainResult> | undefined;
   try {
     phase('leasing');
     // Registered first, so it runs last: the lease is given back after the nodes on it are gone.
@@ -129,12 +136,14 @@ export async function provisionTraining(input: ProvisionTrainingInput): Promise<
 
     phase('training');
     saga.add('stop training', () => timed('release: stop training', () => stopTraining({ ...base, access })));
-    // The lease ends after maxLeaseHours whatever happens; training stops with it instead of running on a dead lease.
-    const run = timed('train', () =>
-      CancellationScope.withTimeout(`${input.cluster.maxLeaseHours} hours`, () =>
-        train({ ...input.train, cluster: access }),
-      ),
-    );
+    // The lease ends when it ends, whatever happens: training stops in time to fetch the model and release the nodes.
+    const left = active.endsAtMs - Date.now() - RELEASE_MARGIN_MS;
+    if (left <= 0)
+      throw ApplicationFailure.nonRetryable(
+        `the lease ends at ${active.endsAt}: no time left to train (raise maxLeaseHours)`,
+        'LeaseTooShort',
+      );
+    run = timed('train', () => CancellationScope.withTimeout(left, () => train({ ...input.train, cluster: access })));
     let done = false;
     void run.then(
       () => (done = true),
@@ -145,9 +154,20 @@ export async function provisionTraining(input: ProvisionTrainingInput): Promise<
       show(); // the cost clock ticks in the Web UI while the nodes train
     }
     training = await run;
+    run = undefined;
     if (input.injectFault === 'train')
       throw ApplicationFailure.nonRetryable('fault injected after train', 'InjectedFault');
   } catch (err) {
+    // A cancel reaches this catch at once; the training activity stops at its next heartbeat. Release only after it
+    // has (WAIT_CANCELLATION_COMPLETED settles the promise then), never under a still-running torchrun.
+    const training = run;
+    if (training)
+      await CancellationScope.nonCancellable(() =>
+        training.then(
+          () => undefined,
+          () => undefined,
+        ),
+      );
     await release();
     phase('failed');
     throw err;

@@ -38,9 +38,10 @@ namespaces_of() {
 }
 
 # Parallel `tofu apply` creates nodes at once: one lock per cluster around bridge and namespace changes.
+# The lock file lives outside the directories sweep removes, so every caller locks the same file.
 with_lock() {
-  mkdir -p "$CLUSTERS_DIR/$1/netns"
-  exec 9>"$CLUSTERS_DIR/$1/netns/.lock"
+  mkdir -p "$CLUSTERS_DIR/.locks"
+  exec 9>"$CLUSTERS_DIR/.locks/$1.lock"
   flock -w 60 9 || die "cluster $1: timed out waiting for the lock"
 }
 
@@ -59,10 +60,9 @@ up() {
   addr="$prefix.$((10 + i))"
   with_lock "$id"
 
-  if ! ip link show "$bridge" >/dev/null 2>&1; then
-    ip link add "$bridge" type bridge
-    ip addr add "$prefix.1/24" dev "$bridge"
-  fi
+  # `replace`, not `add`: an up interrupted between creating a link and addressing it is completed by the next one.
+  ip link show "$bridge" >/dev/null 2>&1 || ip link add "$bridge" type bridge
+  ip addr replace "$prefix.1/24" dev "$bridge"
   ip link set "$bridge" up
 
   mkdir -p "/etc/netns/$ns" "$dir"
@@ -72,11 +72,12 @@ up() {
   ip netns list | awk '{print $1}' | grep -qx "$ns" || ip netns add "$ns"
   if ! ip netns exec "$ns" ip link show eth0 >/dev/null 2>&1; then
     ip link del "$veth" 2>/dev/null || true
+    ip netns exec "$ns" ip link del "${veth}p" 2>/dev/null || true
     ip link add "$veth" type veth peer name "${veth}p"
     ip link set "${veth}p" netns "$ns"
     ip netns exec "$ns" ip link set "${veth}p" name eth0
-    ip netns exec "$ns" ip addr add "$addr/24" dev eth0
   fi
+  ip netns exec "$ns" ip addr replace "$addr/24" dev eth0
   ip link set "$veth" master "$bridge"
   ip link set "$veth" up
   ip netns exec "$ns" ip link set lo up
@@ -167,6 +168,7 @@ sweep() {
   done
   remove_bridge_if_unused "$id"
   rm -rf "$CLUSTERS_DIR/$id/netns"
+  rm -f "$CLUSTERS_DIR/.locks/$id.lock"
   echo "cluster $id: swept"
 }
 

@@ -32,8 +32,20 @@ variable "node_count" {
 }
 
 variable "key_pair" {
-  description = "Name of the key pair registered at the site."
+  description = "Name of a key pair registered at the site (used when ssh_public_key_path is null)."
   type        = string
+  default     = null
+
+  validation {
+    condition     = var.key_pair != null || var.ssh_public_key_path != null
+    error_message = "give key_pair (a registered key pair) or ssh_public_key_path (the run's own key)."
+  }
+}
+
+variable "ssh_public_key_path" {
+  description = "The run's public key (the controller's <state dir>/id_ed25519.pub), registered as a key pair named cluster_name."
+  type        = string
+  default     = null
 }
 
 variable "image_name" {

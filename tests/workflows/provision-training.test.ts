@@ -33,7 +33,15 @@ const ACCESS = {
   homes: ['/h/node0', '/h/node1'],
   rdzvEndpoint: '10.231.1.10:29500',
 };
-const LEASE = { id: 'l', name: 'recsys-c', status: 'ACTIVE', reservationId: 'r', endsAt: '2026-12-02T00:00:00Z' };
+const ENDS = Date.parse('2036-12-01T00:00:00Z');
+const LEASE = {
+  id: 'l',
+  name: 'recsys-c',
+  status: 'ACTIVE',
+  reservationId: 'r',
+  endsAt: '2036-12-01 00:00',
+  endsAtMs: ENDS,
+};
 
 const happy = (): MockActivities => ({
   createLease: () => LEASE,
@@ -164,6 +172,17 @@ describe('provisionTraining saga (mocked activities, time skipping)', () => {
     expect(names().slice(names().indexOf('train') + 1)).toEqual(UNDO);
     const state = await handle.query(clusterStateQuery);
     expect(state.undone).toEqual(['stop training', 'destroy nodes', 'delete lease']);
+  });
+
+  test('a lease that ends too soon for training releases everything before it starts', async () => {
+    const { handle, names } = await run({
+      ...happy(),
+      awaitLease: () => ({ ...LEASE, endsAtMs: Date.now() + 60_000 }),
+    });
+    const err = await handle.result().catch((e: unknown) => e);
+    expect(String((err as WorkflowFailedError).cause?.message)).toMatch(/no time left to train/);
+    expect(names()).not.toContain('train');
+    expect(names().slice(names().indexOf('configureNodes') + 1)).toEqual(['destroyNodes', 'deleteLease']);
   });
 
   test('an undo that fails does not stop the others, and the run says what was not released', async () => {

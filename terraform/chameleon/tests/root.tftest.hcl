@@ -60,3 +60,27 @@ run "rejects_an_empty_cloud" {
   }
   expect_failures = [var.cloud]
 }
+
+run "the_runs_own_key_becomes_the_nodes_key_pair" {
+  command = plan
+
+  variables {
+    key_pair            = null
+    ssh_public_key_path = "../local-cluster/tests/fixtures/id_ed25519.pub"
+  }
+
+  assert {
+    condition     = length(openstack_compute_keypair_v2.run) == 1 && openstack_compute_keypair_v2.run[0].name == "rs-x1"
+    error_message = "the run's public key is registered as a key pair named after the run"
+  }
+}
+
+run "rejects_no_key_at_all" {
+  command = plan
+
+  variables {
+    key_pair = null
+  }
+
+  expect_failures = [var.key_pair]
+}
