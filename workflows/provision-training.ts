@@ -134,15 +134,17 @@ export async function provisionTraining(input: ProvisionTrainingInput): Promise<
     phase('configuring');
     await timed('configure', () => configureNodes({ ...step('configure'), access }));
 
-    phase('training');
-    saga.add('stop training', () => timed('release: stop training', () => stopTraining({ ...base, access })));
-    // The lease ends when it ends, whatever happens: training stops in time to fetch the model and release the nodes.
-    const left = active.endsAtMs - Date.now() - RELEASE_MARGIN_MS;
-    if (left <= 0)
+    // The lease ends when it ends, whatever happens: training stops in time to fetch the model and release the nodes
+    // (and never runs longer than the lease was asked for).
+    const left = Math.min(active.endsAtMs - Date.now(), input.cluster.maxLeaseHours * 3_600_000) - RELEASE_MARGIN_MS;
+    if (!(left > 0))
       throw ApplicationFailure.nonRetryable(
         `the lease ends at ${active.endsAt}: no time left to train (raise maxLeaseHours)`,
         'LeaseTooShort',
       );
+
+    phase('training');
+    saga.add('stop training', () => timed('release: stop training', () => stopTraining({ ...base, access })));
     run = timed('train', () => CancellationScope.withTimeout(left, () => train({ ...input.train, cluster: access })));
     let done = false;
     void run.then(
