@@ -19,6 +19,7 @@ import { MlflowClient } from '../../lib/mlflow/client';
 import { createTrainingWorker } from '../../worker/create-worker';
 import { continuousTraining } from '../../workflows/continuous-training';
 import { clusterStateQuery, provisionWorkflowId, type ProvisionTrainingInput } from '../../workflows/provision-api';
+import { clusterSweeper } from '../../workflows/cluster-sweeper';
 import { provisionTraining } from '../../workflows/provision-training';
 import { uniqueName, useTemporal } from './stack';
 import { groupAlive, smallDatasetSource, trainingInput, waitFor } from './training-fixture';
@@ -224,3 +225,42 @@ test('a worker killed during multi-node training is replaced, and training resum
   expect(result.cluster.phase).toBe('released');
   expect(leftovers(clusterId)).toEqual([]);
 }, 900_000);
+
+test('a cluster whose workflow was terminated mid-training (no saga ran) is found and destroyed by the sweeper', async () => {
+  const taskQueue = uniqueName('it-cluster-sweep');
+  const worker = await createTrainingWorker({ taskQueue, connection: temporal.native });
+  const workflowId = uniqueName('provision-terminated');
+  const clusterId = clusterIdOf(workflowId);
+  const handle = await temporal.client.workflow.start(provisionTraining, {
+    taskQueue,
+    workflowId,
+    args: [provisionInput({ epochs: 500 })],
+  });
+  const swept = await worker.runUntil(async () => {
+    await waitFor(
+      'multi-node training progress',
+      async () => {
+        const h = await trainHeartbeat(handle);
+        return h?.stage === 'train' && h.epoch !== undefined ? h : undefined;
+      },
+      300_000,
+    );
+    // What a lost controller leaves: terminate runs no code, so the nodes keep running with no one to release them.
+    await handle.terminate('test: the controller is gone');
+    expect(leftovers(clusterId).length).toBeGreaterThan(0);
+    return temporal.client.workflow.execute(clusterSweeper, {
+      taskQueue,
+      workflowId: uniqueName('cluster-sweep'),
+      args: [{}],
+    });
+  });
+  const mine = swept.find((s) => s.clusterId === clusterId);
+  expect(mine?.reason).toBe(`owner ${workflowId} is terminated`);
+  expect(mine?.removed).toEqual(expect.arrayContaining(['nodes (tofu destroy)', 'namespaces', 'state']));
+  await waitFor(
+    'the cluster to be gone',
+    () => Promise.resolve(leftovers(clusterId).length ? undefined : true),
+    30_000,
+  );
+  expect(leftovers(clusterId)).toEqual([]);
+}, 600_000);
