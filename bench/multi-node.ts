@@ -5,36 +5,19 @@
  * ansible converge, train, and the release: stop, tofu destroy, lease deletion). Runs its own worker in-process.
  *   npx tsx bench/multi-node.ts [runs=3]
  */
-import fs from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { buildDatasetVersion } from '../activities/etl';
-import { runPython } from '../activities/python-process';
 import { config } from '../lib/config';
 import { localDataset } from '../lib/dataset/cache';
 import { nativeConnectionOptions, temporalConnectionOptions } from '../lib/temporal-connection';
 import { ML1M_LIKE } from '../tests/data/synthetic';
 import { createTrainingWorker } from '../worker/create-worker';
 import { provisionTraining } from '../workflows/provision-training';
+import { samplesPerSec } from './train-run';
 import { benchName, machine, median, syntheticSource } from './common';
 
 const CONFIG = { epochs: 1, max_steps_per_epoch: 300, batch_size: 512, log_every_seconds: 60 };
-
-async function onThisMachine(dataDir: string, nproc: number): Promise<number> {
-  const out = await fs.mkdtemp(path.join(os.tmpdir(), 'recsys-bench-train-'));
-  try {
-    const result = await runPython({
-      module: 'models.train',
-      args: ['--data-dir', dataDir, '--out-dir', out, '--config-json', JSON.stringify(CONFIG)],
-      nprocPerNode: nproc > 1 ? nproc : undefined,
-    });
-    return result.samples_per_sec as number;
-  } finally {
-    await fs.rm(out, { recursive: true, force: true });
-  }
-}
 
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
 
@@ -63,8 +46,8 @@ async function main(): Promise<void> {
   const walls: number[] = [];
   await worker.runUntil(async () => {
     for (let i = 0; i < runs; i++) {
-      single.push(await onThisMachine(dataDir, 1));
-      standalone.push(await onThisMachine(dataDir, 2));
+      single.push(await samplesPerSec(dataDir, 1, CONFIG));
+      standalone.push(await samplesPerSec(dataDir, 2, CONFIG));
       const started = performance.now();
       const r = await client.workflow.execute(provisionTraining, {
         taskQueue,

@@ -3,30 +3,13 @@
  * dataset version and config. On two CPU cores DDP proves correctness; speed comes from GPUs in production.
  *   npx tsx bench/training.ts [runs=3]
  */
-import fs from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { localDataset } from '../lib/dataset/cache';
 import { buildDatasetVersion } from '../activities/etl';
-import { runPython } from '../activities/python-process';
 import { ML1M_LIKE } from '../tests/data/synthetic';
+import { samplesPerSec } from './train-run';
 import { benchName, machine, median, syntheticSource } from './common';
 
 const CONFIG = { epochs: 1, max_steps_per_epoch: 300, batch_size: 512, log_every_seconds: 60 };
-
-async function samplesPerSec(dataDir: string, nproc: number): Promise<number> {
-  const out = await fs.mkdtemp(path.join(os.tmpdir(), 'recsys-bench-train-'));
-  try {
-    const result = await runPython({
-      module: 'models.train',
-      args: ['--data-dir', dataDir, '--out-dir', out, '--config-json', JSON.stringify(CONFIG)],
-      nprocPerNode: nproc > 1 ? nproc : undefined,
-    });
-    return result.samples_per_sec as number;
-  } finally {
-    await fs.rm(out, { recursive: true, force: true });
-  }
-}
 
 async function main(): Promise<void> {
   const runs = Number(process.argv[2] ?? 3);
@@ -41,8 +24,8 @@ async function main(): Promise<void> {
   const single: number[] = [];
   const ddp: number[] = [];
   for (let i = 0; i < runs; i++) {
-    single.push(await samplesPerSec(dataDir, 1));
-    ddp.push(await samplesPerSec(dataDir, 2));
+    single.push(await samplesPerSec(dataDir, 1, CONFIG));
+    ddp.push(await samplesPerSec(dataDir, 2, CONFIG));
   }
   const [s, d] = [median(single), median(ddp)];
   console.log(`Training benchmark on ${machine()}`);

@@ -81,6 +81,17 @@ async function trainHeartbeat(handle: WorkflowHandle): Promise<TrainHeartbeat | 
   return act?.heartbeat as TrainHeartbeat | undefined;
 }
 
+/** Until the nodes report training progress (an epoch under way). */
+const untilTraining = (handle: WorkflowHandle) =>
+  waitFor(
+    'multi-node training progress',
+    async () => {
+      const h = await trainHeartbeat(handle);
+      return h?.stage === 'train' && h.epoch !== undefined ? h : undefined;
+    },
+    300_000,
+  );
+
 const provisionInput = (train: Record<string, unknown>, extra: Partial<ProvisionTrainingInput> = {}) => ({
   train: { model, dataset, config: { ...TRAIN, ...train }, nprocPerNode: 1 },
   cluster: CLUSTER,
@@ -162,14 +173,7 @@ test('a cancel during multi-node training stops torchrun on every node and relea
     args: [provisionInput({ epochs: 500 })],
   });
   const state = await worker.runUntil(async () => {
-    await waitFor(
-      'multi-node training progress',
-      async () => {
-        const h = await trainHeartbeat(handle);
-        return h?.stage === 'train' && h.epoch !== undefined ? h : undefined;
-      },
-      300_000,
-    );
+    await untilTraining(handle);
     // Both nodes train: each runs a torchrun under its wrapper.
     const training = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })
       .split('\n')
@@ -237,14 +241,7 @@ test('a cluster whose workflow was terminated mid-training (no saga ran) is foun
     args: [provisionInput({ epochs: 500 })],
   });
   const swept = await worker.runUntil(async () => {
-    await waitFor(
-      'multi-node training progress',
-      async () => {
-        const h = await trainHeartbeat(handle);
-        return h?.stage === 'train' && h.epoch !== undefined ? h : undefined;
-      },
-      300_000,
-    );
+    await untilTraining(handle);
     // What a lost controller leaves: terminate runs no code, so the nodes keep running with no one to release them.
     await handle.terminate('test: the controller is gone');
     expect(leftovers(clusterId).length).toBeGreaterThan(0);
