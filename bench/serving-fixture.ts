@@ -86,6 +86,7 @@ export function benchVersion(g: BenchGraph): ServableVersion {
     name: `bench-two-tower-${g.n_items}-${g.precision}`,
     version: '1',
     aliases: [],
+    kind: 'single',
     onnxUri: `file://${g.path}`,
     onnxSha256: '',
     topK: g.top_k,

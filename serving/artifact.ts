@@ -16,8 +16,10 @@ export async function fetchVerifiedOnnx(
   uri: string,
   sha256: string,
   opts: { store: ObjectStore; cacheDir: string; signal?: AbortSignal },
+  /** The cached file's extension: `.onnx` for a graph, `.json` for a cascade manifest. */
+  ext = '.onnx',
 ): Promise<string> {
-  const file = path.join(opts.cacheDir, 'onnx', `${sha256}.onnx`);
+  const file = path.join(opts.cacheDir, 'onnx', `${sha256}${ext}`);
   try {
     if ((await sha256File(file)) === sha256) return file;
     await fs.rm(file, { force: true }); // corrupted on disk: fetch it again

@@ -62,6 +62,7 @@ export function telemetryHooks(opts: {
       const reason = res.fallback ? res.fallback_reason : undefined;
       metrics?.forVersion(method, model, version).served(latencyMs, reason);
       metrics?.historySource(method, res.history_source);
+      metrics?.routed(model, version, res.route, res.stages);
       recent.remember(res.request_id, model, version);
       metrics?.recommended(model, version);
       log?.append({
@@ -81,6 +82,8 @@ export function telemetryHooks(opts: {
           fallback: res.fallback,
           fallback_reason: res.fallback_reason,
           history_source: res.history_source,
+          route: res.route,
+          stages: res.stages.map((s) => ({ name: s.name, latency_ms: s.latency_ms })),
         },
       });
     },

@@ -33,6 +33,10 @@ export interface RecommendLogRecord {
   fallback_reason: FallbackReason;
   /** Where the ranked history came from (the request, the online store, the dataset); absent in older records. */
   history_source?: HistorySource;
+  /** single, fallback, or a cascade's cheap, cascade, cheap-budget (RecommendResponse.route); absent in older records. */
+  route?: string;
+  /** The stages that ran and their latency; absent in older records. */
+  stages?: { name: string; latency_ms: number }[];
 }
 
 export interface FeedbackLogRecord {

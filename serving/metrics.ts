@@ -45,6 +45,8 @@ export class ServingMetrics implements LogShippingObserver {
   private readonly feedbackUnattributed: Counter<'event'>;
   private readonly storeUnavailable: Counter<'operation'>;
   private readonly historySources: Counter<'method' | 'source'>;
+  private readonly stageLatency: Histogram<'model' | 'version' | 'stage'>;
+  private readonly routes: Counter<'model' | 'version' | 'route'>;
 
   constructor(opts: { processMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -120,6 +122,21 @@ export class ServingMetrics implements LogShippingObserver {
       labelNames: ['method', 'source'],
       registers,
     });
+    this.stageLatency = new Histogram({
+      name: 'recsys_stage_duration_seconds',
+      help: "Inference time of each stage that ran (model, or a cascade's recall, rank, rerank), by model version.",
+      labelNames: ['model', 'version', 'stage'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.routes = new Counter({
+      name: 'recsys_routes_total',
+      help:
+        'Recommend answers by route: single, fallback, or for a cascade cheap (confident), cascade (expensive path) ' +
+        'and cheap-budget (not confident, budget spent).',
+      labelNames: ['model', 'version', 'route'],
+      registers,
+    });
     if (opts.processMetrics) collectDefaultMetrics({ register: this.registry });
   }
 
@@ -172,6 +189,12 @@ export class ServingMetrics implements LogShippingObserver {
   /** Where an answer's history came from (`HISTORY_SOURCE_ONLINE_STORE` -> `online_store`). */
   historySource(method: Method, source: string): void {
     this.historySources.labels(method, source.replace(/^HISTORY_SOURCE_/, '').toLowerCase()).inc();
+  }
+
+  /** An answer's route and the latency of each stage that produced it. */
+  routed(model: string, version: string, route: string, stages: readonly { name: string; latency_ms: number }[]): void {
+    this.routes.labels(model, version, route || 'single').inc();
+    for (const s of stages) this.stageLatency.labels(model, version, s.name).observe(s.latency_ms / 1000);
   }
 
   shipped(kind: LogKind, records: number): void {

@@ -9,7 +9,10 @@ import { config } from '../lib/config';
 import { MlflowClient } from '../lib/mlflow/client';
 import { manifestUri } from '../lib/dataset/ref';
 import { objectStore, type ObjectStore } from '../lib/object-store';
+import { readFile } from 'node:fs/promises';
+import { parseCascadeManifest, stageOf, type CascadeManifest } from '../lib/cascade-manifest';
 import { fetchVerifiedOnnx } from './artifact';
+import { CascadeRanker, type RouteDecider } from './cascade-ranker';
 import type { Catalog } from './catalog';
 import { loadCatalog } from './catalog-loader';
 import { ModelLoadError, messageOf } from './errors';
@@ -17,6 +20,8 @@ import { LoadedModel } from './loaded-model';
 import type { ModelRef } from './model-ref';
 import { resolveServable, type ServableVersion } from './model-version';
 import { OnnxRanker } from './onnx-ranker';
+import { defaultRouter } from './router-factory';
+import { StageSession } from './stage-session';
 import type { RequestLimits } from './validate';
 
 export interface LoaderDeps {
@@ -25,6 +30,8 @@ export interface LoaderDeps {
   /** Where verified ONNX files are cached, by checksum. */
   cacheDir: string;
   limits: Partial<Omit<RequestLimits, 'topK'>>;
+  /** A fresh router (and its budget) for each cascade version loaded; serving/router-factory.ts by default. */
+  router?: () => RouteDecider;
 }
 
 export function defaultLoaderDeps(): LoaderDeps {
@@ -50,9 +57,10 @@ export async function loadServable(
   signal?: AbortSignal,
 ): Promise<LoadedModel> {
   const label = `models:/${version.name}/${version.version}`;
-  const file = await fetchVerifiedOnnx(label, version.onnxUri, version.onnxSha256, { ...deps, signal });
-  signal?.throwIfAborted();
-  const ranker = await OnnxRanker.open(label, file, version);
+  const ranker =
+    version.kind === 'cascade'
+      ? await openCascade(label, version, deps, signal)
+      : await openSingle(label, version, deps, signal);
   try {
     signal?.throwIfAborted();
     const catalog = await catalogOf(label, version, deps);
@@ -61,6 +69,66 @@ export async function loadServable(
     return new LoadedModel(version, ranker, catalog, deps.limits);
   } catch (err) {
     await ranker.dispose().catch(() => undefined);
+    throw err;
+  }
+}
+
+async function openSingle(
+  label: string,
+  version: ServableVersion,
+  deps: LoaderDeps,
+  signal?: AbortSignal,
+): Promise<OnnxRanker> {
+  const file = await fetchVerifiedOnnx(label, version.onnxUri, version.onnxSha256, { ...deps, signal });
+  signal?.throwIfAborted();
+  return OnnxRanker.open(label, file, version);
+}
+
+/** The manifest (verified against the version's checksum), then each stage's graph (against the manifest's). */
+async function openCascade(
+  label: string,
+  version: ServableVersion,
+  deps: LoaderDeps,
+  signal?: AbortSignal,
+): Promise<CascadeRanker> {
+  const manifestFile = await fetchVerifiedOnnx(
+    label,
+    version.onnxUri,
+    version.onnxSha256,
+    { ...deps, signal },
+    '.json',
+  );
+  let manifest: CascadeManifest;
+  try {
+    manifest = parseCascadeManifest(await readFile(manifestFile, 'utf8'), version.onnxUri);
+  } catch (err) {
+    throw new ModelLoadError(label, 'signature', `cascade manifest: ${messageOf(err)}`, { cause: err });
+  }
+  if (manifest.historyLen !== version.historyLen || stageOf(manifest, 'rerank').topK !== version.topK)
+    throw new ModelLoadError(
+      label,
+      'signature',
+      `cascade manifest says history_len ${manifest.historyLen} and top_k ${stageOf(manifest, 'rerank').topK}, ` +
+        `the tags say ${version.historyLen} and ${version.topK}`,
+    );
+  const files = await Promise.all(
+    manifest.stages.map((s) => fetchVerifiedOnnx(`${label} (${s.name} stage)`, s.uri, s.sha256, { ...deps, signal })),
+  );
+  signal?.throwIfAborted();
+  const opened: { dispose(): Promise<void> }[] = [];
+  try {
+    const recall = await OnnxRanker.open(`${label} (recall stage)`, files[0]!, {
+      historyLen: manifest.historyLen,
+      topK: stageOf(manifest, 'recall').topK,
+    });
+    opened.push(recall);
+    const rank = await StageSession.open(label, 'rank', files[1]!, manifest.historyLen);
+    opened.push(rank);
+    const rerank = await StageSession.open(label, 'rerank', files[2]!, manifest.historyLen);
+    opened.push(rerank);
+    return new CascadeRanker(recall, rank, rerank, manifest, (deps.router ?? defaultRouter)());
+  } catch (err) {
+    await Promise.allSettled(opened.map((o) => o.dispose()));
     throw err;
   }
 }

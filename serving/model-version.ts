@@ -2,6 +2,7 @@
  * From a registry reference to what serving needs to know about a version: its ONNX artefact (URI, checksum, graph
  * shape) and the dataset version it was trained on. All of it comes from the tags of lib/mlflow/tags.ts.
  */
+import { ARTIFACT_KINDS, type ArtifactKind } from '../lib/cascade-manifest';
 import { checkDatasetName, checkDatasetVersion, parseDatasetUri } from '../lib/dataset/ref';
 import { MlflowClient, tagsOf } from '../lib/mlflow/client';
 import type { MlflowModelVersion } from '../lib/mlflow/schemas';
@@ -14,6 +15,8 @@ export interface ServableVersion {
   version: string;
   /** Aliases the version had when it was resolved (informational: aliases move). */
   aliases: string[];
+  /** What `onnxUri` holds: one retrieval graph, or a cascade manifest naming each stage's graph. */
+  kind: ArtifactKind;
   onnxUri: string;
   onnxSha256: string;
   /** K: the graph returns this many items per history. */
@@ -51,6 +54,8 @@ export function servableFromTags(name: string, version: string, tags: Record<str
   if (!onnxUri.startsWith('s3://')) throw bad(TAGS.onnxUri, 'must be an s3:// URI');
   const onnxSha256 = text(TAGS.onnxSha256).toLowerCase();
   if (!/^[0-9a-f]{64}$/.test(onnxSha256)) throw bad(TAGS.onnxSha256, 'must be a hex sha256');
+  const kind = (tags[TAGS.onnxKind] ?? 'single') as ArtifactKind;
+  if (!ARTIFACT_KINDS.includes(kind)) throw bad(TAGS.onnxKind, `must be one of ${ARTIFACT_KINDS.join(', ')}`);
   const datasetName = checked(TAGS.datasetName, checkDatasetName);
   const datasetVersion = checked(TAGS.datasetVersion, checkDatasetVersion);
   const dataset = checked(TAGS.datasetUri, parseDatasetUri);
@@ -60,6 +65,7 @@ export function servableFromTags(name: string, version: string, tags: Record<str
     name,
     version,
     aliases: [],
+    kind,
     onnxUri,
     onnxSha256,
     topK: positive(TAGS.topK),

@@ -19,6 +19,21 @@ export interface TopK {
   scores: Float32Array;
   /** 1-based item indices, in the order of `scores`. */
   items: BigInt64Array;
+  /** How a multi-stage model produced it (serving/cascade-ranker.ts); absent for a single graph. */
+  trace?: RankTrace;
+}
+
+/** One stage of a ranking: which graph ran (its sha256, the lineage) and how long it took. */
+export interface StageTiming {
+  name: string;
+  graphSha256: string;
+  ms: number;
+}
+
+/** The route a request took through a cascade (serving/router.ts) and the stages that ran, in order. */
+export interface RankTrace {
+  route: 'cheap' | 'cascade' | 'cheap-budget';
+  stages: StageTiming[];
 }
 
 /** What the request path needs from a model; the ONNX implementation below, fakes in unit tests. */

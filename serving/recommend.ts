@@ -6,7 +6,7 @@
 import type { Catalog } from './catalog';
 import { historyIndices, type TimedItem } from './history';
 import type { ItemMarks } from './item-marks';
-import type { Ranker } from './onnx-ranker';
+import type { RankTrace, Ranker } from './onnx-ranker';
 import type { HistoryRead } from './online-store';
 import type { FallbackReason, HistorySource, RecommendRequest } from './proto';
 import { pickFromModel, pickPopular, type RecentPopularity, type ScoredItemOut } from './ranking';
@@ -18,6 +18,8 @@ export interface Recommendation {
   historySource: HistorySource;
   /** The online store was asked and did not answer: the history came from the dataset or nowhere. */
   storeDegraded: boolean;
+  /** The route and stages of a multi-stage ranker; absent for a single graph or a fallback. */
+  trace?: RankTrace;
 }
 
 /** The parts of a loaded version that ranking uses (LoadedModel has them; unit tests build them by hand). */
@@ -115,5 +117,6 @@ export async function recommend(
     fallbackReason: 'FALLBACK_REASON_UNSPECIFIED',
     historySource,
     storeDegraded,
+    ...(top.trace && { trace: top.trace }),
   };
 }

@@ -14,7 +14,7 @@ import type { ModelPool } from './model-pool';
 import type { ServableVersion } from './model-version';
 import type { OnlineStore, StoreEvent } from './online-store';
 import type { FeedbackRequest, FeedbackResponse, RecommendRequest, RecommendResponse__Output } from './proto';
-import { recommend, type OnlineReader } from './recommend';
+import { recommend, type OnlineReader, type Recommendation } from './recommend';
 import { DEFAULT_LIMITS, feedbackProblem, recommendProblem } from './validate';
 
 /** The `method` label of metrics: the gRPC method, or the HTTP route. */
@@ -48,6 +48,21 @@ const failure = (code: status, message: string): CallResult<never> => ({ ok: fal
 export function eventIdOf(e: FeedbackRequest, timeMs: number): string {
   if (e.event_id !== '') return `c:${e.event_id}`;
   return `r:${e.request_id}|${e.user_id}|${e.item_id}|${e.event}|${timeMs}`;
+}
+
+/** The response's route and stages: a cascade's own trace, one `model` stage for a single graph, none for popularity. */
+function lineageOf(
+  r: Recommendation,
+  v: ServableVersion,
+  rankMs: number,
+): Pick<RecommendResponse__Output, 'route' | 'stages'> {
+  if (r.fallback) return { route: 'fallback', stages: [] };
+  if (r.trace)
+    return {
+      route: r.trace.route,
+      stages: r.trace.stages.map((s) => ({ name: s.name, graph_sha256: s.graphSha256, latency_ms: s.ms })),
+    };
+  return { route: 'single', stages: [{ name: 'model', graph_sha256: v.onnxSha256, latency_ms: rankMs }] };
 }
 
 export interface CoreOptions {
@@ -97,6 +112,7 @@ export class RecommenderCore {
             ranker: faultyRanker(model.ranker, fault, model.catalog.nItems),
           }
         : model;
+      const t0 = performance.now();
       const r = await recommend(ranking, req, this.opts.store && this.storeReader(v.dataset.name));
       const res: RecommendResponse__Output = {
         items: r.items,
@@ -109,6 +125,7 @@ export class RecommenderCore {
         fallback_reason: r.fallbackReason,
         history_source: r.historySource,
         online_store_degraded: r.storeDegraded,
+        ...lineageOf(r, v, performance.now() - t0),
       };
       hooks.onRecommend?.(req, res, received, performance.now() - startedAt, method);
       return { ok: true, value: res };

@@ -23,6 +23,8 @@ export const TAGS = {
   onnxUri: 'recsys.onnx.uri',
   onnxSha256: 'recsys.onnx.sha256',
   onnxPrecision: 'recsys.onnx.precision',
+  /** `single` (one retrieval graph) or `cascade` (the URI is a cascade manifest: lib/cascade-manifest.ts); absent = single. */
+  onnxKind: 'recsys.onnx.kind',
   topK: 'recsys.onnx.top_k',
   historyLen: 'recsys.onnx.history_len',
   fp32OnnxUri: 'recsys.onnx.fp32.uri',

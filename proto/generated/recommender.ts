@@ -31,6 +31,10 @@ import type {
   ScoredItem as _recsys_v1_ScoredItem,
   ScoredItem__Output as _recsys_v1_ScoredItem__Output,
 } from './recsys/v1/ScoredItem';
+import type {
+  StageLineage as _recsys_v1_StageLineage,
+  StageLineage__Output as _recsys_v1_StageLineage__Output,
+} from './recsys/v1/StageLineage';
 
 type SubtypeConstructor<Constructor extends new (...args: any) => any, Subtype> = {
   new (...args: ConstructorParameters<Constructor>): Subtype;
@@ -54,6 +58,7 @@ export interface ProtoGrpcType {
         service: _recsys_v1_RecommenderDefinition;
       };
       ScoredItem: MessageTypeDefinition<_recsys_v1_ScoredItem, _recsys_v1_ScoredItem__Output>;
+      StageLineage: MessageTypeDefinition<_recsys_v1_StageLineage, _recsys_v1_StageLineage__Output>;
     };
   };
 }

@@ -63,6 +63,13 @@ export const ScoredItemSchema = z.strictObject({
 });
 apiSchemas.add(ScoredItemSchema, { id: 'ScoredItem' });
 
+export const StageLineageSchema = z.strictObject({
+  name: z.string().describe('model, or a cascade’s recall, rank, rerank.'),
+  graph_sha256: z.string().describe('sha256 of the stage’s ONNX graph, as the registry records it.'),
+  latency_ms: z.number(),
+});
+apiSchemas.add(StageLineageSchema, { id: 'StageLineage' });
+
 export const RecommendResponseSchema = z
   .strictObject({
     items: z.array(ScoredItemSchema).describe('Best first.'),
@@ -77,6 +84,15 @@ export const RecommendResponseSchema = z
     online_store_degraded: z
       .boolean()
       .describe('True when the online store could not be read in time: the history came from elsewhere.'),
+    route: z
+      .string()
+      .describe(
+        'single, fallback, or for a cascade version: cheap (the recall stage was confident), cascade (recall, rank, ' +
+          're-rank) or cheap-budget (not confident, but the expensive path’s budget was spent).',
+      ),
+    stages: z
+      .array(StageLineageSchema)
+      .describe('The stages that ran, in order, with the checksum of each graph and its latency.'),
   })
   .describe('recsys.v1.RecommendResponse');
 apiSchemas.add(RecommendResponseSchema, { id: 'RecommendResponse' });

@@ -39,6 +39,7 @@ export const fakeServable = (name: string, version: string, aliases: string[] = 
   name,
   version,
   aliases,
+  kind: 'single',
   onnxUri: 's3://x/model.onnx',
   onnxSha256: '0'.repeat(64),
   topK: 5,

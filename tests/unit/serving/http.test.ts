@@ -172,6 +172,8 @@ test('once loaded: /readyz 200; recommend answers the RecommendResponse with enu
     fallback_reason: 'FALLBACK_REASON_UNSPECIFIED',
     history_source: 'HISTORY_SOURCE_REQUEST',
     online_store_degraded: false,
+    route: 'single',
+    stages: [{ name: 'model', graph_sha256: '0'.repeat(64), latency_ms: expect.any(Number) }],
   });
   expect(res.headers).toMatchObject({
     'x-request-id': res.body.request_id,

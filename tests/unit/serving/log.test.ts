@@ -241,6 +241,8 @@ describe('history ids in recommend records', () => {
       fallback_reason: 'FALLBACK_REASON_UNSPECIFIED' as const,
       history_source: 'HISTORY_SOURCE_REQUEST' as const,
       online_store_degraded: false,
+      route: 'single',
+      stages: [{ name: 'model', graph_sha256: 'ab'.repeat(32), latency_ms: 0.5 }],
     };
     hooks.onRecommend!(req, res, T0, 1, 'Recommend');
     hooks.onRecommend!({ ...req, history: [] }, { ...res, request_id: 'r2' }, T0, 1, 'Recommend');

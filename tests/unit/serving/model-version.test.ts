@@ -35,6 +35,7 @@ describe('servableFromTags', () => {
       name: 'm',
       version: '4',
       aliases: [],
+      kind: 'single',
       onnxUri: tags['recsys.onnx.uri'],
       onnxSha256: 'ab'.repeat(32),
       topK: 100,

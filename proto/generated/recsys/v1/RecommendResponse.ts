@@ -13,6 +13,10 @@ import type {
   HistorySource as _recsys_v1_HistorySource,
   HistorySource__Output as _recsys_v1_HistorySource__Output,
 } from '../../recsys/v1/HistorySource';
+import type {
+  StageLineage as _recsys_v1_StageLineage,
+  StageLineage__Output as _recsys_v1_StageLineage__Output,
+} from '../../recsys/v1/StageLineage';
 
 export interface RecommendResponse {
   /**
@@ -47,6 +51,17 @@ export interface RecommendResponse {
    * popularity instead. The request is still answered.
    */
   online_store_degraded?: boolean;
+  /**
+   * How the items were produced: "single" (one retrieval graph), "fallback" (popularity), or for a multi-stage
+   * (cascade) version "cheap" (the recall stage was confident), "cascade" (recall -> rank -> re-rank) or
+   * "cheap-budget" (not confident, but the expensive path's budget was spent: the recall stage answered).
+   */
+  route?: string;
+  /**
+   * The stages that ran, in order, each with the checksum of its graph (the version's lineage names them all) and
+   * its latency. One stage "model" for a single-graph version; none for a popularity fallback.
+   */
+  stages?: _recsys_v1_StageLineage[];
 }
 
 export interface RecommendResponse__Output {
@@ -82,4 +97,15 @@ export interface RecommendResponse__Output {
    * popularity instead. The request is still answered.
    */
   online_store_degraded: boolean;
+  /**
+   * How the items were produced: "single" (one retrieval graph), "fallback" (popularity), or for a multi-stage
+   * (cascade) version "cheap" (the recall stage was confident), "cascade" (recall -> rank -> re-rank) or
+   * "cheap-budget" (not confident, but the expensive path's budget was spent: the recall stage answered).
+   */
+  route: string;
+  /**
+   * The stages that ran, in order, each with the checksum of its graph (the version's lineage names them all) and
+   * its latency. One stage "model" for a single-graph version; none for a popularity fallback.
+   */
+  stages: _recsys_v1_StageLineage__Output[];
 }
