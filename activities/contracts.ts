@@ -108,6 +108,10 @@ export const SliceResult = z.object({
 });
 export type SliceResult = z.infer<typeof SliceResult>;
 
+/** Warm users (a history before the test window) or cold ones (none): the figures of a slice, without its name. */
+export const PopulationResult = SliceResult.omit({ dimension: true, value: true });
+export type PopulationResult = z.infer<typeof PopulationResult>;
+
 /** The same figure for the model, the popularity ranker and, when compared with one, the baseline. */
 export const PerRanker = <T extends z.ZodType>(value: T) =>
   z.object({ model: value, popularity: value, baseline: value.optional() });
@@ -126,6 +130,13 @@ export const EvaluationResult = z.object({
   baselineVersion: z.string().optional(),
   nUsers: z.number().int().nonnegative(),
   nColdUsers: z.number().int().nonnegative(),
+  /** `popularity` is recent popularity: the last `popularityDays` days before each user's cut-off, the gates' floor. */
+  popularityDays: z.number().positive().optional(),
+  /** All-time popularity's point estimates, reported beside recent popularity; no gate uses it. */
+  popularityAllTime: z.record(z.string(), z.number()).optional(),
+  /** The dataset's evaluation protocol: `time` (the ETL's global time split), `loo` or `random` (models/protocols.py). */
+  protocol: z.string().optional(),
+  populations: z.object({ warm: PopulationResult, cold: PopulationResult }).optional(),
   intervals: RankerIntervals,
   differences: Differences,
   slices: z.record(z.string(), SliceResult),
@@ -201,8 +212,20 @@ export const QuantizationResult = z.object({
   relativeNdcgChange: RelativeChange,
   tolerance: z.number(),
   ships: z.enum(['int8', 'float']),
-  /** Why, e.g. `int8 NDCG@10 -2.30% exceeds tolerance 1%` or `int8 not faster: p50 0.031 ms vs 0.029 ms`. */
+  /**
+   * Why, e.g. `int8 NDCG@10 -2.30% exceeds tolerance 1%` or
+   * `int8 not faster beyond noise: p50 ratio 0.96 [0.91, 1.02] (needs <= 0.90); p50 0.026 ms vs 0.027 ms ...`.
+   */
   reason: z.string(),
+  /**
+   * The speed rule's figures (absent in results stored before it): int8 p50 / float p50 over paired runs, its 95%
+   * paired-bootstrap interval, and the minimum speed-up. int8 counts as faster iff p50Ratio and p50RatioHi are both
+   * <= 1 - minSpeedup.
+   */
+  p50Ratio: z.number().optional(),
+  p50RatioLo: z.number().optional(),
+  p50RatioHi: z.number().optional(),
+  minSpeedup: z.number().optional(),
   /** Ops the quantizer added, e.g. { MatMulInteger: 3, DynamicQuantizeLinear: 3 }. */
   quantizedOps: z.record(z.string(), z.number().int()),
   nUsers: z.number().int(),

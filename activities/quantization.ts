@@ -1,9 +1,10 @@
 /**
  * Quantization activity: int8 dynamic quantization of the exported serving graph (models/quantize.py), gated on
  * quality and speed. Both graphs are evaluated on the same test split (full ranking) and timed on the same
- * single-user requests; int8 ships only if its NDCG@10 stays within `tolerance` (relative) of the float graph's and it
- * is faster. The int8 file is stored next to the float ONNX, keyed by the float graph's sha256 and the tolerance, so
- * a retry or a re-run reuses it.
+ * single-user requests in paired runs; int8 ships only if its NDCG@10 stays within `tolerance` (relative) of the float
+ * graph's and it is faster beyond the timer's noise: a p50 at least MIN_SPEEDUP lower, with the 95% paired-bootstrap
+ * interval of the p50 ratio below 1 - MIN_SPEEDUP too. The int8 file is stored next to the float ONNX, keyed by the
+ * float graph's sha256 and the gate's parameters, so a retry or a re-run reuses it.
  */
 import { createHash } from 'node:crypto';
 import path from 'node:path';
@@ -19,6 +20,10 @@ import { runPythonStep } from './python-step';
 const K = 10;
 const LATENCY_RUNS = 1000;
 const LATENCY_WARMUP = 100;
+// int8 must cut p50 latency by at least 10% beyond noise: below that, the difference is the timer's, not the graph's.
+const MIN_SPEEDUP = 0.1;
+// Names the speed rule in the content key, so results decided by an earlier rule are not reused.
+const SPEED_RULE = 'p50-ratio-paired-bootstrap-95';
 
 // What models/quantize.py prints (its module docstring); only the fields used here.
 const PyFigures = z.object({ 'ndcg@10': z.number(), 'recall@10': z.number(), p50_ms: z.number(), p99_ms: z.number() });
@@ -30,6 +35,10 @@ const PyResult = z.object({
   reason: z.string(),
   quantized_ops: z.record(z.string(), z.number().int()),
   n_users: z.number().int(),
+  p50_ratio: z.number(),
+  p50_ratio_lo: z.number(),
+  p50_ratio_hi: z.number(),
+  min_speedup: z.number(),
 });
 // Progress is shown as it comes (stage quantize | evaluate | time, with counts): every field goes to the heartbeat.
 const PyProgress = z.looseObject({ stage: z.string() });
@@ -37,7 +46,15 @@ type QuantizeHeartbeat = z.infer<typeof PyProgress>;
 
 /** Content key of a quantization: the float graph's bytes and the gate's parameters. */
 export function quantizationKey(floatSha256: string, tolerance: number): string {
-  const canonical = JSON.stringify({ floatSha256, tolerance, k: K, runs: LATENCY_RUNS, warmup: LATENCY_WARMUP });
+  const canonical = JSON.stringify({
+    floatSha256,
+    tolerance,
+    k: K,
+    runs: LATENCY_RUNS,
+    warmup: LATENCY_WARMUP,
+    minSpeedup: MIN_SPEEDUP,
+    speedRule: SPEED_RULE,
+  });
   return createHash('sha256').update(canonical).digest('hex').slice(0, 16);
 }
 
@@ -84,7 +101,7 @@ export function quantizationActivities(deps: ActivityDeps) {
             module: 'models.quantize',
             args: [
               ...['--onnx', floatPath, '--out', out, '--data-dir', dataDir],
-              ...['--tolerance', String(tolerance), '--k', String(K)],
+              ...['--tolerance', String(tolerance), '--min-speedup', String(MIN_SPEEDUP), '--k', String(K)],
               ...['--runs', String(LATENCY_RUNS), '--warmup', String(LATENCY_WARMUP)],
             ],
             result: PyResult,
@@ -107,6 +124,10 @@ export function quantizationActivities(deps: ActivityDeps) {
             tolerance,
             ships: result.ships,
             reason: result.reason,
+            p50Ratio: result.p50_ratio,
+            p50RatioLo: result.p50_ratio_lo,
+            p50RatioHi: result.p50_ratio_hi,
+            minSpeedup: result.min_speedup,
             quantizedOps: result.quantized_ops,
             nUsers: result.n_users,
             latencyRuns: LATENCY_RUNS,

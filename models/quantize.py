@@ -1,7 +1,8 @@
 """Int8 dynamic quantization of the served ONNX graph, gated on quality and speed against the float graph.
 
     OMP_NUM_THREADS=1 python -m models.quantize --onnx O/model.onnx --out O/model.int8.onnx --data-dir D \
-        [--tolerance 0.01] [--k 10] [--runs 1000] [--warmup 100] [--per-channel] [--op-types MatMul]
+        [--tolerance 0.01] [--min-speedup 0.10] [--k 10] [--runs 1000] [--warmup 100] [--per-channel] \
+        [--op-types MatMul]
 
 1. Quantize: onnxruntime.quantization.quantize_dynamic on the served graph (--onnx, as models/export.py wrote it):
    int8 weights for the MatMuls with a constant operand (the item matrix, the towers' and attention blocks'
@@ -15,15 +16,25 @@
    are scattered back to a (users, n_items) matrix and ranked as models/evaluate.py does (history items excluded,
    users without a test item outside their history skipped), with the metrics of models/metrics.py.
 3. Time both served graphs on the same inputs: single-user requests (batch 1), 1 intra-op thread, `--warmup` runs
-   then `--runs` timed runs each, alternating float and int8 request by request so both see the same machine load.
-4. Gate: int8 ships iff its NDCG@k is within `--tolerance` (relative) of the float graph's AND its p50 latency is
-   lower; otherwise the float graph ships. Both files and their figures are reported either way.
+   each, then `--runs` paired runs: run i times float and int8 back to back on the same history (which goes first
+   alternates run by run), so the two samples of a pair share the machine's load and input.
+4. Gate: int8 ships iff its NDCG@k is within `--tolerance` (relative) of the float graph's AND it is faster beyond
+   the timer's noise; otherwise the float graph ships. Both files and their figures are reported either way.
+   "Faster" is one rule for every graph pair (a family's graph, or a cascade stage's; `decide`/`speedup_test` are
+   pure functions of the two latency samples): with r = p50(int8) / p50(float) over the paired runs and [lo, hi]
+   its 95% paired-bootstrap percentile interval (2000 resamples of whole pairs, fixed seed), int8 is faster iff
+   r <= 1 - min_speedup AND hi <= 1 - min_speedup, i.e. at least a `--min-speedup` (10%) lower p50 that the
+   spread of the measurement cannot explain. A 0.026 vs 0.027 ms p50 (r = 0.96) does not ship.
 
 stdout (JSON lines): {"event":"progress","stage":"quantize"|"evaluate"|"time",...} then
   {"event":"result","float_path":..,"int8_path":..,"int8_bytes":..,"float_bytes":..,"k":10,"tolerance":0.01,
-   "float":{"recall@10":..,"ndcg@10":..,"hr@10":..,"mrr":..,"p50_ms":..,"p99_ms":..},"int8":{...},
-   "relative_ndcg_change":-0.004,"ships":"int8"|"float","reason":"...","quantized_ops":{"MatMulInteger":3,...},
-   "n_users":N,"n_skipped_users":S,"latency":{"runs":R,"warmup":W,"batch":1,"threads":1}}
+   "min_speedup":0.1,"float":{"recall@10":..,"ndcg@10":..,"hr@10":..,"mrr":..,"p50_ms":..,"p99_ms":..},"int8":{...},
+   "relative_ndcg_change":-0.004,"ships":"int8"|"float",
+   "reason":"int8 not faster beyond noise: p50 ratio 0.96 [0.91, 1.02] (needs <= 0.90); p50 ...",
+   "p50_ratio":0.96,"p50_ratio_lo":0.91,"p50_ratio_hi":1.02,"quantized_ops":{"MatMulInteger":3,...},
+   "per_channel":false,"op_types":["MatMul"],"n_users":N,"n_skipped_users":S,
+   "latency":{"runs":R,"warmup":W,"batch":1,"threads":1,"order":"alternating","confidence":0.95,
+              "bootstrap_resamples":2000}}
 """
 
 from __future__ import annotations
@@ -33,7 +44,7 @@ import math
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import onnx
@@ -64,11 +75,15 @@ def parse_args(argv: Sequence[str] | None) -> Any:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--runs", type=int, default=1000, help="timed single-user requests per graph")
     p.add_argument("--warmup", type=int, default=100, help="untimed requests per graph before timing")
+    p.add_argument("--min-speedup", type=float, default=0.10,
+                   help="int8 must cut p50 by at least this fraction, beyond noise (0.10 = 10%%)")
     p.add_argument("--per-channel", action="store_true", help="one weight scale per output column (item)")
     p.add_argument("--op-types", default="MatMul", help="comma-separated op types to quantize (default MatMul)")
     args = p.parse_args(argv)
     if not (0 <= args.tolerance < 1):
         raise UsageError(f"--tolerance must be in [0, 1), got {args.tolerance}")
+    if not (0 <= args.min_speedup < 1):
+        raise UsageError(f"--min-speedup must be in [0, 1), got {args.min_speedup}")
     if args.k < 1 or args.runs < 1 or args.warmup < 0:
         raise UsageError("--k and --runs must be >= 1, --warmup >= 0")
     if not os.path.isfile(args.onnx):
@@ -210,25 +225,45 @@ def evaluate_graphs(graphs: dict[str, ort.InferenceSession], data: TestSet, n_it
 # ---- latency ----------------------------------------------------------------------------------------------------
 
 
-def time_graphs(graphs: dict[str, ort.InferenceSession], inputs: np.ndarray, runs: int,
-                warmup: int) -> dict[str, dict[str, float]]:
-    """p50/p99 ms per single-user request. Requests alternate between the graphs, on the same inputs in the same
-    order, so a noisy neighbour slows both alike."""
+def paired_latency(graphs: dict[str, ort.InferenceSession], feeds: Sequence[dict[str, np.ndarray]], runs: int,
+                   warmup: int) -> dict[str, np.ndarray]:
+    """Milliseconds per request of each graph, `runs` paired samples: run i feeds every graph feeds[i % len(feeds)]
+    back to back, so sample i of each graph saw the same input and (nearly) the same machine load. The order within
+    a pair alternates (rotates) run by run, so neither graph always runs first on a warm cache. Works for any graphs
+    taking the same feeds (the cascade's stages too); every output is fetched."""
+    if not feeds:
+        raise ValueError("paired_latency needs at least one feed")
     for sess in graphs.values():
         for i in range(warmup):
-            sess.run([SCORES, ITEMS], {INPUT_NAME: inputs[i % len(inputs)][None]})
-    samples: dict[str, list[float]] = {g: [] for g in graphs}
+            sess.run(None, feeds[i % len(feeds)])
+    names = list(graphs)
+    samples = {g: np.empty(runs) for g in names}
     for i in range(runs):
-        feed = {INPUT_NAME: inputs[i % len(inputs)][None]}
-        for name, sess in graphs.items():
+        feed = feeds[i % len(feeds)]
+        shift = i % len(names)
+        for name in names[shift:] + names[:shift]:
+            sess = graphs[name]
             t0 = time.perf_counter_ns()
-            sess.run([SCORES, ITEMS], feed)
-            samples[name].append((time.perf_counter_ns() - t0) / 1e6)
-    return {g: {"p50_ms": float(np.percentile(s, 50)), "p99_ms": float(np.percentile(s, 99))}
-            for g, s in samples.items()}
+            sess.run(None, feed)
+            samples[name][i] = (time.perf_counter_ns() - t0) / 1e6
+    return samples
+
+
+def latency_figures(samples: np.ndarray) -> dict[str, float]:
+    return {"p50_ms": float(np.percentile(samples, 50)), "p99_ms": float(np.percentile(samples, 99))}
+
+
+def time_graphs(graphs: dict[str, ort.InferenceSession], inputs: np.ndarray, runs: int,
+                warmup: int) -> dict[str, np.ndarray]:
+    """Paired single-user (batch 1) latency samples of served retrieval graphs over the histories `inputs`."""
+    return paired_latency(graphs, [{INPUT_NAME: h[None]} for h in inputs], runs, warmup)
 
 
 # ---- gate -------------------------------------------------------------------------------------------------------
+
+BOOTSTRAP_RESAMPLES = 2000
+CONFIDENCE = 0.95
+BOOTSTRAP_CELLS_PER_CHUNK = 2**22  # resampled timings held at once (float64: 32 MiB)
 
 
 def relative_change(new: float, old: float) -> float:
@@ -237,17 +272,90 @@ def relative_change(new: float, old: float) -> float:
     return (new - old) / old
 
 
-def decide(float_ndcg: float, int8_ndcg: float, float_p50: float, int8_p50: float, tolerance: float,
-           k: int = 10) -> tuple[str, str, float]:
-    """(ships, reason, relative NDCG change). int8 ships only if it keeps NDCG@k within tolerance and is faster."""
+@dataclass(frozen=True)
+class Speedup:
+    """int8 p50 / float p50 over paired runs, with its paired-bootstrap interval, and the verdict of the rule."""
+    p50_ratio: float
+    lo: float
+    hi: float
+    min_speedup: float
+    faster: bool  # p50_ratio <= 1 - min_speedup and hi <= 1 - min_speedup
+    runs: int
+    confidence: float = CONFIDENCE
+    resamples: int = BOOTSTRAP_RESAMPLES
+
+    @property
+    def needed(self) -> float:
+        return 1.0 - self.min_speedup
+
+    def describe(self) -> str:
+        """e.g. `p50 ratio 0.96 [0.91, 1.02] (needs <= 0.90)`."""
+        return f"p50 ratio {self.p50_ratio:.2f} [{self.lo:.2f}, {self.hi:.2f}] (needs <= {self.needed:.2f})"
+
+
+def latency_samples(name: str, values: Sequence[float] | np.ndarray) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 1 or len(array) == 0:
+        raise ValueError(f"{name} latency samples must be a non-empty 1-d sequence, got shape {array.shape}")
+    bad = np.flatnonzero(~(np.isfinite(array) & (array > 0)))
+    if len(bad):
+        raise ValueError(f"{name} latency samples must be finite and > 0: sample {bad[0]} is {array[bad[0]]}")
+    return array
+
+
+def speedup_test(float_ms: Sequence[float] | np.ndarray, int8_ms: Sequence[float] | np.ndarray, min_speedup: float,
+                 confidence: float = CONFIDENCE, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> Speedup:
+    """Is int8 faster than float beyond the measurement's spread? Pure: the same samples give the same answer.
+
+    float_ms[i] and int8_ms[i] are a pair (same input, timed back to back). The p50 ratio int8/float is resampled by
+    a paired bootstrap: `resamples` times, draw run indices with replacement and take the ratio of the two medians
+    over the same drawn runs (a pair keeps its shared machine load). The interval is the percentile interval at
+    `confidence`. int8 is faster iff the observed ratio AND the interval's upper end are <= 1 - min_speedup: a
+    speed-up of at least min_speedup that the noise cannot explain."""
+    f, q = latency_samples("float", float_ms), latency_samples("int8", int8_ms)
+    if len(f) != len(q):
+        raise ValueError(f"paired latency samples differ in length: float {len(f)}, int8 {len(q)}")
+    if not (0 <= min_speedup < 1):
+        raise ValueError(f"min_speedup must be in [0, 1), got {min_speedup}")
+    if not (0 < confidence < 1) or resamples < 1:
+        raise ValueError(f"confidence must be in (0, 1) and resamples >= 1, got {confidence}, {resamples}")
+    rng = np.random.default_rng(seed)
+    ratios = np.empty(resamples)
+    chunk = max(1, BOOTSTRAP_CELLS_PER_CHUNK // len(f))
+    for lo in range(0, resamples, chunk):
+        idx = rng.integers(0, len(f), size=(min(chunk, resamples - lo), len(f)))
+        ratios[lo : lo + len(idx)] = np.median(q[idx], axis=1) / np.median(f[idx], axis=1)
+    tail = (1 - confidence) / 2 * 100
+    low, high = (float(v) for v in np.percentile(ratios, [tail, 100 - tail]))
+    ratio = float(np.median(q) / np.median(f))
+    needed = 1.0 - min_speedup
+    return Speedup(ratio, low, high, min_speedup, ratio <= needed and high <= needed, len(f), confidence, resamples)
+
+
+class Decision(NamedTuple):
+    ships: str  # "int8" | "float"
+    reason: str
+    relative_ndcg_change: float
+    speedup: Speedup
+
+
+def decide(float_ndcg: float, int8_ndcg: float, float_ms: Sequence[float] | np.ndarray,
+           int8_ms: Sequence[float] | np.ndarray, tolerance: float, k: int = 10,
+           min_speedup: float = 0.10) -> Decision:
+    """Which graph ships. int8 ships only if its NDCG@k is within `tolerance` (relative) of float's and it is faster
+    beyond noise by speedup_test over the paired latency samples (ms per request). The same rule for any pair of
+    graphs (a model's, or one cascade stage's); the speed figures are computed either way."""
     change = relative_change(int8_ndcg, float_ndcg)
+    speed = speedup_test(float_ms, int8_ms, min_speedup)
+    p50s = (f"p50 {float(np.median(int8_ms)):.3f} ms vs {float(np.median(float_ms)):.3f} ms over {speed.runs} "
+            f"paired runs")
     if change < -tolerance:
-        return ("float", f"int8 NDCG@{k} {change * 100:+.2f}% exceeds tolerance {tolerance * 100:g}% "
-                         f"({int8_ndcg:.4f} vs {float_ndcg:.4f})", change)
-    if not int8_p50 < float_p50:
-        return "float", f"int8 not faster: p50 {int8_p50:.3f} ms vs {float_p50:.3f} ms", change
-    return ("int8", f"int8 NDCG@{k} {change * 100:+.2f}% within tolerance {tolerance * 100:g}% and faster: "
-                    f"p50 {int8_p50:.3f} ms vs {float_p50:.3f} ms", change)
+        return Decision("float", f"int8 NDCG@{k} {change * 100:+.2f}% exceeds tolerance {tolerance * 100:g}% "
+                                 f"({int8_ndcg:.4f} vs {float_ndcg:.4f})", change, speed)
+    if not speed.faster:
+        return Decision("float", f"int8 not faster beyond noise: {speed.describe()}; {p50s}", change, speed)
+    return Decision("int8", f"int8 NDCG@{k} {change * 100:+.2f}% within tolerance {tolerance * 100:g}% and faster "
+                            f"beyond noise: {speed.describe()}; {p50s}", change, speed)
 
 
 def quantize_and_gate(args: Any) -> dict[str, Any]:
@@ -269,20 +377,24 @@ def quantize_and_gate(args: Any) -> dict[str, Any]:
     emit("progress", stage="time", runs=args.runs, warmup=args.warmup)
     served = {"float": session(args.onnx), "int8": session(args.out)}
     inputs = data.seen.user_histories(data.users, history_len)
-    latency = time_graphs(served, inputs, args.runs, args.warmup)
+    samples = time_graphs(served, inputs, args.runs, args.warmup)
 
     ndcg = f"ndcg@{args.k}"
-    ships, reason, change = decide(metrics["float"][ndcg], metrics["int8"][ndcg], latency["float"]["p50_ms"],
-                                   latency["int8"]["p50_ms"], args.tolerance, args.k)
+    decision = decide(metrics["float"][ndcg], metrics["int8"][ndcg], samples["float"], samples["int8"],
+                      args.tolerance, args.k, args.min_speedup)
+    speed = decision.speedup
     return {
         "float_path": os.path.abspath(args.onnx), "int8_path": os.path.abspath(args.out),
         "float_bytes": os.path.getsize(args.onnx), "int8_bytes": os.path.getsize(args.out),
-        "k": args.k, "tolerance": args.tolerance,
-        "float": {**metrics["float"], **latency["float"]}, "int8": {**metrics["int8"], **latency["int8"]},
-        "relative_ndcg_change": change, "ships": ships, "reason": reason,
+        "k": args.k, "tolerance": args.tolerance, "min_speedup": args.min_speedup,
+        "float": {**metrics["float"], **latency_figures(samples["float"])},
+        "int8": {**metrics["int8"], **latency_figures(samples["int8"])},
+        "relative_ndcg_change": decision.relative_ndcg_change, "ships": decision.ships, "reason": decision.reason,
+        "p50_ratio": speed.p50_ratio, "p50_ratio_lo": speed.lo, "p50_ratio_hi": speed.hi,
         "quantized_ops": quantized_ops, "per_channel": args.per_channel, "op_types": op_types,
         "n_users": n_users, "n_skipped_users": skipped,
-        "latency": {"runs": args.runs, "warmup": args.warmup, "batch": 1, "threads": 1},
+        "latency": {"runs": args.runs, "warmup": args.warmup, "batch": 1, "threads": 1, "order": "alternating",
+                    "confidence": speed.confidence, "bootstrap_resamples": speed.resamples},
     }
 
 
