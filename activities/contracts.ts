@@ -4,6 +4,7 @@
  * reused are zod schemas, so a stored summary is checked before it is trusted.
  */
 import { z } from 'zod';
+import { ARTIFACT_KINDS, CascadeStage } from '../lib/cascade-manifest';
 import type { Anomaly, ValidationStatus } from '../lib/dataset/anomalies';
 import type { EtlConfigInput } from '../lib/dataset/etl-config';
 import type { DatasetRef, DatasetVersion } from '../lib/dataset/ref';
@@ -181,6 +182,12 @@ export const ExportResult = z.object({
   nItems: z.number().int(),
   opset: z.number().int(),
   reused: z.boolean(),
+  /**
+   * `single`: onnxUri is the retrieval graph. `cascade`: onnxUri is a cascade manifest (lib/cascade-manifest.ts)
+   * naming the stages' graphs below, and topK is the final list's length. Absent in results stored before cascades.
+   */
+  kind: z.enum(ARTIFACT_KINDS).default('single'),
+  stages: z.array(CascadeStage).optional(),
 });
 export type ExportResult = z.infer<typeof ExportResult>;
 

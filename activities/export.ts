@@ -2,7 +2,9 @@
  * Export activity: the serving graph (user tower + item embeddings + TopK) as ONNX, checked against PyTorch's output
  * within a stated tolerance by models/export.py before it is stored. Reused when the same training is exported again.
  */
+import fs from 'node:fs/promises';
 import path from 'node:path';
+import { ARTIFACT_KINDS, CASCADE_STAGES, type CascadeManifest, type CascadeStage } from '../lib/cascade-manifest';
 import { z } from 'zod';
 import { fileDigest } from '../lib/files';
 import { ExportResult, type ExportInput } from './contracts';
@@ -11,6 +13,12 @@ import { runPythonStep } from './python-step';
 import { localModel } from './training';
 
 // The result line of models/export.py (its module docstring); only the fields the summary keeps.
+const PyStage = z.object({
+  name: z.enum(CASCADE_STAGES),
+  path: z.string(),
+  top_k: z.number().int(),
+  max_abs_diff: z.number(),
+});
 const PyResult = z.object({
   max_abs_diff: z.number(),
   tolerance: z.number(),
@@ -18,7 +26,39 @@ const PyResult = z.object({
   history_len: z.number().int(),
   n_items: z.number().int(),
   opset: z.number().int(),
+  kind: z.enum(ARTIFACT_KINDS).default('single'),
+  stages: z.array(PyStage).optional(),
 });
+type PyResult = z.infer<typeof PyResult>;
+
+/**
+ * A cascade's stage graphs go up first, each under its checksum's name beside the manifest, then the manifest that
+ * names them: the manifest's URI is what a version points at, so it never names a graph that is not stored.
+ */
+async function storeCascade(
+  store: ActivityDeps['store'],
+  manifestUri: string,
+  result: PyResult,
+  dir: string,
+): Promise<{ manifestFile: string; stages: CascadeStage[] }> {
+  if (!result.stages) throw new Error('models.export returned kind cascade without stages');
+  const stages: CascadeStage[] = [];
+  for (const s of result.stages) {
+    const { sha256, bytes } = await fileDigest(s.path);
+    const uri = manifestUri.replace(/[^/]*$/, `stage-${s.name}-${sha256.slice(0, 16)}.onnx`);
+    await store.putFile(uri, s.path);
+    stages.push({ name: s.name, uri, sha256, bytes, topK: s.top_k });
+  }
+  const manifest: CascadeManifest = {
+    kind: 'cascade',
+    historyLen: result.history_len,
+    nItems: result.n_items,
+    stages,
+  };
+  const manifestFile = path.join(dir, 'cascade.json');
+  await fs.writeFile(manifestFile, JSON.stringify(manifest, null, 2) + '\n');
+  return { manifestFile, stages };
+}
 
 export function exportActivities(deps: ActivityDeps) {
   const { store } = deps;
@@ -42,10 +82,16 @@ export function exportActivities(deps: ActivityDeps) {
             args: ['--model', modelPath, '--out', out, '--top-k', String(topK)],
             result: PyResult,
           });
-          const { sha256, bytes } = await fileDigest(out);
-          await store.putFile(onnxUri, out);
+          // A cascade's version points at its manifest; a single model's at its graph.
+          const manifestUri = `${input.training.uri}cascade-top${topK}.json`;
+          const cascade =
+            result.kind === 'cascade' ? await storeCascade(store, manifestUri, result, ctx.dir) : undefined;
+          const artefact = cascade?.manifestFile ?? out;
+          const artefactUri = cascade ? manifestUri : onnxUri;
+          const { sha256, bytes } = await fileDigest(artefact);
+          await store.putFile(artefactUri, artefact);
           return {
-            onnxUri,
+            onnxUri: artefactUri,
             sha256,
             bytes,
             maxAbsDiff: result.max_abs_diff,
@@ -54,6 +100,8 @@ export function exportActivities(deps: ActivityDeps) {
             historyLen: result.history_len,
             nItems: result.n_items,
             opset: result.opset,
+            kind: result.kind,
+            ...(cascade && { stages: cascade.stages }),
             reused: false,
           };
         },

@@ -124,6 +124,7 @@ async function register(deps: ActivityDeps, input: RegisterInput): Promise<Regis
       [TAGS.onnxUri]: input.serving.onnxUri,
       [TAGS.onnxSha256]: input.serving.sha256,
       [TAGS.onnxPrecision]: input.serving.precision,
+      [TAGS.onnxKind]: input.exported.kind ?? 'single',
       [TAGS.topK]: String(input.exported.topK),
       [TAGS.historyLen]: String(input.exported.historyLen),
       [TAGS.fp32OnnxUri]: input.exported.onnxUri,

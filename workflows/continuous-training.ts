@@ -184,11 +184,15 @@ export async function continuousTraining(input: ContinuousTrainingInput): Promis
     (x) => `ONNX top-${x.topK}, max |Δ| vs PyTorch ${x.maxAbsDiff.toExponential(2)} (tolerance ${x.tolerance})`,
   );
 
-  const quantization = await steps.run(
-    'quantize',
-    () => quantize({ dataset, training, exported, tolerance: recipe.gates?.quantization?.ndcgTolerance }),
-    (q) => `ships ${q.ships}: ${q.reason}`,
-  );
+  // A cascade's stages ship as exported (fp32): int8 quantization is built for single retrieval graphs.
+  let quantization: QuantizationResult | undefined;
+  if (exported.kind === 'cascade') steps.skip('quantize', 'cascade: its stage graphs ship in fp32');
+  else
+    quantization = await steps.run(
+      'quantize',
+      () => quantize({ dataset, training, exported, tolerance: recipe.gates?.quantization?.ndcgTolerance }),
+      (q) => `ships ${q.ships}: ${q.reason}`,
+    );
 
   const gates = await steps.run(
     'gates',
@@ -309,13 +313,14 @@ async function startRollout(
 }
 
 /** The artefact serving loads: int8 when quantization passed its gate, else the float export. */
-function servingArtifact(exported: ExportResult, q: QuantizationResult): ServingArtifact {
-  return q.ships === 'int8'
+function servingArtifact(exported: ExportResult, q: QuantizationResult | undefined): ServingArtifact {
+  return q?.ships === 'int8'
     ? { onnxUri: q.int8Uri, sha256: q.int8Sha256, precision: 'int8' }
     : { onnxUri: exported.onnxUri, sha256: exported.sha256, precision: 'fp32' };
 }
 
-function quantizationTags(q: QuantizationResult): Record<string, string | number> {
+function quantizationTags(q: QuantizationResult | undefined): Record<string, string | number> {
+  if (!q) return { ships: 'float', reason: 'not quantized: a cascade ships its stages in fp32' };
   return {
     ships: q.ships,
     reason: q.reason,
@@ -329,6 +334,11 @@ function quantizationTags(q: QuantizationResult): Record<string, string | number
     fp32_p99_ms: q.float.p99Ms,
     int8_p99_ms: q.int8.p99Ms,
     tolerance: q.tolerance,
+    ...(q.p50Ratio !== undefined && {
+      p50_ratio: q.p50Ratio,
+      p50_ratio_lo: q.p50RatioLo!,
+      p50_ratio_hi: q.p50RatioHi!,
+    }),
   };
 }
 

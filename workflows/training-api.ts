@@ -72,7 +72,8 @@ export interface ContinuousTrainingResult {
   training: TrainResult;
   evaluation: EvaluationResult;
   exported: ExportResult;
-  quantization: QuantizationResult;
+  /** Absent for a cascade: its stages ship as exported (fp32). */
+  quantization?: QuantizationResult;
   gates: GateDecision;
   registered: RegisterResult;
   rollout?: { workflowId: string; alreadyStarted: boolean };

@@ -124,11 +124,13 @@ export function printResult(r: ContinuousTrainingResult): void {
     ),
   );
   const q = r.quantization;
-  console.log(
-    `\nQuantization: ships ${q.ships} — ${q.reason}\n` +
-      `  fp32 NDCG@10 ${q.float.ndcgAt10.toFixed(4)}, p50 ${q.float.p50Ms.toFixed(3)} ms, p99 ${q.float.p99Ms.toFixed(3)} ms\n` +
-      `  int8 NDCG@10 ${q.int8.ndcgAt10.toFixed(4)}, p50 ${q.int8.p50Ms.toFixed(3)} ms, p99 ${q.int8.p99Ms.toFixed(3)} ms`,
-  );
+  if (!q) console.log('\nQuantization: none (a cascade ships its stage graphs in fp32)');
+  else
+    console.log(
+      `\nQuantization: ships ${q.ships} — ${q.reason}\n` +
+        `  fp32 NDCG@10 ${q.float.ndcgAt10.toFixed(4)}, p50 ${q.float.p50Ms.toFixed(3)} ms, p99 ${q.float.p99Ms.toFixed(3)} ms\n` +
+        `  int8 NDCG@10 ${q.int8.ndcgAt10.toFixed(4)}, p50 ${q.int8.p50Ms.toFixed(3)} ms, p99 ${q.int8.p99Ms.toFixed(3)} ms`,
+    );
   console.log('\nSteps:');
   console.log(
     table(

@@ -90,7 +90,8 @@ test('a good model passes the gates on confidence intervals and is registered as
 
   const mv = await mlflow.getModelVersion(model, '1');
   const tags = tagsOf(mv);
-  const q = result.quantization;
+  const q = result.quantization!; // a single retrieval graph is always quantized
+  expect(result.exported.kind).toBe('single');
   const shipped =
     q.ships === 'int8'
       ? { uri: q.int8Uri, sha: q.int8Sha256 }
@@ -228,8 +229,8 @@ test('the sequential family goes through the same pipeline: evaluation, export, 
   expect(result.training.config).toMatchObject({ model: 'sequential', n_layers: 1 });
   expect(result.evaluation.model['ndcg@10']).toBeGreaterThan(0);
   expect(result.exported.maxAbsDiff).toBeLessThanOrEqual(result.exported.tolerance);
-  expect(result.quantization.int8.ndcgAt10).toBeGreaterThan(0);
-  expect(['int8', 'float']).toContain(result.quantization.ships);
+  expect(result.quantization!.int8.ndcgAt10).toBeGreaterThan(0);
+  expect(['int8', 'float']).toContain(result.quantization!.ships);
   // Judged by the same gates as any family, against the same champion.
   expect(result.gates.checks.some((c) => c.gate.startsWith('vs champion'))).toBe(true);
   const tags = tagsOf(await mlflow.getModelVersion(model, result.registered.version));
