@@ -11,15 +11,8 @@ import { stageOf } from '../lib/cascade-manifest';
 import type { Catalog } from './catalog';
 import { ModelLoadError, messageOf } from './errors';
 import { encodeHistory } from './history';
-import {
-  outputProblem,
-  type OnnxRanker,
-  type RankTrace,
-  type Ranker,
-  type StageTiming,
-  type TopK,
-} from './onnx-ranker';
-import type { StageSession } from './stage-session';
+import { outputProblem, type RankTrace, type Ranker, type StageTiming, type TopK } from './onnx-ranker';
+import type { StageScorer } from './stage-session';
 
 /** What the cascade asks of the router (serving/router.ts): the route for the recall stage's scores. */
 export interface RouteDecider {
@@ -40,9 +33,9 @@ export class CascadeRanker implements Ranker {
   private readonly sha: Record<'recall' | 'rank' | 'rerank', string>;
 
   constructor(
-    private readonly recall: OnnxRanker,
-    private readonly ranker: StageSession,
-    private readonly reranker: StageSession,
+    private readonly recall: Ranker,
+    private readonly ranker: StageScorer,
+    private readonly reranker: StageScorer,
     manifest: CascadeManifest,
     private readonly router: RouteDecider,
   ) {

@@ -9,7 +9,13 @@ import { ModelLoadError, messageOf } from './errors';
 export const STAGE_INPUTS = { history: 'history', candidates: 'candidates', rankScores: 'rank_scores' } as const;
 export const STAGE_OUTPUT = 'scores';
 
-export class StageSession {
+/** What the cascade needs of a scoring stage: StageSession below, fakes in unit tests. */
+export interface StageScorer {
+  score(history: BigInt64Array, candidates: BigInt64Array, rankScores?: Float32Array): Promise<Float32Array>;
+  dispose(): Promise<void>;
+}
+
+export class StageSession implements StageScorer {
   private constructor(
     private readonly session: ort.InferenceSession,
     readonly name: string,
