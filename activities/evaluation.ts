@@ -1,9 +1,10 @@
 /**
  * Offline evaluation activity: full-ranking Recall/NDCG/HR at k and 50 and MRR of the trained model on the test
- * split, beside a popularity baseline and, when given, the current champion (models/evaluate.py), overall and per
- * slice, with 95% bootstrap intervals and paired differences: the figures promotion gates decide on. The report
- * (JSON) and a readable table (markdown) are stored next to the training outputs; the summary is keyed by k and the
- * champion compared with, so re-evaluating the same training against the same champion reuses it.
+ * split, beside recent popularity (all-time popularity reported too) and, when given, the current champion
+ * (models/evaluate.py), overall, for warm and cold users apart and per slice, with 95% bootstrap intervals and paired
+ * differences: the figures promotion gates decide on. The report (JSON) and a readable table (markdown) are stored
+ * next to the training outputs; the summary is keyed by k and the champion compared with, so re-evaluating the same
+ * training against the same champion reuses it.
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
@@ -24,8 +25,11 @@ import type { ActivityDeps } from './deps';
 import { describeIssues, PythonOutputError, runPythonStep } from './python-step';
 import { localModel } from './training';
 
-/** Bumped when the summary's shape changes: older summaries are not reused. */
-const SUMMARY_FORMAT = 'v2';
+/**
+ * Bumped when the summary's shape or meaning changes (v3: `popularity` became recent popularity, warm/cold apart):
+ * older summaries are not reused.
+ */
+const SUMMARY_FORMAT = 'v3';
 
 // The report models/evaluate.py writes (documented in its module docstring); only what the summary needs.
 const PyDifference = Interval.extend({
@@ -46,12 +50,16 @@ const PyReport = z.object({
   metric_names: z.array(z.string()),
   n_users: z.number().int().nonnegative(),
   n_cold_users: z.number().int().nonnegative(),
+  protocol: z.string(),
+  popularity_days: z.number().positive(),
   metrics: z.object({
     model: z.record(z.string(), z.number()),
     popularity: z.record(z.string(), z.number()),
+    popularity_all_time: z.record(z.string(), z.number()),
     baseline: z.record(z.string(), z.number()).optional(),
   }),
   overall: PyPopulation,
+  populations: z.object({ warm: PyPopulation, cold: PyPopulation }),
   slices: z.record(z.string(), PyPopulation.extend({ dimension: z.string(), value: z.string() })),
   coverage: PerRanker(z.number()),
   novelty: PerRanker(z.number().nullable()),
@@ -73,10 +81,15 @@ export function parseEvaluationReport(raw: unknown, source: string): PyReport {
   }
   const report = parsed.data;
   const hasBaseline = report.rankers.includes('baseline');
-  const populations: [string, PyPopulation][] = [['overall', report.overall], ...Object.entries(report.slices)];
+  const populations: [string, PyPopulation][] = [
+    ['overall', report.overall],
+    ['populations.warm', report.populations.warm],
+    ['populations.cold', report.populations.cold],
+    ...Object.entries(report.slices),
+  ];
   for (const [name, pop] of populations) {
     if (pop.n_users === 0) continue;
-    const rankers = ['model', 'popularity', ...(hasBaseline ? ['baseline'] : [])];
+    const rankers = ['model', 'popularity', 'popularity_all_time', ...(hasBaseline ? ['baseline'] : [])];
     const others = ['vs_popularity', ...(hasBaseline ? ['vs_baseline'] : [])];
     for (const [group, keys] of [
       ['intervals', rankers],
@@ -111,6 +124,10 @@ function populationFigures(pop: PyPopulation, hasBaseline: boolean) {
   };
 }
 
+function population(pop: PyPopulation, hasBaseline: boolean) {
+  return { nUsers: pop.n_users, small: pop.small, ...populationFigures(pop, hasBaseline) };
+}
+
 /** The summary the workflow and the gates get, from a parsed report. */
 export function summarise(
   report: PyReport,
@@ -129,6 +146,13 @@ export function summarise(
     ...(where.baselineVersion !== undefined ? { baselineVersion: where.baselineVersion } : {}),
     nUsers: report.n_users,
     nColdUsers: report.n_cold_users,
+    popularityDays: report.popularity_days,
+    popularityAllTime: report.metrics.popularity_all_time,
+    protocol: report.protocol,
+    populations: {
+      warm: population(report.populations.warm, hasBaseline),
+      cold: population(report.populations.cold, hasBaseline),
+    },
     intervals: {
       model: overall.model,
       popularity: overall.popularity,
@@ -141,13 +165,7 @@ export function summarise(
     slices: Object.fromEntries(
       Object.entries(report.slices).map(([name, s]) => [
         name,
-        {
-          dimension: s.dimension,
-          value: s.value,
-          nUsers: s.n_users,
-          small: s.small,
-          ...populationFigures(s, hasBaseline),
-        },
+        { dimension: s.dimension, value: s.value, ...population(s, hasBaseline) },
       ]),
     ),
     coverage: report.coverage,

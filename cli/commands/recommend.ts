@@ -95,6 +95,14 @@ export function registerRecommendCommand(program: Command): void {
         console.log(`Request:   ${res.request_id}`);
         console.log(`Via:       ${url ? `HTTP ${url}` : `gRPC ${opts.address}`}`);
         console.log(`History source: ${historySourceText(res)}`);
+        console.log(`Route:     ${res.route || 'single'}`);
+        if (res.stages.length > 0)
+          console.log(
+            table(
+              ['stage', 'graph sha256', 'ms'],
+              res.stages.map((s) => [s.name, s.graph_sha256.slice(0, 16), s.latency_ms.toFixed(3)]),
+            ),
+          );
       },
     );
 }

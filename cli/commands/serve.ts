@@ -34,6 +34,7 @@ import { objectStore } from '../../lib/object-store';
 import { telemetryHooks } from '../../serving/log-hooks';
 import { defaultLogPrefix, objectStoreUploader } from '../../serving/log-uploader';
 import { ServingMetrics } from '../../serving/metrics';
+import { ROUTER_ENV, routerSettingsFromEnv } from '../../serving/router-factory';
 import { DEFAULT_METRICS_PORT, startMetricsServer } from '../../serving/metrics-server';
 import { ADHOC_ENV } from '../../serving/log-layout';
 import { DEFAULT_FLUSH_INTERVAL_MS, RequestLog, environmentNameProblem } from '../../serving/request-log';
@@ -58,6 +59,8 @@ interface ServeOptions {
   /** false with --no-online-store. */
   onlineStore: boolean;
   onlineStoreTimeoutMs: number;
+  /** A RouterConfig JSON for cascade versions (serving/router-config.ts); default $RECSYS_ROUTER, else built in. */
+  router?: string;
 }
 
 function checkPort(flag: string, port: number): void {
@@ -123,6 +126,11 @@ export function registerServeCommand(program: Command): void {
       DEFAULT_FLUSH_INTERVAL_MS / 1000,
     )
     .option(
+      '--router <json>',
+      'the adaptive router of cascade versions, e.g. \'{"budget":{"ratePerSecond":20,"burst":40},' +
+        '"confidence":{"measure":"margin","threshold":0.1}}\' (default $RECSYS_ROUTER, else 50 expensive requests/s)',
+    )
+    .option(
       '--allow-faults',
       'accept recsys.v1.Admin/SetFault: inject latency, errors or random rankings into a version (demos, tests)',
       false,
@@ -144,6 +152,9 @@ export function registerServeCommand(program: Command): void {
       if (!(opts.logFlushSeconds > 0)) throw new Error(`--log-flush-seconds must be > 0, got ${opts.logFlushSeconds}`);
       if (!(opts.loadTimeoutSeconds > 0))
         throw new Error(`--load-timeout-seconds must be > 0, got ${opts.loadTimeoutSeconds}`);
+      // Checked now (an error names the field and value); each cascade version builds its router from it.
+      if (opts.router !== undefined) process.env[ROUTER_ENV] = opts.router;
+      routerSettingsFromEnv();
       // Read (or generated) now, so that an unusable token file stops the start rather than every admin call.
       const token = adminToken();
       const ref: ModelRef =
