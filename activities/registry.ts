@@ -1,17 +1,31 @@
 /**
  * Registry activities: one MLflow run per training (params, metrics, artefacts, lineage tags) and one registered
  * model version per training, aliased `challenger` and tagged with its gate results and the artefact that ships.
+ * The version is an MLflow Model: a LoggedModel of the run with the `onnx` flavor over the graph that ships (a
+ * cascade's recall stage, its other stages beside it), its signature and an input example, so MLflow's UI shows the
+ * schema and `mlflow.onnx` / `mlflow.pyfunc` load `models:/<name>/<version>`. The version is created only from a
+ * READY logged model, in one call that carries every tag serving reads: a failure leaves no version, or a complete one.
  * Keyed by the training key, so a retried or repeated registration creates nothing twice. Moving `champion` is a
  * separate, explicit step (`promote`), taken only when the gates pass.
  */
 import { familyOf } from '../lib/model-family';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { codeVersion, pythonLockSha256 } from '../lib/code-version';
 import { withTempDir } from '../lib/files';
 import { filterValue, tagsOf, type MlflowClient } from '../lib/mlflow/client';
-import type { MlflowModelVersion, MlflowRun } from '../lib/mlflow/schemas';
+import { ensureLoggedModel } from '../lib/mlflow/logged-model';
+import { onnxModelFiles } from '../lib/mlflow/mlmodel';
+import { pythonEnvironment } from '../lib/mlflow/python-env';
+import type { MlflowLoggedModel, MlflowModelVersion, MlflowRun } from '../lib/mlflow/schemas';
+import {
+  versionModel,
+  VersionModelError,
+  type VersionGraph,
+  type VersionModelInput,
+} from '../lib/mlflow/version-model';
 import { ALIASES, gateTag, metricKey, metricTag, popularityMetricTag, quantizationTag, TAGS } from '../lib/mlflow/tags';
 import { Manifest } from '../lib/dataset/manifest';
 import type { ObjectStore } from '../lib/object-store';
@@ -55,6 +69,21 @@ async function findOrCreateRun(mlflow: MlflowClient, experimentId: string, input
   });
 }
 
+/** The run's params (also the logged model's): sizes and the resolved config, so MLflow alone can reproduce it. */
+function runParams(input: RegisterInput): Record<string, string> {
+  const { training, exported, dataset } = input;
+  const params: Record<string, string> = {
+    world_size: String(training.worldSize),
+    dataset_interactions: String(dataset.counts.interactions),
+    dataset_users: String(dataset.counts.users),
+    dataset_items: String(dataset.counts.items),
+    onnx_top_k: String(exported.topK),
+  };
+  // The resolved config (every default filled in), so a run can be reproduced from MLflow alone.
+  for (const [k, v] of Object.entries(training.config ?? input.trainConfig)) params[`train.${k}`] = String(v);
+  return params;
+}
+
 async function logRun(deps: ActivityDeps, run: MlflowRun, input: RegisterInput): Promise<void> {
   const { mlflow, store } = deps;
   const { training, evaluation, exported, dataset } = input;
@@ -71,20 +100,12 @@ async function logRun(deps: ActivityDeps, run: MlflowRun, input: RegisterInput):
   metrics[`coverage_at_${evaluation.k}`] = evaluation.coverage.model;
   const novelty = evaluation.novelty.model;
   if (novelty !== null && novelty !== undefined) metrics[`novelty_at_${evaluation.k}`] = novelty;
-  const params: Record<string, string> = {
-    world_size: String(training.worldSize),
-    dataset_interactions: String(dataset.counts.interactions),
-    dataset_users: String(dataset.counts.users),
-    dataset_items: String(dataset.counts.items),
-    onnx_top_k: String(exported.topK),
-  };
-  // The resolved config (every default filled in), so a run can be reproduced from MLflow alone.
-  for (const [k, v] of Object.entries(training.config ?? input.trainConfig)) params[`train.${k}`] = String(v);
-  await mlflow.logBatch(run.info.run_id, { metrics, params });
+  await mlflow.logBatch(run.info.run_id, { metrics, params: runParams(input) });
 
   await withTempDir('register', async (dir) => {
     const uploads: [string, string][] = [
-      [exported.onnxUri, 'model/model.onnx'],
+      // A cascade's onnxUri is its manifest (the stage graphs are in the logged model's files).
+      [exported.onnxUri, exported.kind === 'cascade' ? 'model/cascade.json' : 'model/model.onnx'],
       ...(input.serving.precision === 'int8'
         ? [[input.serving.onnxUri, 'model/model.int8.onnx'] as [string, string]]
         : []),
@@ -101,6 +122,95 @@ async function logRun(deps: ActivityDeps, run: MlflowRun, input: RegisterInput):
   await mlflow.finishRun(run.info.run_id);
 }
 
+/** Name of the version's logged model under its run (MLflow's own default for log_model). */
+export const LOGGED_MODEL_NAME = 'model';
+
+const artifactError = (message: string) => ApplicationFailure.nonRetryable(message, 'RegistryArtifactError');
+
+/** A graph from the object store, refused unless it is the one the export (or quantization) step recorded. */
+async function fetchGraph(
+  deps: ActivityDeps,
+  graph: { name: string; uri: string; sha256: string; topK: number },
+): Promise<VersionGraph> {
+  const bytes = await deps.store.getBytes(graph.uri);
+  if (!bytes) throw artifactError(`${graph.name} graph ${graph.uri} is missing from the object store`);
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  if (sha256 !== graph.sha256)
+    throw artifactError(
+      `${graph.name} graph ${graph.uri} has sha256 ${sha256}, the registry was given ${graph.sha256}`,
+    );
+  return { ...graph, bytes };
+}
+
+/** The graphs of the version's MLflow Model: what ships for a single model, every stage for a cascade. */
+async function versionGraphs(deps: ActivityDeps, input: RegisterInput): Promise<VersionModelInput> {
+  const { exported } = input;
+  const common = {
+    family: familyOf(input.training.config),
+    historyLen: exported.historyLen,
+    nItems: exported.nItems,
+    topK: exported.topK,
+  };
+  if (exported.kind !== 'cascade') {
+    const { onnxUri: uri, sha256, precision } = input.serving;
+    const data = await fetchGraph(deps, { name: 'model', uri, sha256, topK: exported.topK });
+    return { ...common, kind: 'single', precision, data, extra: [] };
+  }
+  const stages = exported.stages ?? [];
+  const recall = stages.find((s) => s.name === 'recall');
+  if (!recall)
+    throw artifactError(
+      `cascade export of ${input.model} has no recall stage (stages: ${stages.map((s) => s.name).join(', ') || 'none'})`,
+    );
+  const data = await fetchGraph(deps, recall);
+  const extra: VersionGraph[] = [];
+  for (const stage of stages.filter((s) => s !== recall)) extra.push(await fetchGraph(deps, stage));
+  return { ...common, kind: 'cascade', precision: input.serving.precision, data, extra };
+}
+
+/** The run's READY logged model holding the version's MLflow Model (written now, or by an earlier attempt). */
+async function logVersionModel(
+  deps: ActivityDeps,
+  experimentId: string,
+  run: MlflowRun,
+  input: RegisterInput,
+): Promise<MlflowLoggedModel> {
+  const ctx = Context.current();
+  const graphs = await versionGraphs(deps, input);
+  let model;
+  try {
+    model = versionModel(graphs);
+  } catch (err) {
+    if (err instanceof VersionModelError) throw artifactError(err.message);
+    throw err;
+  }
+  const environment = await pythonEnvironment(deps.config.python);
+  return ensureLoggedModel(deps.mlflow, {
+    experimentId,
+    run,
+    name: LOGGED_MODEL_NAME,
+    modelType: graphs.family,
+    tags: { ...lineageTags(input), [TAGS.modelFamily]: graphs.family, [TAGS.onnxKind]: graphs.kind },
+    params: runParams(input),
+    files: (logged) => [
+      ...model.graphs.map((g) => ({ path: g.path, body: g.graph.bytes })),
+      ...onnxModelFiles({
+        modelId: logged.info.model_id,
+        runId: run.info.run_id,
+        artifactUri: logged.info.artifact_uri,
+        createdMs: logged.info.creation_timestamp_ms ?? 0,
+        dataPath: model.dataPath,
+        signature: model.signature,
+        inputExample: model.inputExample,
+        metadata: model.metadata,
+        environment,
+        graphBytes: model.graphs.reduce((sum, g) => sum + g.graph.bytes.length, 0),
+      }),
+    ],
+    progress: (step) => ctx.heartbeat({ stage: 'model', step }),
+  });
+}
+
 async function register(deps: ActivityDeps, input: RegisterInput): Promise<RegisterResult> {
   const ctx = Context.current();
   const { mlflow } = deps;
@@ -114,22 +224,35 @@ async function register(deps: ActivityDeps, input: RegisterInput): Promise<Regis
   const existing = await mlflow.searchModelVersions(
     `name = ${filterValue(input.model)} and run_id = ${filterValue(run.info.run_id)}`,
   );
-  const version =
-    existing[0] ??
-    (await mlflow.createModelVersion(input.model, `${run.info.artifact_uri}/model`, run.info.run_id, {
-      ...lineageTags(input),
-      [TAGS.modelFamily]: familyOf(input.training.config),
-      [TAGS.modelUri]: input.training.modelUri,
-      // What serving loads and verifies: the shipped artefact (int8 or fp32) and its checksum.
-      [TAGS.onnxUri]: input.serving.onnxUri,
-      [TAGS.onnxSha256]: input.serving.sha256,
-      [TAGS.onnxPrecision]: input.serving.precision,
-      [TAGS.onnxKind]: input.exported.kind ?? 'single',
-      [TAGS.topK]: String(input.exported.topK),
-      [TAGS.historyLen]: String(input.exported.historyLen),
-      [TAGS.fp32OnnxUri]: input.exported.onnxUri,
-      [TAGS.fp32OnnxSha256]: input.exported.sha256,
-    }));
+  let version = existing[0];
+  if (!version) {
+    // A new version only from a complete MLflow Model: its logged model is READY before the version exists, and the
+    // version is created in one call with every tag serving reads.
+    const logged = await logVersionModel(deps, experimentId, run, input);
+    ctx.heartbeat({ stage: 'version' });
+    const modelId = logged.info.model_id;
+    version = await mlflow.createModelVersion(
+      input.model,
+      `models:/${modelId}`,
+      run.info.run_id,
+      {
+        ...lineageTags(input),
+        [TAGS.modelFamily]: familyOf(input.training.config),
+        [TAGS.modelUri]: input.training.modelUri,
+        // What serving loads and verifies: the shipped artefact (int8 or fp32) and its checksum.
+        [TAGS.onnxUri]: input.serving.onnxUri,
+        [TAGS.onnxSha256]: input.serving.sha256,
+        [TAGS.onnxPrecision]: input.serving.precision,
+        [TAGS.onnxKind]: input.exported.kind ?? 'single',
+        [TAGS.topK]: String(input.exported.topK),
+        [TAGS.historyLen]: String(input.exported.historyLen),
+        [TAGS.fp32OnnxUri]: input.exported.onnxUri,
+        [TAGS.fp32OnnxSha256]: input.exported.sha256,
+      },
+      undefined,
+      modelId,
+    );
+  }
 
   // Figures and gate outcomes are (re)written on every registration: the same version judged again against a new
   // champion gets the new verdict, and tags are idempotent.

@@ -9,7 +9,15 @@ import { readFile } from 'node:fs/promises';
 import type { z } from 'zod';
 import { config } from '../config';
 import { authHeaders, describeMlflowAuth, type MlflowAuth } from './auth';
-import { ApiError, responses, type MlflowModelVersion, type MlflowRegisteredModel, type MlflowRun } from './schemas';
+import {
+  ApiError,
+  responses,
+  type LoggedModelStatus,
+  type MlflowLoggedModel,
+  type MlflowModelVersion,
+  type MlflowRegisteredModel,
+  type MlflowRun,
+} from './schemas';
 
 export class MlflowError extends Error {
   override readonly name = 'MlflowError';
@@ -131,6 +139,23 @@ export class MlflowClient {
     }
   }
 
+  /** The error of a non-2xx answer: MLflow's own code and message when the body is its JSON error. */
+  private errorOf(endpoint: string, res: Response, text: string): MlflowError {
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = undefined;
+    }
+    const err = ApiError.safeParse(json);
+    return new MlflowError(
+      res.status,
+      err.success ? err.data.error_code : 'HTTP_ERROR',
+      (err.success ? err.data.message : bodySnippet(text, res.headers.get('content-type'))) + this.authHint(res.status),
+      endpoint,
+    );
+  }
+
   private async call<S extends z.ZodType>(
     method: 'GET' | 'POST' | 'PATCH' | 'DELETE',
     endpoint: string,
@@ -150,22 +175,7 @@ export class MlflowClient {
     }
     const { res, text } = await this.exchange(endpoint, url, init, this.timeoutMs);
     // The status first: a proxy's HTML error page is not JSON, and its status is the news.
-    if (!res.ok) {
-      let json: unknown;
-      try {
-        json = JSON.parse(text);
-      } catch {
-        json = undefined;
-      }
-      const err = ApiError.safeParse(json);
-      throw new MlflowError(
-        res.status,
-        err.success ? err.data.error_code : 'HTTP_ERROR',
-        (err.success ? err.data.message : bodySnippet(text, res.headers.get('content-type'))) +
-          this.authHint(res.status),
-        endpoint,
-      );
-    }
+    if (!res.ok) throw this.errorOf(endpoint, res, text);
     let json: unknown;
     try {
       json = text ? JSON.parse(text) : {};
@@ -249,9 +259,13 @@ export class MlflowClient {
    * MLflow UI. `artifactPath` is relative to the run's artefact root.
    */
   async uploadArtifact(run: MlflowRun, artifactPath: string, body: Uint8Array | string): Promise<void> {
-    const root = run.info.artifact_uri;
+    await this.uploadTo(run.info.artifact_uri, `run ${run.info.run_id}`, artifactPath, body);
+  }
+
+  /** The same PUT to any proxied artefact root (a run's, a logged model's); `owner` names the root in errors. */
+  private async uploadTo(root: string, owner: string, artifactPath: string, body: Uint8Array | string): Promise<void> {
     const prefix = 'mlflow-artifacts:/';
-    if (!root.startsWith(prefix)) throw new Error(`run ${run.info.run_id} artefact root is not proxied: ${root}`);
+    if (!root.startsWith(prefix)) throw new Error(`${owner} artefact root is not proxied: ${root}`);
     const rel = `${root.slice(prefix.length).replace(/^\/+/, '')}/${artifactPath}`;
     const url = `${this.baseUrl}/api/2.0/mlflow-artifacts/artifacts/${rel.split('/').map(encodeURIComponent).join('/')}`;
     const { res, text } = await this.exchange('mlflow-artifacts', url, { method: 'PUT', body }, this.uploadTimeoutMs);
@@ -266,6 +280,94 @@ export class MlflowClient {
 
   async uploadArtifactFile(run: MlflowRun, artifactPath: string, file: string): Promise<void> {
     await this.uploadArtifact(run, artifactPath, await readFile(file));
+  }
+
+  // -- logged models (MLflow 3) ------------------------------------------------------------------------------
+
+  /** MLflow takes at most this many params per request (what its own client sends per batch). */
+  private static readonly PARAMS_PER_REQUEST = 100;
+
+  /** A new LoggedModel in status PENDING, produced by `sourceRunId`; its params are sent in batches. */
+  async createLoggedModel(
+    experimentId: string,
+    opts: { name: string; sourceRunId?: string; modelType?: string; tags?: Tags; params?: Record<string, string> },
+  ): Promise<MlflowLoggedModel> {
+    const params = Object.entries(opts.params ?? {}).map(([key, value]) => ({ key, value }));
+    const first = params.slice(0, MlflowClient.PARAMS_PER_REQUEST);
+    const { model } = await this.call('POST', 'logged-models', responses.loggedModel, {
+      experiment_id: experimentId,
+      name: opts.name,
+      source_run_id: opts.sourceRunId,
+      model_type: opts.modelType,
+      tags: toTagList(opts.tags),
+      params: first,
+    });
+    for (let i = first.length; i < params.length; i += MlflowClient.PARAMS_PER_REQUEST)
+      await this.call('POST', `logged-models/${model.info.model_id}/params`, responses.empty, {
+        model_id: model.info.model_id,
+        params: params.slice(i, i + MlflowClient.PARAMS_PER_REQUEST),
+      });
+    return model;
+  }
+
+  async getLoggedModel(modelId: string): Promise<MlflowLoggedModel> {
+    return (await this.call('GET', `logged-models/${encodeURIComponent(modelId)}`, responses.loggedModel)).model;
+  }
+
+  /** Logged models of the experiments matching `filter` (attributes such as `source_run_id`, `name`, `tags.x`). */
+  async searchLoggedModels(experimentIds: string[], filter: string, maxResults = 100): Promise<MlflowLoggedModel[]> {
+    const out = await this.call('POST', 'logged-models/search', responses.searchLoggedModels, {
+      experiment_ids: experimentIds,
+      filter,
+      max_results: maxResults,
+    });
+    return out.models ?? [];
+  }
+
+  /** Sets the status of a logged model: READY once its artefacts are complete, UPLOAD_FAILED when they cannot be. */
+  async finalizeLoggedModel(modelId: string, status: LoggedModelStatus): Promise<MlflowLoggedModel> {
+    return (
+      await this.call('PATCH', `logged-models/${encodeURIComponent(modelId)}`, responses.loggedModel, {
+        model_id: modelId,
+        status,
+      })
+    ).model;
+  }
+
+  async setLoggedModelTags(modelId: string, tags: Tags): Promise<void> {
+    await this.call('PATCH', `logged-models/${encodeURIComponent(modelId)}/tags`, responses.empty, {
+      tags: toTagList(tags),
+    });
+  }
+
+  /** Records logged models as outputs of a run (the run page's "Logged models"). Not idempotent in MLflow. */
+  async logOutputs(runId: string, models: { modelId: string; step?: number }[]): Promise<void> {
+    await this.call('POST', 'runs/outputs', responses.empty, {
+      run_id: runId,
+      models: models.map((m) => ({ model_id: m.modelId, step: m.step ?? 0 })),
+    });
+  }
+
+  /** Logs run metrics again as the logged model's (MLflow's log-batch with `model_id`), 1000 per request. */
+  async logModelMetrics(
+    runId: string,
+    modelId: string,
+    metrics: { key: string; value: number; timestamp: number; step: number }[],
+  ): Promise<void> {
+    for (let i = 0; i < metrics.length; i += 1000)
+      await this.call('POST', 'runs/log-batch', responses.empty, {
+        run_id: runId,
+        metrics: metrics.slice(i, i + 1000).map((m) => ({ ...m, run_id: runId, model_id: modelId })),
+      });
+  }
+
+  /** Uploads a file into a logged model's artefacts (`artifactPath` relative to its root). */
+  async uploadLoggedModelArtifact(
+    model: MlflowLoggedModel,
+    artifactPath: string,
+    body: Uint8Array | string,
+  ): Promise<void> {
+    await this.uploadTo(model.info.artifact_uri, `logged model ${model.info.model_id}`, artifactPath, body);
   }
 
   // -- model registry ------------------------------------------------------------------------------------------
@@ -284,12 +386,17 @@ export class MlflowClient {
     return (await this.call('GET', 'registered-models/get', responses.registeredModel, { name })).registered_model;
   }
 
+  /**
+   * A new version. MLflow 3 registers a logged model with source `models:/<model_id>` and `modelId`; the server then
+   * checks that the source is that model and resolves loads to its artefacts.
+   */
   async createModelVersion(
     name: string,
     source: string,
     runId: string,
     tags: Tags = {},
     description?: string,
+    modelId?: string,
   ): Promise<MlflowModelVersion> {
     return (
       await this.call('POST', 'model-versions/create', responses.modelVersion, {
@@ -298,12 +405,30 @@ export class MlflowClient {
         run_id: runId,
         tags: toTagList(tags),
         description,
+        model_id: modelId,
       })
     ).model_version;
   }
 
   async getModelVersion(name: string, version: string): Promise<MlflowModelVersion> {
     return (await this.call('GET', 'model-versions/get', responses.modelVersion, { name, version })).model_version;
+  }
+
+  /**
+   * A file of a version's model (e.g. `MLmodel`), read the way MLflow's UI reads it: the server resolves the version's
+   * source, a logged model's artefacts included.
+   */
+  async getModelVersionArtifact(name: string, version: string, artifactPath: string): Promise<string> {
+    const endpoint = 'model-versions/get-artifact';
+    const query = new URLSearchParams({ path: artifactPath, name, version });
+    const { res, text } = await this.exchange(
+      endpoint,
+      `${this.baseUrl}/${endpoint}?${query.toString()}`,
+      { method: 'GET' },
+      this.timeoutMs,
+    );
+    if (!res.ok) throw this.errorOf(endpoint, res, text);
+    return text;
   }
 
   async searchModelVersions(filter: string, maxResults = 200): Promise<MlflowModelVersion[]> {

@@ -139,3 +139,104 @@ describe('filterValue', () => {
     expect(() => filterValue(value)).toThrow(`MLflow filter value ${JSON.stringify(value)} ${why}`);
   });
 });
+
+describe('logged models (MLflow 3)', () => {
+  /** Records each request (method, path, JSON body) and answers with `answer(path)`. */
+  function recording(answer: (path: string) => unknown) {
+    const seen: { method: string; path: string; body: unknown }[] = [];
+    handler = (req, res) => {
+      let raw = '';
+      req.on('data', (c: Buffer) => (raw += c.toString()));
+      req.on('end', () => {
+        let body: unknown = raw;
+        try {
+          body = raw ? JSON.parse(raw) : undefined;
+        } catch {
+          // an artefact upload: the file's text
+        }
+        seen.push({ method: req.method!, path: req.url!, body });
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(answer(req.url!)));
+      });
+    };
+    return seen;
+  }
+  const loggedModel = {
+    model: {
+      info: {
+        model_id: 'm-1',
+        experiment_id: '7',
+        name: 'model',
+        artifact_uri: 'mlflow-artifacts:/7/models/m-1/artifacts',
+        status: 'LOGGED_MODEL_PENDING',
+        creation_timestamp_ms: 1796152939701,
+      },
+    },
+  };
+
+  test('a model with more params than one request takes gets the rest in batches of 100', async () => {
+    const seen = recording(() => loggedModel);
+    const params = Object.fromEntries(Array.from({ length: 250 }, (_, i) => [`p${i}`, String(i)]));
+    const model = await client().createLoggedModel('7', { name: 'model', sourceRunId: 'r1', params });
+    expect(model.info.model_id).toBe('m-1');
+    expect(seen.map((s) => `${s.method} ${s.path}`)).toEqual([
+      'POST /api/2.0/mlflow/logged-models',
+      'POST /api/2.0/mlflow/logged-models/m-1/params',
+      'POST /api/2.0/mlflow/logged-models/m-1/params',
+    ]);
+    const sizes = seen.map((s) => (s.body as { params: unknown[] }).params.length);
+    expect(sizes).toEqual([100, 100, 50]);
+    expect(seen[0]!.body).toMatchObject({ experiment_id: '7', name: 'model', source_run_id: 'r1' });
+  });
+
+  test('finalize is a PATCH of the status; uploads go under the model’s own artefact root', async () => {
+    const seen = recording(() => loggedModel);
+    await client().finalizeLoggedModel('m-1', 'LOGGED_MODEL_READY');
+    await client().uploadLoggedModelArtifact(loggedModel.model, 'stages/rank.onnx', 'graph');
+    expect(seen).toEqual([
+      {
+        method: 'PATCH',
+        path: '/api/2.0/mlflow/logged-models/m-1',
+        body: { model_id: 'm-1', status: 'LOGGED_MODEL_READY' },
+      },
+      {
+        method: 'PUT',
+        path: '/api/2.0/mlflow-artifacts/artifacts/7/models/m-1/artifacts/stages/rank.onnx',
+        body: 'graph',
+      },
+    ]);
+  });
+
+  test('a version registered from a logged model sends its model_id', async () => {
+    const seen = recording(() => ({ model_version: { name: 'm', version: '3', source: 'models:/m-1' } }));
+    await client().createModelVersion('m', 'models:/m-1', 'r1', { a: 'b' }, undefined, 'm-1');
+    expect(seen[0]!.body).toEqual({
+      name: 'm',
+      source: 'models:/m-1',
+      run_id: 'r1',
+      tags: [{ key: 'a', value: 'b' }],
+      model_id: 'm-1',
+    });
+  });
+
+  test("a version's MLmodel is read through the UI's route; a missing version is MLflow's error", async () => {
+    handler = (req, res) => {
+      if (req.url!.includes('version=1')) {
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.end('flavors:\n  onnx: {}\n');
+        return;
+      }
+      res.writeHead(404, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          error_code: 'RESOURCE_DOES_NOT_EXIST',
+          message: 'Model Version (name=m, version=2) not found',
+        }),
+      );
+    };
+    expect(await client().getModelVersionArtifact('m', '1', 'MLmodel')).toBe('flavors:\n  onnx: {}\n');
+    const err = (await failure(client().getModelVersionArtifact('m', '2', 'MLmodel'))) as MlflowError;
+    expect(err.notFound).toBe(true);
+    expect(err.message).toContain('model-versions/get-artifact: RESOURCE_DOES_NOT_EXIST (HTTP 404)');
+  });
+});
