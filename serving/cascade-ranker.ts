@@ -11,7 +11,14 @@ import { stageOf } from '../lib/cascade-manifest';
 import type { Catalog } from './catalog';
 import { ModelLoadError, messageOf } from './errors';
 import { encodeHistory } from './history';
-import { outputProblem, type RankTrace, type Ranker, type StageTiming, type TopK } from './onnx-ranker';
+import {
+  outputProblem,
+  type HistoryTime,
+  type RankTrace,
+  type Ranker,
+  type StageTiming,
+  type TopK,
+} from './onnx-ranker';
 import type { StageScorer } from './stage-session';
 
 /** What the cascade asks of the router (serving/router.ts): the route for the recall stage's scores. */
@@ -49,14 +56,14 @@ export class CascadeRanker implements Ranker {
     };
   }
 
-  rank(indices: ArrayLike<number>, n: number): Promise<TopK> {
-    return this.run(indices, n, false);
+  rank(indices: ArrayLike<number>, n: number, time?: HistoryTime): Promise<TopK> {
+    return this.run(indices, n, false, time);
   }
 
   /** `forceCascade`: skip the router (warm-up, benchmarks of the expensive path). */
-  async run(indices: ArrayLike<number>, n: number, forceCascade: boolean): Promise<TopK> {
+  async run(indices: ArrayLike<number>, n: number, forceCascade: boolean, time?: HistoryTime): Promise<TopK> {
     const t0 = performance.now();
-    const cheap = await this.recall.rank(indices, n);
+    const cheap = await this.recall.rank(indices, n, time);
     const recallStage = this.timing('recall', t0);
     const route = forceCascade ? 'cascade' : this.router.route(cheap.scores).route;
     if (route !== 'cascade')

@@ -39,12 +39,12 @@ export async function loadCatalog(dir: string, historyLen: number): Promise<Cata
     const splits = ['train.parquet', 'valid.parquet', 'test.parquet'].map(file).filter((f) => existsSync(f));
     if (existsSync(file('users.parquet'))) {
       // The last L interactions of each user, oldest first; ties in time broken by item index, as in training.
-      const [uid = [], item = []] = await columns(
+      const [uid = [], item = [], timeMs = []] = await columns(
         `WITH recent AS (
            SELECT user_idx, item_idx, ts,
                   row_number() OVER (PARTITION BY user_idx ORDER BY ts DESC, item_idx DESC) AS rn
            FROM read_parquet([${splits.map(quote).join(', ')}]))
-         SELECT u.user_id::VARCHAR, r.item_idx::INTEGER
+         SELECT u.user_id::VARCHAR, r.item_idx::INTEGER, (r.ts * 1000)::DOUBLE
          FROM recent r JOIN read_parquet(${quote(file('users.parquet'))}) u USING (user_idx)
          WHERE r.rn <= ${historyLen}
          ORDER BY r.user_idx, r.rn DESC`,
@@ -59,7 +59,13 @@ export async function loadCatalog(dir: string, historyLen: number): Promise<Cata
         }
       }
       if (uid.length > 0) offsets.push(uid.length);
-      users = new UserHistories(index, Int32Array.from(offsets), Int32Array.from(item as number[]));
+      // Dataset times are epoch seconds; the graphs of the time-aware families take epoch ms.
+      users = new UserHistories(
+        index,
+        Int32Array.from(offsets),
+        Int32Array.from(item as number[]),
+        Float64Array.from(timeMs as number[]),
+      );
     }
     return new Catalog(itemIds, popular, popularScore, users);
   } finally {

@@ -12,8 +12,12 @@ export class UserHistories {
     /** offsets[u]..offsets[u + 1] is user u's slice of `items`. */
     private readonly offsets: Int32Array,
     private readonly items: Int32Array,
+    /** Epoch ms of each entry of `items` (the time-aware families take them); empty when unknown. */
+    private readonly timesMs: Float64Array = new Float64Array(0),
   ) {
     if (offsets.length !== index.size + 1) throw new Error('UserHistories: offsets must have one entry per user + 1');
+    if (timesMs.length !== 0 && timesMs.length !== items.length)
+      throw new Error('UserHistories: timesMs must have one entry per item (or none)');
   }
 
   static empty(): UserHistories {
@@ -28,6 +32,13 @@ export class UserHistories {
   of(userId: string): Int32Array | undefined {
     const u = this.index.get(userId);
     return u === undefined ? undefined : this.items.subarray(this.offsets[u], this.offsets[u + 1]);
+  }
+
+  /** The epoch ms of `of(userId)`'s items (a view), or undefined for an unknown user or when times are not kept. */
+  timesOf(userId: string): Float64Array | undefined {
+    const u = this.index.get(userId);
+    if (u === undefined || this.timesMs.length === 0) return undefined;
+    return this.timesMs.subarray(this.offsets[u], this.offsets[u + 1]);
   }
 }
 

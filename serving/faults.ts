@@ -124,12 +124,12 @@ export function faultyRanker(ranker: Ranker, fault: Fault, nItems: number, rando
     historyLen: ranker.historyLen,
     topK: ranker.topK,
     dispose: () => ranker.dispose(),
-    async rank(indices, n) {
+    async rank(indices, n, time) {
       if (fault.addedLatencyMs > 0) await sleep(fault.addedLatencyMs);
       if (fault.errorRate > 0 && random() < fault.errorRate)
         throw new InjectedFault(`injected fault: error_rate ${fault.errorRate}`);
       if (fault.randomRecommendations) return randomTopK(ranker.topK, nItems, random);
-      return ranker.rank(indices, n);
+      return ranker.rank(indices, n, time);
     },
   };
 }

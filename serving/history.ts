@@ -16,23 +16,31 @@ function isOrdered(history: readonly TimedItem[]): boolean {
 
 /**
  * Writes the catalogue indices of the history's known items into `out`, oldest first (stable by timestamp; unknown
- * items dropped) and returns how many it wrote. `out` must hold history.length entries.
+ * items dropped) and returns how many it wrote. `out` must hold history.length entries. With `times`, also writes each
+ * written item's timestamp_ms there (`unknownMs` for an item sent without one).
  */
-export function historyIndices(history: readonly TimedItem[], catalog: Catalog, out: Int32Array): number {
+export function historyIndices(
+  history: readonly TimedItem[],
+  catalog: Catalog,
+  out: Int32Array,
+  times?: Float64Array,
+  unknownMs = 0,
+): number {
   let n = 0;
-  if (isOrdered(history)) {
-    for (const h of history) {
-      const idx = catalog.indexOf(h.item_id);
-      if (idx > 0) out[n++] = idx;
+  const put = (h: TimedItem) => {
+    const idx = catalog.indexOf(h.item_id);
+    if (idx > 0) {
+      if (times) times[n] = h.timestamp_ms || unknownMs;
+      out[n++] = idx;
     }
+  };
+  if (isOrdered(history)) {
+    for (const h of history) put(h);
     return n;
   }
   // Clients usually send histories in order; sorting (and its allocation) is the rare path.
   const order = history.map((_, i) => i).sort((a, b) => history[a]!.timestamp_ms - history[b]!.timestamp_ms || a - b);
-  for (const i of order) {
-    const idx = catalog.indexOf(history[i]!.item_id);
-    if (idx > 0) out[n++] = idx;
-  }
+  for (const i of order) put(history[i]!);
   return n;
 }
 
@@ -46,4 +54,13 @@ export function encodeHistory(indices: ArrayLike<number>, n: number, row: BigInt
   const pad = len - take;
   row.fill(0n, 0, pad);
   for (let j = 0; j < take; j++) row[pad + j] = BigInt(indices[n - take + j]!);
+}
+
+/** The timestamps row aligned with encodeHistory's row: the same last min(n, L) entries, 0 at the padding. */
+export function encodeTimes(times: ArrayLike<number>, n: number, row: BigInt64Array): void {
+  const len = row.length;
+  const take = Math.min(n, len);
+  const pad = len - take;
+  row.fill(0n, 0, pad);
+  for (let j = 0; j < take; j++) row[pad + j] = BigInt(Math.round(times[n - take + j]!));
 }

@@ -7,10 +7,13 @@ import { readFile } from 'node:fs/promises';
 import * as ort from 'onnxruntime-node';
 import type { Catalog } from './catalog';
 import { ModelLoadError, messageOf } from './errors';
-import { encodeHistory } from './history';
+import { encodeHistory, encodeTimes } from './history';
 import { MicroBatcher } from './micro-batcher';
 
 export const INPUT = 'history';
+/** The time-aware families' extra inputs (models/continuous_time.py): item times [batch, L] and request time [batch]. */
+export const INPUT_TIMESTAMPS = 'timestamps';
+export const INPUT_QUERY_TIME = 'query_time';
 export const OUTPUT_SCORES = 'scores';
 export const OUTPUT_ITEMS = 'items';
 
@@ -36,12 +39,21 @@ export interface RankTrace {
   stages: StageTiming[];
 }
 
+/** When a history's items happened and when the request came, epoch ms; times undefined when unknown. */
+export interface HistoryTime {
+  times?: ArrayLike<number>;
+  nowMs: number;
+}
+
 /** What the request path needs from a model; the ONNX implementation below, fakes in unit tests. */
 export interface Ranker {
   readonly historyLen: number;
   readonly topK: number;
-  /** Ranks the catalogue for the history indices[0..n) (oldest first; only the last historyLen are used). */
-  rank(indices: ArrayLike<number>, n: number): Promise<TopK>;
+  /**
+   * Ranks the catalogue for the history indices[0..n) (oldest first; only the last historyLen are used). `time`:
+   * the epoch ms of those items (times[0..n)) and of the request, for graphs that take them (models/continuous_time.py).
+   */
+  rank(indices: ArrayLike<number>, n: number, time?: HistoryTime): Promise<TopK>;
   dispose(): Promise<void>;
 }
 
@@ -76,6 +88,8 @@ export class OnnxRanker implements Ranker {
     readonly historyLen: number,
     readonly topK: number,
     readonly batches: boolean,
+    /** The graph also takes `timestamps` and `query_time`: each row then carries them after the history. */
+    readonly takesTime: boolean,
   ) {
     // Batching: one inference at a time (one intra-op thread), concurrent requests batch behind it.
     this.batcher = batches
@@ -99,7 +113,8 @@ export class OnnxRanker implements Ranker {
       await session.release();
       throw new ModelLoadError(model, 'signature', problem);
     }
-    return new OnnxRanker(session, expected.historyLen, expected.topK, batchable(await readFile(file)));
+    const takesTime = session.inputNames.includes(INPUT_TIMESTAMPS);
+    return new OnnxRanker(session, expected.historyLen, expected.topK, batchable(await readFile(file)), takesTime);
   }
 
   private static signatureProblem(
@@ -109,8 +124,23 @@ export class OnnxRanker implements Ranker {
     const input = session.inputMetadata.find((m) => m.name === INPUT);
     const scores = session.outputMetadata.find((m) => m.name === OUTPUT_SCORES);
     const items = session.outputMetadata.find((m) => m.name === OUTPUT_ITEMS);
-    if (session.inputNames.length !== 1 || !input?.isTensor || input.type !== 'int64' || input.shape.length !== 2)
-      return `expected one input '${INPUT}' int64 [batch, ${L}]; the graph takes ${session.inputMetadata.map(describe).join(', ')}`;
+    const takes = session.inputMetadata.map(describe).join(', ');
+    const timed = session.inputNames.length === 3;
+    if (
+      !(session.inputNames.length === 1 || timed) ||
+      !input?.isTensor ||
+      input.type !== 'int64' ||
+      input.shape.length !== 2
+    )
+      return `expected the input '${INPUT}' int64 [batch, ${L}] (and for a time-aware graph '${INPUT_TIMESTAMPS}' int64 [batch, ${L}], '${INPUT_QUERY_TIME}' int64 [batch]); the graph takes ${takes}`;
+    if (timed) {
+      const ts = session.inputMetadata.find((m) => m.name === INPUT_TIMESTAMPS);
+      const q = session.inputMetadata.find((m) => m.name === INPUT_QUERY_TIME);
+      if (!ts?.isTensor || ts.type !== 'int64' || ts.shape.length !== 2 || !dimIs(ts.shape[1], L))
+        return `expected input '${INPUT_TIMESTAMPS}' int64 [batch, ${L}]; the graph takes ${takes}`;
+      if (!q?.isTensor || q.type !== 'int64' || q.shape.length !== 1)
+        return `expected input '${INPUT_QUERY_TIME}' int64 [batch]; the graph takes ${takes}`;
+    }
     if (!dimIs(input.shape[1], L))
       return `input '${INPUT}' has length ${input.shape[1]}, but the tag recsys.onnx.history_len says ${L}`;
     for (const [meta, name, type] of [
@@ -146,23 +176,38 @@ export class OnnxRanker implements Ranker {
     }
   }
 
-  rank(indices: ArrayLike<number>, n: number): Promise<TopK> {
+  rank(indices: ArrayLike<number>, n: number, time?: HistoryTime): Promise<TopK> {
     // Encoded now: the caller's buffer is free again as soon as rank returns.
-    const row = new BigInt64Array(this.historyLen);
-    encodeHistory(indices, n, row);
+    const L = this.historyLen;
+    const row = new BigInt64Array(this.takesTime ? 2 * L + 1 : L);
+    encodeHistory(indices, n, row.subarray(0, L));
+    if (this.takesTime) {
+      // Items without a known time count as happening now: no time passes between them and the request.
+      const nowMs = time?.nowMs ?? Date.now();
+      encodeTimes(time?.times ?? new Float64Array(n).fill(nowMs), n, row.subarray(L, 2 * L));
+      row[2 * L] = BigInt(Math.round(nowMs));
+    }
     return this.batcher.submit(row);
   }
 
   /** One inference over a batch of encoded histories; each request gets views of its own output rows. */
   private async runBatch(rows: BigInt64Array[]): Promise<TopK[]> {
     const L = this.historyLen;
-    let input: BigInt64Array;
-    if (rows.length === 1) input = rows[0]!;
-    else {
-      input = new BigInt64Array(rows.length * L);
-      rows.forEach((row, i) => input.set(row, i * L));
+    const B = rows.length;
+    const history = new BigInt64Array(B * L);
+    rows.forEach((row, i) => history.set(row.subarray(0, L), i * L));
+    const feeds: Record<string, ort.Tensor> = { [INPUT]: new ort.Tensor('int64', history, [B, L]) };
+    if (this.takesTime) {
+      const times = new BigInt64Array(B * L);
+      const query = new BigInt64Array(B);
+      rows.forEach((row, i) => {
+        times.set(row.subarray(L, 2 * L), i * L);
+        query[i] = row[2 * L]!;
+      });
+      feeds[INPUT_TIMESTAMPS] = new ort.Tensor('int64', times, [B, L]);
+      feeds[INPUT_QUERY_TIME] = new ort.Tensor('int64', query, [B]);
     }
-    const out = await this.session.run({ [INPUT]: new ort.Tensor('int64', input, [rows.length, L]) });
+    const out = await this.session.run(feeds);
     const scores = out[OUTPUT_SCORES]!.data as Float32Array;
     const items = out[OUTPUT_ITEMS]!.data as BigInt64Array;
     const K = this.topK;

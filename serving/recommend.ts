@@ -40,6 +40,13 @@ function markExcludes(excluded: ItemMarks, catalog: Catalog, ids: readonly strin
   for (const id of ids) excluded.mark(catalog.indexOf(id));
 }
 
+/** A history: item indices[0..n), oldest first, and when known the epoch ms of each (times[0..n)). */
+interface Indexed {
+  indices: Int32Array;
+  times?: Float64Array;
+  n: number;
+}
+
 /**
  * The dataset's history (older) followed by the store's events (newer), without the dataset items the store holds
  * again: a user's first click adds to what the model knew of them instead of replacing it, and a store that was
@@ -47,22 +54,30 @@ function markExcludes(excluded: ItemMarks, catalog: Catalog, ids: readonly strin
  */
 function afterDataset(
   dataset: Int32Array | undefined,
-  store: Int32Array,
-  n: number,
-): { indices: Int32Array; n: number } {
-  if (!dataset || dataset.length === 0) return { indices: store, n };
-  const inStore = new Set(store.subarray(0, n));
+  datasetTimes: Float64Array | undefined,
+  store: Indexed,
+): Indexed {
+  if (!dataset || dataset.length === 0) return store;
+  const { n } = store;
+  const inStore = new Set(store.indices.subarray(0, n));
   const merged = new Int32Array(dataset.length + n);
+  const times = store.times && datasetTimes ? new Float64Array(dataset.length + n) : undefined;
   let m = 0;
-  for (const i of dataset) if (!inStore.has(i)) merged[m++] = i;
-  merged.set(store.subarray(0, n), m);
-  return { indices: merged, n: m + n };
+  dataset.forEach((i, j) => {
+    if (inStore.has(i)) return;
+    if (times) times[m] = datasetTimes![j]!;
+    merged[m++] = i;
+  });
+  merged.set(store.indices.subarray(0, n), m);
+  if (times) times.set(store.times!.subarray(0, n), m);
+  return { indices: merged, ...(times && { times }), n: m + n };
 }
 
-function known(history: readonly TimedItem[], catalog: Catalog): { indices: Int32Array; n: number } {
+function known(history: readonly TimedItem[], catalog: Catalog, nowMs: number): Indexed {
   // Small and short-lived; cheaper than looking the ids up again after inference to exclude them.
   const indices = new Int32Array(history.length);
-  return { indices, n: historyIndices(history, catalog, indices) };
+  const times = new Float64Array(history.length);
+  return { indices, times, n: historyIndices(history, catalog, indices, times, nowMs) };
 }
 
 /** Assumes a valid request (validate.ts). Rejects only when the model's inference fails. */
@@ -72,30 +87,34 @@ export async function recommend(
   online?: OnlineReader,
 ): Promise<Recommendation> {
   const { catalog, ranker, excluded } = model;
-  let indices: Int32Array | undefined;
-  let n = 0;
+  const nowMs = Date.now();
+  let h: Indexed = { indices: new Int32Array(0), n: 0 };
   let historySource: HistorySource = 'HISTORY_SOURCE_NONE';
   let storeDegraded = false;
   if (req.history.length > 0) {
-    ({ indices, n } = known(req.history, catalog));
-    if (n > 0) historySource = 'HISTORY_SOURCE_REQUEST';
+    h = known(req.history, catalog, nowMs);
+    if (h.n > 0) historySource = 'HISTORY_SOURCE_REQUEST';
   }
-  if (n === 0 && online) {
+  if (h.n === 0 && online) {
     const read = await online.history(req.user_id);
     if (read.status === 'ok') {
-      ({ indices, n } = known(read.items, catalog));
-      if (n > 0) {
-        ({ indices, n } = afterDataset(catalog.users.of(req.user_id), indices, n));
+      h = known(read.items, catalog, nowMs);
+      if (h.n > 0) {
+        h = afterDataset(catalog.users.of(req.user_id), catalog.users.timesOf(req.user_id), h);
         historySource = 'HISTORY_SOURCE_ONLINE_STORE';
       }
     } else storeDegraded = true;
   }
-  if (n === 0) {
-    indices = catalog.users.of(req.user_id);
-    n = indices?.length ?? 0;
-    if (n > 0) historySource = 'HISTORY_SOURCE_DATASET';
+  if (h.n === 0) {
+    const dataset = catalog.users.of(req.user_id);
+    const times = catalog.users.timesOf(req.user_id);
+    if (dataset && dataset.length > 0) {
+      h = { indices: dataset, ...(times && { times }), n: dataset.length };
+      historySource = 'HISTORY_SOURCE_DATASET';
+    }
   }
-  if (n === 0 || !indices) {
+  const { indices, n } = h;
+  if (n === 0) {
     excluded.begin();
     markExcludes(excluded, catalog, req.exclude_item_ids);
     return {
@@ -106,7 +125,7 @@ export async function recommend(
       storeDegraded,
     };
   }
-  const top = await ranker.rank(indices, n);
+  const top = await ranker.rank(indices, n, { times: h.times, nowMs });
   // From here to the return everything is synchronous: the shared ItemMarks belong to this request alone.
   excluded.begin();
   for (let i = 0; i < n; i++) excluded.mark(indices[i]!);

@@ -1,7 +1,7 @@
 /** Stand-ins for the unit tests of the serving tier: a tiny catalogue, a scripted ranker, a servable version. */
 import { Catalog, UserHistories } from '../../../serving/catalog';
 import type { ServableVersion } from '../../../serving/model-version';
-import type { Ranker, TopK } from '../../../serving/onnx-ranker';
+import type { HistoryTime, Ranker, TopK } from '../../../serving/onnx-ranker';
 
 /** Items a..f are indices 1..6; user u1 has the history a, b in the dataset. */
 export const fakeCatalog = () =>
@@ -20,9 +20,12 @@ export class FakeRanker implements Ranker {
   delayMs = 0;
   disposed = false;
   calls: number[][] = [];
+  /** The item times (epoch ms) each call was given, undefined when the history had none. */
+  times: (number[] | undefined)[] = [];
 
-  async rank(indices: ArrayLike<number>, n: number): Promise<TopK> {
+  async rank(indices: ArrayLike<number>, n: number, time?: HistoryTime): Promise<TopK> {
     this.calls.push(Array.from(indices).slice(0, n));
+    this.times.push(time?.times && Array.from(time.times).slice(0, n));
     if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
     if (this.fail) throw new Error('boom: graph exploded');
     if (this.disposed) throw new Error('ranked after dispose: the graph was freed while a request still used it');

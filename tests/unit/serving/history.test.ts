@@ -1,5 +1,5 @@
 import { Catalog } from '../../../serving/catalog';
-import { encodeHistory, historyIndices } from '../../../serving/history';
+import { encodeHistory, encodeTimes, historyIndices } from '../../../serving/history';
 
 // Items a..e have indices 1..5.
 const catalog = new Catalog(['', 'a', 'b', 'c', 'd', 'e'], new Int32Array(0), new Float32Array(0));
@@ -47,5 +47,25 @@ describe('encodeHistory', () => {
     const row = new BigInt64Array(4).fill(5n);
     encodeHistory([], 0, row);
     expect([...row]).toEqual([0n, 0n, 0n, 0n]);
+  });
+});
+
+describe('item times', () => {
+  test("historyIndices writes each kept item's time beside it, unknown times as the given default", () => {
+    const out = new Int32Array(4);
+    const times = new Float64Array(4);
+    const n = historyIndices([h('c', 300), h('zzz', 50), h('a', 0), h('b', 200)], catalog, out, times, 999);
+    // Sorted by timestamp (0 first), the unknown item dropped with its time.
+    expect([...out.subarray(0, n)]).toEqual([1, 2, 3]);
+    expect([...times.subarray(0, n)]).toEqual([999, 200, 300]);
+  });
+
+  test('encodeTimes aligns with encodeHistory: the last L, left-padded with 0', () => {
+    const row = new BigInt64Array(4).fill(7n);
+    encodeTimes([1.4, 2, 3], 3, row);
+    expect([...row]).toEqual([0n, 1n, 2n, 3n]);
+    const short = new BigInt64Array(2);
+    encodeTimes([1, 2, 3], 3, short);
+    expect([...short]).toEqual([2n, 3n]);
   });
 });

@@ -1,4 +1,5 @@
 /** Where recommend() takes the history from: the request, the online store after the dataset, the dataset, none. */
+import { Catalog, UserHistories } from '../../../serving/catalog';
 import { ItemMarks } from '../../../serving/item-marks';
 import type { HistoryRead } from '../../../serving/online-store';
 import type { RecommendRequest } from '../../../serving/proto';
@@ -76,4 +77,27 @@ test("the popularity fallback puts the store's recent favourites first (shares o
   ]);
   const none = await recommend(m, req({ user_id: 'stranger', k: 2 }), store({ status: 'ok', items: [] }));
   expect(none.items.map((i) => i.item_id)).toEqual(['f', 'e']);
+});
+
+test("the item times go to the ranker with the history: sent ones, unknown ones as now, the dataset's after merging", async () => {
+  const m = model();
+  const before = Date.now();
+  await recommend(m, req({ history: [{ item_id: 'c', timestamp_ms: 0 }, ...timed('e')] }));
+  const [sent] = m.ranker.times;
+  expect(sent![0]).toBeGreaterThanOrEqual(before); // no time sent: taken as the request's
+  expect(sent![1]).toBe(1000);
+
+  // A dataset that kept times: a known user's dataset items keep theirs, the store's events follow with their own.
+  const catalog = new Catalog(
+    fakeCatalog().itemIds,
+    Int32Array.of(1),
+    Float32Array.of(1),
+    new UserHistories(new Map([['u1', 0]]), Int32Array.of(0, 2), Int32Array.of(1, 2), Float64Array.of(10, 20)),
+  );
+  const timedModel = { catalog, ranker: new FakeRanker(), excluded: new ItemMarks(catalog.nItems + 1) };
+  await recommend(timedModel, req({}), store({ status: 'ok', items: timed('d') }));
+  expect(timedModel.ranker.calls).toEqual([[1, 2, 4]]);
+  expect(timedModel.ranker.times).toEqual([[10, 20, 1000]]);
+  await recommend(timedModel, req({}));
+  expect(timedModel.ranker.times.at(-1)).toEqual([10, 20]);
 });

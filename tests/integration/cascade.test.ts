@@ -1,0 +1,225 @@
+/**
+ * A cascade version end to end on the real stack: continuousTraining trains the three stages as one model
+ * (`model: cascade`: recall → DIN rank → RankNet re-rank), exports each stage graph and the checksummed manifest,
+ * skips quantization and registers it as kind `cascade`; a rollout then canaries it against a single-model (two-tower)
+ * champion with real replicas, traffic and feedback, and promotes it on approval; the promoted cascade answers
+ * `recsys recommend` with its route and each stage's lineage, and its replicas export per-stage latency and routes.
+ */
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { createActivities } from '../../activities';
+import { replicaSlots } from '../../fleet/environments';
+import { simulate } from '../../fleet/simulate/run';
+import { expandPopulation, loadWorkload, type SimUser } from '../../fleet/simulate/workload';
+import { parseCascadeManifest } from '../../lib/cascade-manifest';
+import { localDataset } from '../../lib/dataset/cache';
+import { MlflowClient, tagsOf } from '../../lib/mlflow/client';
+import { objectStore } from '../../lib/object-store';
+import type { RolloutConfigInput } from '../../lib/rollout/config';
+import { createTrainingWorker, type RecsysWorker } from '../../worker/create-worker';
+import { continuousTraining } from '../../workflows/continuous-training';
+import { approveUpdate, rolloutStateQuery, rolloutWorkflowId, type RolloutState } from '../../workflows/rollout-api';
+import { rollout } from '../../workflows/rollout';
+import type { ContinuousTrainingResult } from '../../workflows/training-api';
+import { uniqueName, useTemporal } from './stack';
+import { LEARNABLE_SHAPE, LEARNING_CONFIG, smallDatasetSource, trainingInput, waitFor } from './training-fixture';
+
+const ROOT = path.resolve(__dirname, '../..');
+const { environmentState, stopEnvironment, promote } = createActivities();
+
+// A private port range (gRPC 43000-43999, metrics 44000-44999, HTTP 33000-33999): no other test's.
+const base = 43000 + 20 * Math.floor(Math.random() * 49);
+process.env.RECSYS_ENV_PORT_BASE = String(base);
+process.env.RECSYS_ENV_METRICS_PORT_BASE = String(base + 1000);
+process.env.RECSYS_ENV_HTTP_PORT_BASE = String(base - 10000);
+// The replicas (children of this process) route with this budget: plenty for the test's traffic to take both paths.
+process.env.RECSYS_ROUTER = JSON.stringify({ budget: { ratePerSecond: 40, burst: 40 } });
+
+// Declared before useTemporal's hooks so that it runs first: the worker must stop before its connection closes.
+afterAll(async () => {
+  worker?.shutdown();
+  await running;
+  await act(stopEnvironment, { env: 'production' });
+  await act(stopEnvironment, { env: 'staging' });
+});
+
+const temporal = useTemporal();
+const mlflow = new MlflowClient();
+const act = <A, R>(fn: (a: A) => Promise<R>, arg: A): Promise<R> =>
+  new MockActivityEnvironment().run<[A], R, typeof fn>(fn, arg);
+
+/** Stages sized for the small world: 60 candidates from recall, 20 for the re-ranker, the final top 20. */
+const CASCADE = { model: 'cascade', recall_model: 'two_tower', recall_n: 60, rerank_m: 20, ...LEARNING_CONFIG };
+
+/**
+ * The canary's analysis is loose on quality on purpose: this test is about a cascade going through the same rollout
+ * as any model, not about whether a cascade trained in seconds beats the champion's click-through rate.
+ */
+const ROLLOUT: RolloutConfigInput = {
+  staging: { replicas: 1, loadTest: { qps: 50, seconds: 2 }, maxErrorRate: 0.01, maxP99Ms: 1000 },
+  production: { replicas: 2 },
+  canary: {
+    steps: [{ weight: 50, bakeSeconds: 8 }],
+    analysis: {
+      minRequests: 40,
+      minFeedback: 40,
+      minClicks: 5,
+      minCtrDrop: 0.9,
+      maxP99Ratio: 10,
+      p99SlackMs: 100,
+      maxP99Ms: 1000,
+      retrySeconds: 3,
+      maxWaitSeconds: 9,
+    },
+  },
+  approval: { timeoutSeconds: 300 },
+};
+
+let model: string;
+let taskQueue: string;
+let worker: RecsysWorker;
+let running: Promise<void>;
+let champion: ContinuousTrainingResult;
+let cascade: ContinuousTrainingResult;
+let users: SimUser[];
+
+beforeAll(async () => {
+  model = uniqueName('it-cascade');
+  const dataset = uniqueName('it-ds');
+  const source = await smallDatasetSource(dataset, LEARNABLE_SHAPE);
+  taskQueue = uniqueName('it-cascade');
+  worker = await createTrainingWorker({ taskQueue, connection: temporal.native });
+  running = worker.run();
+  const train = (config: Record<string, unknown>, family: string) =>
+    temporal.client.workflow.execute(continuousTraining, {
+      taskQueue,
+      workflowId: `train-${model}-${family}`,
+      args: [trainingInput(model, dataset, source, config)],
+    });
+  champion = await train(LEARNING_CONFIG, 'two-tower');
+  await act(promote, { model, version: champion.registered.version, reason: 'test setup', by: 'jest' });
+  cascade = await train(CASCADE, 'cascade');
+  users = await loadWorkload(await localDataset(cascade.dataset.manifestUri));
+}, 900_000);
+
+test('continuousTraining trains, exports and registers a cascade: one version, each stage a checksummed graph', async () => {
+  expect(cascade.training.config).toMatchObject({ model: 'cascade' });
+  expect(cascade.exported.kind).toBe('cascade');
+  expect(cascade.exported.stages?.map((s) => [s.name, s.topK])).toEqual([
+    ['recall', 60],
+    ['rank', 20],
+    ['rerank', 20],
+  ]);
+  expect(cascade.quantization).toBeUndefined();
+  // Evaluated end to end like any family (full ranking of the cascade's final order).
+  expect(cascade.evaluation.model['ndcg@10']).toBeGreaterThan(0);
+
+  const tags = tagsOf(await mlflow.getModelVersion(model, cascade.registered.version));
+  expect(tags).toMatchObject({
+    'recsys.onnx.kind': 'cascade',
+    'recsys.onnx.uri': cascade.exported.onnxUri,
+    'recsys.onnx.sha256': cascade.exported.sha256,
+    'recsys.onnx.precision': 'fp32',
+    'recsys.model.family': 'cascade',
+  });
+  // The manifest names each stage's graph by URI and checksum; the graphs are in the store.
+  const manifest = parseCascadeManifest(
+    String(await objectStore().getBytes(cascade.exported.onnxUri)),
+    cascade.exported.onnxUri,
+  );
+  expect(manifest.stages).toEqual(cascade.exported.stages);
+  for (const s of manifest.stages) expect(await objectStore().exists(s.uri)).toBe(true);
+});
+
+test('a canary of the cascade against the single-model champion runs end to end; approval promotes it', async () => {
+  const version = cascade.registered.version;
+  const handle = await temporal.client.workflow.start(rollout, {
+    taskQueue,
+    workflowId: rolloutWorkflowId(model, version),
+    args: [{ model, version, config: ROLLOUT, startedBy: 'jest' }],
+  });
+  const query = () => handle.query(rolloutStateQuery);
+  await waitFor('the canary step', async () => {
+    const s = await query();
+    if (s.outcome) throw new Error(`rollout ended before its canary: ${s.outcome} ${s.reason}`);
+    return s.phase === 'canary' && s.weights[version] ? s : undefined;
+  });
+  const abort = new AbortController();
+  const load = simulate({
+    addresses: replicaSlots('production')
+      .slice(0, 2)
+      .map((r) => r.address),
+    users: expandPopulation(users, 2000),
+    qps: 150,
+    seconds: 120,
+    concurrency: 32,
+    timeoutMs: 2000,
+    signal: abort.signal,
+  });
+  let waiting: RolloutState;
+  try {
+    waiting = await waitFor('awaiting approval', async () => {
+      const s = await query();
+      if (s.outcome) throw new Error(`rollout ended before approval: ${s.outcome} ${s.reason}`);
+      return s.phase === 'awaiting-approval' ? s : undefined;
+    });
+  } finally {
+    abort.abort();
+    await load;
+  }
+  expect(waiting.analyses.map((a) => a.result.outcome)).toEqual(['pass']);
+  expect(waiting.analyses[0]!.result.canary.requests).toBeGreaterThanOrEqual(40);
+  await handle.executeUpdate(approveUpdate, { args: [{ by: 'alice', reason: 'cascade canary looks good' }] });
+  expect(await handle.result()).toMatchObject({ outcome: 'promoted', baseline: champion.registered.version });
+
+  const state = await act(environmentState, { env: 'production' });
+  for (const r of state.replicas) expect(r.weights).toEqual({ [version]: 100 });
+  expect((await mlflow.getVersionByAlias(model, 'champion'))?.version).toBe(version);
+
+  // The cascade's replicas export each stage's latency and the routes taken under the canary's traffic.
+  const metrics = await (await fetch(replicaSlots('production')[0]!.metricsUrl)).text();
+  for (const stage of ['recall', 'rank', 'rerank'])
+    expect(metrics).toMatch(
+      new RegExp(`recsys_stage_duration_seconds_count\\{[^}]*version="${version}",stage="${stage}"`),
+    );
+  expect(metrics).toMatch(new RegExp(`recsys_routes_total\\{[^}]*version="${version}",route="cascade"\\} [1-9]`));
+});
+
+test('recsys recommend against the cascade champion prints the route and each stage with its graph', async () => {
+  const stages = cascade.exported.stages!;
+  const user = users.find((u) => u.history.length > 0)!;
+  const out = await runCli([
+    'recommend',
+    '--address',
+    replicaSlots('production')[0]!.address,
+    '--user',
+    user.userId,
+    '--history',
+    user.history.join(','),
+    '--k',
+    '5',
+  ]);
+  expect(out.code).toBe(0);
+  expect(out.stdout).toContain(`${model} v${cascade.registered.version}`);
+  const route = /Route:\s+(\S+)/.exec(out.stdout)?.[1];
+  expect(['cheap', 'cascade', 'cheap-budget']).toContain(route);
+  // The recall stage always runs; the ranking stages when the route is `cascade`.
+  const ran = route === 'cascade' ? stages : stages.slice(0, 1);
+  for (const s of ran) expect(out.stdout).toMatch(new RegExp(`${s.name}\\s+│?\\s*${s.sha256.slice(0, 16)}`));
+});
+
+function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', ...args], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    child.on('error', reject);
+    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
