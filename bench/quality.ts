@@ -1,14 +1,16 @@
 /**
- * Quality table: popularity, two-tower and the sequential model (SASRec-style) on the ML-1M-sized synthetic set and
- * on the real MovieLens-100K; Recall@10 and NDCG@10 with full ranking on the time split (models/evaluate.py, 95%
- * bootstrap intervals when the report has them), then the per-slice NDCG@10 summary of the report.
- *   npx tsx bench/quality.ts <path to ml-100k.inter>
- *
- * Each model trains under torchrun with 2 processes (gloo), as the pipeline does. Training is bounded for two CPU
- * cores (the configs are printed); trained models are cached under ~/.cache/recsys/bench/quality keyed by dataset
- * version, config and the training code in models/, so bench/quantization.ts (and a second run) reuses them.
+ * The quality table: every family on every protocol, full ranking, 95% bootstrap intervals, beside recent and
+ * all-time popularity and the published figures of the same protocol. Datasets: MovieLens-100K (real) and the
+ * ML-1M-sized synthetic set. Protocols (models/protocols.py): `time` (the global time split the gates use; warm users,
+ * those with history before the test window, reported apart from cold ones), `loo` (per-user leave-last-out) and
+ * `random` (RecBole's per-user random 8:1:1). Every model trains under torchrun with 2 processes (gloo), as the
+ * pipeline does, with configs bounded for two CPU cores (printed); trained models are cached under
+ * ~/.cache/recsys/bench/quality keyed by dataset version, protocol, config and the training code in models/, so
+ * bench/quantization.ts, bench/cascade-router.ts and a second run reuse them.
+ *   npx tsx bench/quality.ts <path to ml-100k.inter> [protocols=time,loo,random] [datasets=ml-100k,ml-1m-synthetic]
  */
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -28,25 +30,65 @@ export interface BenchDataset {
 
 export interface Family {
   label: string;
+  /** `cascade`: three stage graphs (no int8 export; bench/quantization.ts skips it). */
+  kind?: 'single' | 'cascade';
   /** TrainConfig overrides per dataset label. */
   config: Record<string, Record<string, unknown>>;
 }
 
 const QUIET = { log_every_seconds: 60 };
-/** Bounded for 2 CPU cores: the sequential model costs ~25x two-tower per sample (attention over 50 positions). */
+const SYN = 'ML-1M-sized synthetic';
+const ML100K = 'MovieLens-100K';
+/** Bounded for 2 CPU cores: the sequential models cost far more per sample than the two-tower model. */
 export const FAMILIES: Family[] = [
   {
     label: 'two-tower',
     config: {
-      'ML-1M-sized synthetic': { model: 'two_tower', epochs: 3, ...QUIET },
-      'MovieLens-100K': { model: 'two_tower', epochs: 5, ...QUIET },
+      [SYN]: { model: 'two_tower', epochs: 3, ...QUIET },
+      [ML100K]: { model: 'two_tower', epochs: 5, ...QUIET },
     },
   },
   {
     label: 'sequential',
     config: {
-      'ML-1M-sized synthetic': { model: 'sequential', epochs: 1, lr: 0.002, ...QUIET },
-      'MovieLens-100K': { model: 'sequential', epochs: 5, ...QUIET },
+      [SYN]: { model: 'sequential', epochs: 1, lr: 0.002, ...QUIET },
+      [ML100K]: { model: 'sequential', epochs: 5, ...QUIET },
+    },
+  },
+  {
+    label: 'mf (iALS)',
+    config: {
+      [SYN]: { model: 'mf', epochs: 10, ...QUIET },
+      [ML100K]: { model: 'mf', epochs: 10, ...QUIET },
+    },
+  },
+  {
+    label: 'lightgcn',
+    config: {
+      [SYN]: { model: 'lightgcn', epochs: 10, ...QUIET },
+      [ML100K]: { model: 'lightgcn', epochs: 30, ...QUIET },
+    },
+  },
+  {
+    label: 'gru',
+    config: {
+      [SYN]: { model: 'gru', epochs: 1, ...QUIET },
+      [ML100K]: { model: 'gru', epochs: 5, ...QUIET },
+    },
+  },
+  {
+    label: 'ode-rnn (rk4)',
+    config: {
+      [SYN]: { model: 'ode_rnn', ode_solver: 'rk4', epochs: 1, ...QUIET },
+      [ML100K]: { model: 'ode_rnn', ode_solver: 'rk4', epochs: 5, ...QUIET },
+    },
+  },
+  {
+    label: 'cascade',
+    kind: 'cascade',
+    config: {
+      [SYN]: { model: 'cascade', epochs: 3, ...QUIET },
+      [ML100K]: { model: 'cascade', epochs: 5, ...QUIET },
     },
   },
 ];
@@ -73,12 +115,15 @@ export async function benchDatasets(inter: string): Promise<BenchDataset[]> {
   ];
 }
 
-/** The modules that make a trained model (not evaluate/export/quantize: they run again on every bench run). */
-const TRAINING_CODE = ['checkpoint', 'config', 'data', 'distributed', 'families', 'train', 'sequential', 'two_tower'];
+/** The modules that do not make a trained model (they run again on every bench run); every other one does. */
+const NOT_TRAINING = new Set(['evaluate', 'export', 'cascade_export', 'quantize', 'protocols', 'stage_metrics']);
 
 async function trainingCodeVersion(): Promise<string> {
   const h = createHash('sha256');
-  for (const m of TRAINING_CODE) h.update(m).update(await fs.readFile(path.join(REPO_ROOT, 'models', `${m}.py`)));
+  const modules = (await fs.readdir(path.join(REPO_ROOT, 'models')))
+    .filter((f) => f.endsWith('.py') && !NOT_TRAINING.has(f.slice(0, -3)))
+    .sort();
+  for (const m of modules) h.update(m).update(await fs.readFile(path.join(REPO_ROOT, 'models', m)));
   return h.digest('hex').slice(0, 12);
 }
 
@@ -129,6 +174,21 @@ export async function trainCached(ds: BenchDataset, cfg: Record<string, unknown>
   return trained;
 }
 
+export const PROTOCOLS = ['time', 'loo', 'random'] as const;
+export type Protocol = (typeof PROTOCOLS)[number];
+
+/** The dataset re-split by a protocol (models/protocols.py), cached beside the trained models; `time` is itself. */
+export async function protocolDataset(ds: BenchDataset, protocol: Protocol): Promise<BenchDataset> {
+  if (protocol === 'time') return ds;
+  const dir = path.join(CACHE, 'protocols', ds.ref.version, protocol);
+  if (!existsSync(path.join(dir, 'manifest.json')))
+    await runPython({
+      module: 'models.protocols',
+      args: ['--data-dir', ds.dir, '--protocol', protocol, '--out-dir', dir, '--seed', '0'],
+    });
+  return { label: ds.label, ref: { ...ds.ref, version: `${ds.ref.version}-${protocol}` }, dir };
+}
+
 interface Interval {
   point: number;
   lo: number;
@@ -138,16 +198,20 @@ interface Population {
   n_users: number;
   small?: boolean;
   intervals?: Record<string, Record<string, Interval>>;
+  differences?: Record<string, Record<string, Interval>>;
 }
 interface Report {
   n_users: number;
+  n_warm_users?: number;
+  popularity_days?: number;
   metrics: Record<string, Record<string, number>>;
   overall?: Population;
-  slices?: Record<string, Population>;
+  populations?: { warm?: Population; cold?: Population };
+  stages?: Record<string, unknown>;
 }
 
-async function evaluate(ds: BenchDataset, modelPath: string): Promise<Report> {
-  const out = path.join(path.dirname(modelPath), 'eval.json');
+async function evaluate(ds: BenchDataset, modelPath: string, protocol: Protocol): Promise<Report> {
+  const out = path.join(path.dirname(modelPath), `eval-${protocol}.json`);
   const result = await runPython({
     module: 'models.evaluate',
     args: ['--data-dir', ds.dir, '--model', modelPath, '--out', out, '--k', '10'],
@@ -155,62 +219,105 @@ async function evaluate(ds: BenchDataset, modelPath: string): Promise<Report> {
   return JSON.parse(await fs.readFile(result.report_path as string, 'utf8')) as Report;
 }
 
-const f4 = (x: number | undefined) => (x === undefined ? '   n/a' : x.toFixed(4));
-function cell(report: Report, ranker: string, metric: string): string {
-  const point = report.metrics[ranker]?.[metric];
-  const iv = report.overall?.intervals?.[ranker]?.[metric];
-  return iv ? `${f4(point)} [${f4(iv.lo)}, ${f4(iv.hi)}]` : f4(point);
+const f4 = (x: number | undefined) => (x === undefined ? 'n/a' : x.toFixed(4));
+function cell(pop: Population | undefined, ranker: string, metric: string): string {
+  const iv = pop?.intervals?.[ranker]?.[metric];
+  return iv ? `${f4(iv.point)} [${f4(iv.lo)}, ${f4(iv.hi)}]` : 'n/a';
 }
+function diffCell(pop: Population | undefined, metric: string): string {
+  const d = pop?.differences?.vs_popularity?.[metric];
+  if (!d) return 'n/a';
+  const sign = (x: number) => (x >= 0 ? '+' : '') + x.toFixed(4);
+  return `${sign(d.point)} [${sign(d.lo)}, ${sign(d.hi)}]${d.lo > 0 ? ' *' : ''}`;
+}
+
+/**
+ * Published figures of the same protocols (full ranking), beside ours in the table's notes. Our ML-1M-sized set is
+ * synthetic, so the ML-1M figures are the scale's reference, not a like-for-like comparison.
+ */
+const ANCHORS: Record<string, Record<Protocol, string[]>> = {
+  [ML100K]: {
+    time: ['(no published figure of this global time split; recent popularity is the floor: Ji et al. 2023)'],
+    loo: ['GRU4Rec HR@10 0.1103, NDCG@10 0.0513 (RecBole sequential quick start)'],
+    random: ['BPR Recall@10 0.2523, NDCG@10 0.2920, HR@10 0.7953 (RecBole quick start)'],
+  },
+  [SYN]: {
+    time: ['(synthetic: no published figure)'],
+    loo: ['real ML-1M: SASRec+ (cross-entropy) NDCG@10 0.1821 (Klenitskiy & Vasilev 2023)'],
+    random: ['real ML-1M: Pop NDCG@10 0.1006, BPR 0.2407, LightGCN 0.2476 (RecBole benchmark)'],
+  },
+};
 
 async function main(): Promise<void> {
   const inter = process.argv[2];
-  if (!inter) throw new Error('usage: bench/quality.ts <ml-100k.inter>');
+  if (!inter) throw new Error('usage: bench/quality.ts <ml-100k.inter> [protocols] [datasets]');
+  const protocols = (process.argv[3] ?? PROTOCOLS.join(',')).split(',') as Protocol[];
+  for (const p of protocols)
+    if (!PROTOCOLS.includes(p)) throw new Error(`unknown protocol ${p} (${PROTOCOLS.join(', ')})`);
+  const wanted = (process.argv[4] ?? 'ml-100k,ml-1m-synthetic').split(',');
   const t0 = performance.now();
-  const datasets = await benchDatasets(inter);
-  console.log(`Quality benchmark on ${machine()}`);
-  console.log('  full ranking on the time split (test = last 10% of time), history items excluded; k = 10');
-  for (const ds of datasets) {
-    const c = ds.ref.counts;
-    console.log(`\n${ds.label}: ${c.users} users, ${c.items} items, train/valid/test ${c.train}/${c.valid}/${c.test}`);
-    const reports: { label: string; report: Report }[] = [];
-    const lines: string[] = [];
-    for (const family of FAMILIES) {
-      const cfg = family.config[ds.label]!;
-      const trained = await trainCached(ds, cfg);
-      reports.push({ label: family.label, report: await evaluate(ds, trained.modelPath) });
-      lines.push(
-        `  ${family.label.padEnd(11)} ${JSON.stringify(cfg)}: ${trained.trainSeconds.toFixed(0)} s, ` +
-          `${Math.round(trained.samplesPerSec).toLocaleString('en-US')} samples/s${trained.reused ? ' (cached)' : ''}`,
-      );
-    }
-    console.log('  training (torchrun, 2 processes):');
-    for (const l of lines) console.log(l);
-    const first = reports[0]!.report;
-    console.log(`  ${first.n_users} test users; 95% bootstrap intervals in brackets when the report has them`);
-    console.log(`  ${'ranker'.padEnd(12)} ${'Recall@10'.padEnd(26)} NDCG@10`);
-    const rows: [string, Report, string][] = [
-      ['popularity', first, 'popularity'],
-      ...reports.map((r): [string, Report, string] => [r.label, r.report, 'model']),
-    ];
-    for (const [label, report, ranker] of rows)
+  const datasets = (await benchDatasets(inter)).filter((d) =>
+    wanted.includes(d.label === ML100K ? 'ml-100k' : 'ml-1m-synthetic'),
+  );
+  console.log(`Quality table on ${machine()}`);
+  console.log('  full ranking, history items excluded, k = 10; 95% bootstrap intervals (1000 resamples) in brackets');
+  for (const base of datasets) {
+    for (const protocol of protocols) {
+      const ds = await protocolDataset(base, protocol);
+      const c = base.ref.counts;
+      console.log(`\n## ${ds.label}, protocol ${protocol} (${c.users} users, ${c.items} items)`);
+      const rows: { label: string; report: Report; cfg: Record<string, unknown>; trained: Trained }[] = [];
+      for (const family of FAMILIES) {
+        const cfg = family.config[ds.label];
+        if (!cfg) continue;
+        const trained = await trainCached(ds, cfg);
+        rows.push({ label: family.label, report: await evaluate(ds, trained.modelPath, protocol), cfg, trained });
+      }
+      const first = rows[0]!.report;
+      const warm = protocol === 'time';
       console.log(
-        `  ${label.padEnd(12)} ${cell(report, ranker, 'recall@10').padEnd(26)} ${cell(report, ranker, 'ndcg@10')}`,
+        `  ${first.n_users} evaluated users` +
+          (warm ? ` (${first.n_warm_users ?? '?'} warm)` : '') +
+          `; recent popularity = the last ${first.popularity_days ?? '?'} days before each cut-off`,
       );
-    const slices = first.slices;
-    if (!slices) {
-      console.log('  (no slices in the evaluation report)');
-      continue;
-    }
-    console.log(`  NDCG@10 by slice (* = fewer users than the report's minimum):`);
-    console.log(
-      `  ${'slice'.padEnd(26)} ${'users'.padStart(6)}  ${['popularity', ...reports.map((r) => r.label)].map((l) => l.padStart(11)).join('')}`,
-    );
-    for (const [name, pop] of Object.entries(slices)) {
-      const point = (r: Report, ranker: string) => r.slices?.[name]?.intervals?.[ranker]?.['ndcg@10']?.point;
-      const values = [point(first, 'popularity'), ...reports.map((r) => point(r.report, 'model'))];
-      console.log(
-        `  ${(name + (pop.small ? ' *' : '')).padEnd(26)} ${String(pop.n_users).padStart(6)}  ${values.map((v) => f4(v).padStart(11)).join('')}`,
-      );
+      const header = [
+        'ranker',
+        'NDCG@10',
+        'Recall@10',
+        'HR@10',
+        ...(warm ? ['warm NDCG@10', 'warm Δ vs recent pop'] : []),
+      ];
+      console.log(`| ${header.join(' | ')} |`);
+      console.log(`|${header.map(() => '---').join('|')}|`);
+      const line = (label: string, r: Report, ranker: string) => {
+        const cells = [
+          label,
+          cell(r.overall, ranker, 'ndcg@10'),
+          cell(r.overall, ranker, 'recall@10'),
+          cell(r.overall, ranker, 'hr@10'),
+          ...(warm
+            ? [
+                cell(r.populations?.warm, ranker, 'ndcg@10'),
+                ranker === 'model' ? diffCell(r.populations?.warm, 'ndcg@10') : '',
+              ]
+            : []),
+        ];
+        console.log(`| ${cells.join(' | ')} |`);
+      };
+      line('recent popularity', first, 'popularity');
+      line('all-time popularity', first, 'popularity_all_time');
+      for (const r of rows) line(r.label, r.report, 'model');
+      console.log(`  vs recent popularity, all users (NDCG@10 difference, * = 95% CI above zero):`);
+      for (const r of rows) console.log(`    ${r.label.padEnd(12)} ${diffCell(r.report.overall, 'ndcg@10')}`);
+      for (const r of rows) if (r.report.stages) console.log(`  ${r.label} stages: ${JSON.stringify(r.report.stages)}`);
+      console.log(`  published (same protocol): ${ANCHORS[ds.label]![protocol].join('; ')}`);
+      console.log('  training (torchrun, 2 processes):');
+      for (const r of rows)
+        console.log(
+          `    ${r.label.padEnd(12)} ${r.trained.trainSeconds.toFixed(0).padStart(5)} s, ` +
+            `${Math.round(r.trained.samplesPerSec).toLocaleString('en-US').padStart(9)} samples/s` +
+            `${r.trained.reused ? ' (cached)' : ''}  ${JSON.stringify(r.cfg)}`,
+        );
     }
   }
   console.log(`\n  total ${((performance.now() - t0) / 1000).toFixed(0)} s`);

@@ -27,6 +27,33 @@ class TrainConfig:
     n_layers: int = 2  # self-attention blocks
     n_heads: int = 1  # attention heads; must divide embedding_dim
     dropout: float = 0.2
+    # Continuous-time family only (ode_rnn, models/continuous_time.py); `gru` reads and ignores them.
+    ode_solver: str = "euler"  # "euler" or "rk4": fixed-step solver of the state's ODE between events
+    ode_steps: int = 4  # solver steps over each gap (unrolled in the graph: cost grows linearly); see continuous_time
+    time_scale_seconds: float = 86400.0  # gap scale: ODE time dt = log1p(gap_seconds / time_scale_seconds)
+    # Cascade family only (models/cascade.py): recall -> DIN rank -> RankNet re-rank. The recall stage trains with the
+    # keys its family uses alone (epochs, lr, batch_size, ...); the rank and re-rank stages with the rank_* keys.
+    recall_model: str = "lightgcn"  # the recall stage's family: a retrieval family of models/families.py
+    recall_n: int = 100  # candidates the recall stage passes to the ranker (N)
+    rerank_m: int = 20  # candidates the ranker passes to the re-ranker (M <= N)
+    diversity_weight: float = 0.0  # re-ranker's score-time penalty on similarity to higher-ranked items (ranknet.py)
+    # Defaults chosen on ML-100K's valid split (train as history), never on test: see models/cascade.py.
+    rank_epochs: int = 3  # DIN ranker epochs
+    rank_lr: float = 1e-3  # Adam's lr for the rank and re-rank stages (`lr` is the recall stage's)
+    rank_batch_size: int = 512  # per process, rank and re-rank stages (`batch_size` is the recall stage's)
+    rank_negatives: int = 7  # negatives drawn from the recall candidates per training target
+    rank_samples: int = 20_000  # the ranker trains on (at most) this many most recent training interactions
+    rank_attention_dim: int = 16  # hidden width of DIN's local activation unit
+    rank_history_len: int = 20  # DIN attends over this many most recent history items (its cost is linear in it)
+    rerank_epochs: int = 8  # RankNet re-ranker epochs
+    rerank_samples: int = 5_000  # the re-ranker trains on the ranker's this many most recent samples (at most)
+    # iALS family only (mf, models/mf.py): epochs = ALS iterations; lr, batch_size and dropout are not used.
+    als_reg: float = 100.0  # L2 weight on user and item factors (lambda); > 0 keeps every solve positive definite
+    als_alpha: float = 20.0  # confidence = 1 + als_alpha * interaction count (reg/alpha: best on ML-100K valid)
+    cg_steps: int = 8  # conjugate-gradient steps of the user vector's fold-in solve in the serving graph
+    # LightGCN family only (lightgcn, models/lightgcn.py); BPR, Adam with `lr`, `batch_size` triples per process.
+    n_gcn_layers: int = 2  # propagation layers K over the normalised user-item graph
+    gcn_reg: float = 1e-4  # L2 weight on the ego embeddings of each batch's users/items (per triple)
     epochs: int = 5
     batch_size: int = 512  # per process: under DDP the global batch is batch_size * world_size
     lr: float = 1e-3
@@ -37,7 +64,8 @@ class TrainConfig:
 
     # Keys that fix the network's shape: a resumed run must keep them.
     ARCHITECTURE_KEYS: typing.ClassVar[tuple[str, ...]] = (
-        "model", "embedding_dim", "hidden_dim", "history_len", "n_layers", "n_heads"
+        "model", "embedding_dim", "hidden_dim", "history_len", "n_layers", "n_heads", "recall_model",
+        "rank_attention_dim", "n_gcn_layers"
     )
 
     def __post_init__(self) -> None:
@@ -50,12 +78,46 @@ class TrainConfig:
             raise ConfigError(f"config key 'max_steps_per_epoch' must be >= 1 or null, got {self.max_steps_per_epoch}")
         if self.embedding_dim % self.n_heads:
             raise ConfigError(f"config key 'n_heads' ({self.n_heads}) must divide embedding_dim ({self.embedding_dim})")
+        if self.ode_solver not in ("euler", "rk4"):
+            raise ConfigError(f"config key 'ode_solver' must be 'euler' or 'rk4', got {self.ode_solver!r}")
+        if self.ode_steps < 1:
+            raise ConfigError(f"config key 'ode_steps' must be >= 1, got {self.ode_steps}")
+        if not (0 < self.time_scale_seconds < float("inf")):
+            raise ConfigError(f"config key 'time_scale_seconds' must be finite and > 0, got {self.time_scale_seconds}")
+        if self.model == "cascade":
+            self._check_cascade()
+        if not (0 < self.als_reg < float("inf")):
+            raise ConfigError(f"config key 'als_reg' must be finite and > 0, got {self.als_reg}")
+        if not (0 <= self.als_alpha < float("inf")):
+            raise ConfigError(f"config key 'als_alpha' must be finite and >= 0, got {self.als_alpha}")
+        for key in ("cg_steps", "n_gcn_layers"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"config key {key!r} must be >= 1, got {getattr(self, key)}")
+        if not (0 <= self.gcn_reg < float("inf")):
+            raise ConfigError(f"config key 'gcn_reg' must be finite and >= 0, got {self.gcn_reg}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"config key 'dropout' must be in [0, 1), got {self.dropout}")
         if not self.lr > 0:
             raise ConfigError(f"config key 'lr' must be > 0, got {self.lr}")
         if self.weight_decay < 0 or self.log_every_seconds < 0:
             raise ConfigError("config keys 'weight_decay' and 'log_every_seconds' must be >= 0")
+
+    def _check_cascade(self) -> None:
+        recall = FAMILIES.get(self.recall_model)
+        if recall is None or self.recall_model == "cascade" or getattr(recall, "uses_time", False):
+            known = sorted(n for n, f in FAMILIES.items() if n != "cascade" and not getattr(f, "uses_time", False))
+            raise ConfigError(f"config key 'recall_model' must be a retrieval family ({', '.join(known)}), "
+                              f"got {self.recall_model!r}")
+        for key in ("recall_n", "rerank_m", "rank_epochs", "rank_batch_size", "rank_negatives", "rank_samples",
+                    "rank_attention_dim", "rank_history_len", "rerank_epochs", "rerank_samples"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"config key {key!r} must be >= 1, got {getattr(self, key)}")
+        if not 0 < self.rank_lr < float("inf"):
+            raise ConfigError(f"config key 'rank_lr' must be finite and > 0, got {self.rank_lr}")
+        if self.rerank_m > self.recall_n:
+            raise ConfigError(f"config key 'rerank_m' ({self.rerank_m}) must be <= recall_n ({self.recall_n})")
+        if not 0 <= self.diversity_weight < float("inf"):
+            raise ConfigError(f"config key 'diversity_weight' must be finite and >= 0, got {self.diversity_weight}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":

@@ -2,7 +2,8 @@
 
 A dataset directory (written by the TypeScript ETL) holds `manifest.json` and `{train,valid,test}.parquet` with
 columns user_idx int32 (0-based), item_idx int32 (1..n_items; 0 is padding), ts int64, rating float32, each file
-sorted by (ts, user_idx, item_idx), and every train ts < every valid ts < every test ts.
+sorted by (ts, user_idx, item_idx), and every train ts < every valid ts < every test ts (the global time split; the
+per-user protocols of models/protocols.py keep the files' sort but not this order across files).
 
 Interactions are kept grouped by user in time order (CSR layout: one flat item array plus per-user offsets), so that
 a history is a slice and a batch of histories is one vectorised gather: no per-sample Python.
@@ -75,12 +76,15 @@ def read_split(data_dir: str, split: str, manifest: Manifest) -> Interactions:
 
 
 class UserSequences:
-    """Each user's items in time order: `items[start[u]:end[u]]`. Built by a stable sort on user, so the files' time
-    order (ties broken by item_idx) is kept within each user."""
+    """Each user's items in time order: `items[start[u]:end[u]]`. Built by a stable sort on (user, ts), so equal
+    times keep the input's order (the files': ties by item_idx). For the time split the input is already in time
+    order and the sort on ts changes nothing; a concatenation of the splits of another protocol (models/protocols.py:
+    loo, random) is not, and this puts each user's history back in time order."""
 
     def __init__(self, data: Interactions, n_users: int):
-        order = np.argsort(data.user, kind="stable")
+        order = np.lexsort((data.ts, data.user))  # stable: by user, then ts, then input position
         self.items = data.item[order]
+        self.ts = data.ts[order]  # epoch seconds, aligned with items
         self.user_of_position = data.user[order]
         counts = np.bincount(data.user, minlength=n_users)
         self.end = np.cumsum(counts)
@@ -96,6 +100,17 @@ class UserSequences:
     def user_histories(self, users: np.ndarray, history_len: int) -> np.ndarray:
         """Model input for users at the end of their sequence (evaluation/serving)."""
         return self.histories(self.start[users], self.end[users], history_len)
+
+    def history_times_ms(self, start: np.ndarray, end: np.ndarray, history_len: int) -> np.ndarray:
+        """Epoch MILLISECONDS of the items `histories(start, end, history_len)` returns, 0 at padding (the graph
+        input `timestamps` of the continuous-time families; the dataset's ts is seconds)."""
+        positions = end[:, None] - history_len + np.arange(history_len)[None, :]
+        valid = positions >= start[:, None]
+        return np.where(valid, self.ts[np.maximum(positions, 0)] * 1000, 0).astype(np.int64)
+
+    def user_history_times_ms(self, users: np.ndarray, history_len: int) -> np.ndarray:
+        """history_times_ms of `user_histories(users, history_len)`."""
+        return self.history_times_ms(self.start[users], self.end[users], history_len)
 
     def user_item_pairs(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """All (row, item) pairs of the given users' sequences; row indexes `users`."""
@@ -126,3 +141,12 @@ class NextItemSamples:
     def batch(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         history = self.seq.histories(self.user_start[indices], indices, self.history_len)
         return torch.from_numpy(history), torch.from_numpy(self.seq.items[indices])
+
+    def batch_with_time(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(history, timestamps ms, query_time ms = the target's time, target) for `uses_time` families."""
+        start = self.user_start[indices]
+        history = self.seq.histories(start, indices, self.history_len)
+        timestamps = self.seq.history_times_ms(start, indices, self.history_len)
+        query_time = self.seq.ts[indices].astype(np.int64) * 1000
+        return (torch.from_numpy(history), torch.from_numpy(timestamps), torch.from_numpy(query_time),
+                torch.from_numpy(self.seq.items[indices]))

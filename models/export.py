@@ -6,7 +6,13 @@ Graph:  history int64 [batch, history_len] (item indices, 0 = padding, left-padd
           -> user tower -> scores = user @ item_matrix (item tower precomputed into a constant) -> TopK
         outputs  scores float32 [batch, K], items int64 [batch, K]   (K = min(top_k, n_items))
 Returned items are 1-based item_idx values. The padding index has no column in the score matrix, so it can never be
-returned. The model's metadata_props carry recsys.family, recsys.n_items, recsys.history_len, recsys.top_k.
+returned. The model's metadata_props carry recsys.family, recsys.n_items, recsys.history_len, recsys.top_k and
+recsys.inputs (the input names, comma-separated).
+Families with `uses_time` (ode_rnn, gru: models/continuous_time.py) take two more inputs: timestamps int64
+[batch, history_len] (epoch ms of each history item, 0 at padding) and query_time int64 [batch] (epoch ms of the
+request); recsys.inputs = "history,timestamps,query_time". `gru` ignores both but keeps them, so serving feeds both
+families alike. Their parity set adds increasing timestamps with gaps from a second to 115 days (past int64 2^31 ms)
+and a query before the last event.
 
 Exporter: torch.onnx.export(dynamo=True) (the default in torch 2.15; it uses onnxscript), opset 20. The file is
 written next to --out under a temporary name, checked (onnx.checker, full_check), compared with PyTorch on random
@@ -14,7 +20,10 @@ histories including an empty one, and only then renamed to --out: a failed expor
 
 stdout: {"event":"result","onnx_path":"/abs/model.onnx","max_abs_diff":d,"tolerance":t,"topk_match":true,"opset":20,
          "top_k":K,"history_len":L,"n_items":I,"inputs":[{"name":"history","dtype":"int64","shape":["batch",L]}],
-         "outputs":[{"name":"scores",...},{"name":"items",...}],"exporter":"torch.onnx.export(dynamo=True)"}
+         "outputs":[{"name":"scores",...},{"name":"items",...}],"exporter":"torch.onnx.export(dynamo=True)",
+         "kind":"single"}
+The `cascade` family is exported as one graph per stage by models/cascade_export.py: the same line with
+"kind":"cascade" and "stages":[...] (see there).
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from models.jsonl import ArgumentParser, UsageError, emit, run
 
 OPSET = 20  # pinned: the graph must not change with the exporter's default (onnxruntime-node serves it)
 INPUT_NAME, OUTPUT_NAMES = "history", ("scores", "items")
+TIME_INPUT_NAMES = (INPUT_NAME, "timestamps", "query_time")  # families with `uses_time` (models/continuous_time.py)
 EXPORTER = "torch.onnx.export(dynamo=True)"
 
 
@@ -57,6 +67,20 @@ class TopKRetrieval(nn.Module):
         return top_scores, top_columns + 1  # column j is item j + 1
 
 
+class TopKRetrievalWithTime(TopKRetrieval):
+    """The same for `uses_time` families: (history, timestamps ms, query_time ms) -> top-K."""
+
+    def forward(self, history: torch.Tensor, timestamps: torch.Tensor,  # type: ignore[override]
+                query_time: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scores = self.model.user_vectors(history, timestamps, query_time) @ self.item_matrix
+        top_scores, top_columns = torch.topk(scores, self.k, dim=1)
+        return top_scores, top_columns + 1
+
+
+def input_names(model: nn.Module) -> tuple[str, ...]:
+    return TIME_INPUT_NAMES if getattr(model, "uses_time", False) else (INPUT_NAME,)
+
+
 def parse_args(argv: Sequence[str] | None) -> Any:
     p = ArgumentParser(prog="python -m models.export", description="Export to ONNX and verify (JSON lines on stdout).")
     p.add_argument("--model", required=True, help="model.pt (or an epoch checkpoint)")
@@ -79,16 +103,38 @@ def random_histories(n_items: int, history_len: int, batch: int = 64, seed: int 
     return history
 
 
+def random_times(history: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(timestamps, query_time) in epoch ms for `random_histories`: increasing at the real positions with gaps from a
+    second to months, 0 at padding; the query after the last event, except in row 2 (before it: a negative gap)."""
+    rng = np.random.default_rng(seed + 1)
+    gaps = np.exp(rng.uniform(np.log(1e3), np.log(1e10), size=history.shape)).astype(np.int64)
+    timestamps = np.where(history > 0, 1_600_000_000_000 + np.cumsum(gaps, axis=1), 0).astype(np.int64)
+    query_time = timestamps.max(axis=1) + np.exp(rng.uniform(0, np.log(1e10), size=len(history))).astype(np.int64)
+    query_time[0] = 1_700_000_000_000  # the empty history (row 0) still gets a request time
+    if len(history) > 2:
+        query_time[2] = timestamps[2].max() - 3_600_000
+    return timestamps, query_time.astype(np.int64)
+
+
+def example_inputs(model: nn.Module, batch: int = 64, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random graph inputs by name (models/export.py's verification set; tests and benches reuse it)."""
+    history = random_histories(model.n_items, model.history_len, batch=batch, seed=seed)
+    if not getattr(model, "uses_time", False):
+        return {INPUT_NAME: history}
+    return dict(zip(TIME_INPUT_NAMES, (history, *random_times(history, seed))))
+
+
 def verify(path: str, module: TopKRetrieval, tolerance: float) -> tuple[float, bool]:
     model = module.model
-    history = random_histories(model.n_items, model.history_len)
+    feed = example_inputs(model)
+    tensors = [torch.from_numpy(v) for v in feed.values()]
     with torch.inference_mode():
-        full = model(torch.from_numpy(history)).numpy()  # all item scores, the PyTorch reference
-        ref_scores, ref_items = (t.numpy() for t in module(torch.from_numpy(history)))
+        full = model(*tensors).numpy()  # all item scores, the PyTorch reference
+        ref_scores, ref_items = (t.numpy() for t in module(*tensors))
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    scores, items = session.run(list(OUTPUT_NAMES), {INPUT_NAME: history})
+    scores, items = session.run(list(OUTPUT_NAMES), feed)
     max_abs_diff = float(np.abs(scores - ref_scores).max())
     in_range = bool(((items >= 1) & (items <= model.n_items)).all())
     # Same items at every rank, except where two items tie within tolerance: then the order between them is free.
@@ -111,16 +157,22 @@ def describe(values: Any) -> list[dict[str, Any]]:
 
 def export(args: Any) -> dict[str, Any]:
     model, meta = load_model(args.model)
+    if meta["family"] == "cascade":  # one graph per stage; the result adds kind "cascade" and the stages
+        from models.cascade_export import export_cascade  # here: it imports this module
+
+        return export_cascade(model, meta, args.out, args.top_k, args.tolerance)
     k = min(args.top_k, model.n_items)
-    module = TopKRetrieval(model, k).eval()
+    names = input_names(model)
+    module = (TopKRetrievalWithTime if names == TIME_INPUT_NAMES else TopKRetrieval)(model, k).eval()
     out = os.path.abspath(args.out)
     os.makedirs(os.path.dirname(out), exist_ok=True)
     tmp = f"{out}.tmp-{os.getpid()}.onnx"
     try:
-        example = torch.from_numpy(random_histories(model.n_items, model.history_len, batch=4))
+        example = tuple(torch.from_numpy(v) for v in example_inputs(model, batch=4).values())
+        batch = torch.export.Dim("batch")
         torch.onnx.export(
-            module, (example,), tmp, dynamo=True, opset_version=OPSET, input_names=[INPUT_NAME],
-            output_names=list(OUTPUT_NAMES), dynamic_shapes=({0: torch.export.Dim("batch")},),
+            module, example, tmp, dynamo=True, opset_version=OPSET, input_names=list(names),
+            output_names=list(OUTPUT_NAMES), dynamic_shapes=tuple({0: batch} for _ in names),
             external_data=False,  # one self-contained file (fine below 2 GB: 100k items x 64 floats is 25 MB)
         )
         proto = onnx.load(tmp)
@@ -128,6 +180,7 @@ def export(args: Any) -> dict[str, Any]:
             "recsys.family": meta["family"], "recsys.n_items": str(model.n_items),
             "recsys.history_len": str(model.history_len), "recsys.top_k": str(k),
             "recsys.item_index": "1-based item_idx; 0 is padding in the input and never returned",
+            "recsys.inputs": ",".join(names),
         })
         onnx.save(proto, tmp)
         onnx.checker.check_model(tmp, full_check=True)
@@ -146,6 +199,7 @@ def export(args: Any) -> dict[str, Any]:
         "opset": next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
         "top_k": k, "history_len": model.history_len, "n_items": model.n_items,
         "inputs": describe(proto.graph.input), "outputs": describe(proto.graph.output), "exporter": EXPORTER,
+        "kind": "single",
     }
 
 

@@ -188,6 +188,20 @@ def load_test_set(data_dir: str, n_items: int) -> TestSet:
     return TestSet(seen, targets, np.flatnonzero(targets.end > targets.start))
 
 
+def graph_feed(data: TestSet, users: np.ndarray, history_len: int,
+               sess: ort.InferenceSession) -> dict[str, np.ndarray]:
+    """The served graph's inputs for `users`: history, and for graphs that take them (the continuous-time families,
+    models/export.py TIME_INPUT_NAMES) timestamps and query_time = the first test interaction's time, as
+    models/evaluate.py feeds them."""
+    names = {i.name for i in sess.get_inputs()}
+    feed = {INPUT_NAME: data.seen.user_histories(users, history_len)}
+    if "timestamps" in names:
+        feed["timestamps"] = data.seen.user_history_times_ms(users, history_len)
+    if "query_time" in names:
+        feed["query_time"] = data.targets.ts[data.targets.start[users]] * 1000
+    return feed
+
+
 def evaluate_graphs(graphs: dict[str, ort.InferenceSession], data: TestSet, n_items: int, history_len: int,
                     k: int) -> tuple[dict[str, dict[str, float]], int, int]:
     """Full-ranking metrics of each full-ranking graph on the same users; returns (metrics, n_users, n_skipped)."""
@@ -206,10 +220,9 @@ def evaluate_graphs(graphs: dict[str, ort.InferenceSession], data: TestSet, n_it
             continue
         shape = (len(users), n_items)
         evaluated += len(users)
-        history = data.seen.user_histories(users, history_len)
         rows = np.arange(len(users))[:, None]
         for name, sess in graphs.items():
-            top_scores, top_items = sess.run([SCORES, ITEMS], {INPUT_NAME: history})
+            top_scores, top_items = sess.run([SCORES, ITEMS], graph_feed(data, users, history_len, sess))
             scores = np.empty(shape, dtype=np.float32)
             scores[rows, top_items - 1] = top_scores  # TopK over every item: each column is written once
             ranked = np.where(excluded, -np.inf, scores)
@@ -253,10 +266,13 @@ def latency_figures(samples: np.ndarray) -> dict[str, float]:
     return {"p50_ms": float(np.percentile(samples, 50)), "p99_ms": float(np.percentile(samples, 99))}
 
 
-def time_graphs(graphs: dict[str, ort.InferenceSession], inputs: np.ndarray, runs: int,
+def time_graphs(graphs: dict[str, ort.InferenceSession], inputs: np.ndarray | dict[str, np.ndarray], runs: int,
                 warmup: int) -> dict[str, np.ndarray]:
-    """Paired single-user (batch 1) latency samples of served retrieval graphs over the histories `inputs`."""
-    return paired_latency(graphs, [{INPUT_NAME: h[None]} for h in inputs], runs, warmup)
+    """Paired single-user (batch 1) latency samples of served retrieval graphs over the histories `inputs` (or the
+    inputs by name, one row per user: graph_feed's)."""
+    columns = inputs if isinstance(inputs, dict) else {INPUT_NAME: inputs}
+    n = len(next(iter(columns.values())))
+    return paired_latency(graphs, [{k: v[i : i + 1] for k, v in columns.items()} for i in range(n)], runs, warmup)
 
 
 # ---- gate -------------------------------------------------------------------------------------------------------
@@ -376,7 +392,7 @@ def quantize_and_gate(args: Any) -> dict[str, Any]:
 
     emit("progress", stage="time", runs=args.runs, warmup=args.warmup)
     served = {"float": session(args.onnx), "int8": session(args.out)}
-    inputs = data.seen.user_histories(data.users, history_len)
+    inputs = graph_feed(data, data.users, history_len, served["float"])
     samples = time_graphs(served, inputs, args.runs, args.warmup)
 
     ndcg = f"ndcg@{args.k}"

@@ -1,6 +1,7 @@
 """models.evaluate: a model that learned the planted clusters beats popularity, the vectorised metrics match a
-plain per-user loop, intervals and paired differences are well formed, and a baseline trained on another dataset
-version (other item indices) is matched by raw item id."""
+plain per-user loop, intervals and paired differences are well formed, a baseline trained on another dataset
+version (other item indices) is matched by raw item id, `popularity` is recent popularity (its window's counts, ties
+by all-time count) beside all-time popularity, and warm and cold users are reported apart."""
 
 import json
 import math
@@ -12,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import TINY_CONFIG, python_job
-from models.data import DataError
-from models.evaluate import item_index_map, parse_args
+from models.data import DataError, Interactions
+from models.evaluate import DAY_SECONDS, RecentPopularity, item_index_map, parse_args
 from models.jsonl import UsageError
 
 METRICS = ["recall@10", "ndcg@10", "hr@10", "recall@50", "ndcg@50", "hr@50", "mrr"]
@@ -30,13 +31,16 @@ def run_evaluate(trained, dataset, tmp_path, *extra, k=10, name="report"):
 
 def test_model_beats_popularity(trained, dataset, tmp_path):
     result, report = run_evaluate(trained, dataset, tmp_path)
-    assert set(result) == {"event", "metrics", "n_users", "n_cold_users", "n_skipped_users", "k", "ks", "report_path",
-                           "table_path", "intervals", "differences", "coverage", "novelty", "n_slices", "small_slices"}
+    assert set(result) == {"event", "metrics", "n_users", "n_cold_users", "n_warm_users", "n_skipped_users", "k", "ks",
+                           "protocol", "popularity_days", "report_path", "table_path", "intervals", "differences",
+                           "coverage", "novelty", "n_slices", "small_slices"}
+    assert result["protocol"] == "time" and result["popularity_days"] == 14
     assert result["k"] == 10 and result["ks"] == [10, 50] and result["report_path"] == str(tmp_path / "report.json")
     assert result["n_cold_users"] == 5  # the users that appear only in the test split
     assert report["metrics"] == result["metrics"]
     model, popularity = result["metrics"]["model"], result["metrics"]["popularity"]
-    assert list(model) == METRICS and report["rankers"] == ["model", "popularity"] and report["baseline"] is None
+    assert list(model) == METRICS and report["baseline"] is None
+    assert report["rankers"] == ["model", "popularity", "popularity_all_time"]
     assert model["ndcg@10"] > popularity["ndcg@10"] + 0.2
     # The gain is real, not noise: the paired interval of the difference excludes 0.
     gain = result["differences"]["vs_popularity"]["ndcg@10"]
@@ -77,7 +81,7 @@ def test_a_model_against_itself_differs_by_exactly_zero(trained, dataset, tmp_pa
     out, _ = trained
     result, report = run_evaluate(trained, dataset, tmp_path, "--baseline-model", str(out / "model.pt"),
                                   "--bootstrap", "200")
-    assert report["rankers"] == ["model", "popularity", "baseline"]
+    assert report["rankers"] == ["model", "popularity", "popularity_all_time", "baseline"]
     assert report["baseline"]["n_items_mapped"] == 50 and report["baseline"]["n_items_unknown"] == 0
     assert result["metrics"]["baseline"] == result["metrics"]["model"]
     assert result["coverage"]["baseline"] == result["coverage"]["model"]
@@ -160,6 +164,76 @@ def test_bad_arguments_are_named():
     base = ["--data-dir", "d", "--model", "m.pt", "--out", "r.json"]
     assert parse_args(base).table_out == "r.md" and parse_args(base + ["--k", "50"]).ks == [50]
     for extra, message in ((["--extra-k", "50,x"], "--extra-k"), (["--bootstrap", "0"], "--bootstrap"),
-                           (["--baseline-data-dir", "d"], "--baseline-model"), (["--k", "0"], "--k")):
+                           (["--baseline-data-dir", "d"], "--baseline-model"), (["--k", "0"], "--k"),
+                           (["--popularity-days", "0"], "--popularity-days"),
+                           (["--popularity-days", "nan"], "--popularity-days")):
         with pytest.raises(UsageError, match=message):
             parse_args(base + extra)
+
+
+def test_recent_popularity_counts_the_half_open_window_per_cut_off():
+    day = DAY_SECONDS
+    # item 1: 5 rows long ago; item 2: 2 rows in the last 7 days before day 100; item 3: one row exactly at the
+    # window's start (in) and one exactly at the cut-off (out); item 4: one row inside the window of a later cut-off.
+    rows = [(1, 0), (1, 1), (1, 2), (1, 3), (1, 4), (2, 95), (2, 99), (3, 93), (3, 100), (4, 104)]
+    item, ts = (np.array(c, dtype=np.int64) for c in zip(*rows))
+    pop = RecentPopularity(Interactions(np.zeros(len(item), np.int64), item, ts * day), n_items=5, days=7)
+    counts = pop.counts(np.array([100.0 * day, 105.0 * day]))
+    assert counts.tolist() == [[0, 2, 1, 0, 0], [0, 1, 1, 1, 0]]
+    assert pop.all_time.tolist() == [5, 2, 2, 1, 0]
+    scores = pop.scores(counts)
+    assert np.argsort(-scores[0], kind="stable").tolist() == [1, 2, 0, 3, 4]  # recent first, then all-time
+    # Ties in the window are broken by all-time count: items 2, 3, 4 have one row each before day 105.
+    assert np.argsort(-scores[1], kind="stable").tolist() == [1, 2, 3, 0, 4]
+    assert pop.counts(np.array([0.0])).sum() == 0  # a window before every row
+
+
+def recent_vs_all_time_dataset(path):
+    """Items 1-6. Item 1 was popular long ago (days 0-40), item 2 in the last week before the test window (day 100,
+    7 valid rows), so recent popularity ranks 2 before 1 and all-time popularity 1 before 2. Users 0-2 test on item
+    2, user 3 on item 1; users 0 and 3 have a history (item 5), users 1 and 2 none (cold)."""
+    t = lambda day: 1_700_000_000 + int(day * DAY_SECONDS)  # noqa: E731
+    train = [(10 + i, 1, t(i * 4)) for i in range(10)] + [(0, 5, t(50)), (3, 5, t(51)), (20, 3, t(60))]
+    valid = [(21 + i, 2, t(94 + i * 0.5)) for i in range(7)]
+    test = [(0, 2, t(100)), (1, 2, t(100.5)), (2, 2, t(101)), (3, 1, t(101.5))]
+    path.mkdir(parents=True)
+    counts = {"users": 28, "items": 6}
+    for name, rows in (("train", train), ("valid", valid), ("test", test)):
+        rows = sorted(rows, key=lambda r: (r[2], r[0], r[1]))
+        user, item, ts = zip(*rows)
+        pq.write_table(pa.table({"user_idx": pa.array(user, pa.int32()), "item_idx": pa.array(item, pa.int32()),
+                                 "ts": pa.array(ts, pa.int64()), "rating": pa.array([None] * len(rows), pa.float32())}),
+                       path / f"{name}.parquet")
+        counts[name] = len(rows)
+    (path / "manifest.json").write_text(json.dumps({"counts": counts, "split": {"testStart": t(100)}}))
+    return path
+
+
+def test_popularity_is_recent_and_warm_and_cold_users_are_apart(tmp_path):
+    data = recent_vs_all_time_dataset(tmp_path / "data")
+    train = python_job("models.train", "--data-dir", str(data), "--out-dir", str(tmp_path / "train"),
+                       "--config-json", json.dumps({**TINY_CONFIG, "epochs": 1, "batch_size": 4}))
+    assert train.returncode == 0, train.stderr
+    report_path = tmp_path / "report.json"
+    run = python_job("models.evaluate", "--data-dir", str(data), "--model", train.last["model_path"], "--out",
+                     str(report_path), "--popularity-days", "7", "--bootstrap", "100", "--min-slice-users", "2")
+    assert run.returncode == 0, run.stderr
+    report = json.loads(report_path.read_text())
+    assert report["popularity_days"] == 7 and report["protocol"] == "time"
+    assert report["popularity_window"] == {"end": "test window start", "start_ts": 1_700_000_000 + 93 * DAY_SECONDS,
+                                           "end_ts": 1_700_000_000 + 100 * DAY_SECONDS, "mean_interactions": 7.0}
+    # Recent popularity: item 2 first (users 0-2 hit at rank 1), item 1 second (user 3: rank 2).
+    # All-time popularity (train+valid): item 1 (10 rows) first, item 2 (7) second: the reverse.
+    mrr = {r: report["metrics"][r]["mrr"] for r in ("popularity", "popularity_all_time")}
+    assert mrr == {"popularity": pytest.approx((1 + 1 + 1 + 1 / 2) / 4),
+                   "popularity_all_time": pytest.approx((1 / 2 + 1 / 2 + 1 / 2 + 1) / 4)}
+    warm, cold = report["populations"]["warm"], report["populations"]["cold"]
+    assert (warm["n_users"], cold["n_users"], report["n_warm_users"], report["n_cold_users"]) == (2, 2, 2, 2)
+    assert warm["intervals"]["popularity"]["mrr"]["point"] == pytest.approx((1 + 1 / 2) / 2)  # users 0 and 3
+    assert cold["intervals"]["popularity"]["mrr"]["point"] == 1.0  # users 1 and 2
+    assert cold["intervals"]["popularity_all_time"]["mrr"]["point"] == 0.5
+    # Populations are the history slices, resampled the same way; the all-time ranker has intervals, no difference.
+    assert warm == {k: v for k, v in report["slices"]["history=some"].items() if k not in ("dimension", "value")}
+    assert set(warm["differences"]) == {"vs_popularity"}
+    table = (tmp_path / "report.md").read_text()
+    assert "(2 warm, 2 cold)" in table and "| warm | 2 |" in table and "## All metrics, cold users (2)" in table
