@@ -56,22 +56,15 @@ from torch.utils.data import BatchSampler, DistributedSampler
 
 from models.data import DataError, Interactions, NextItemSamples, read_split
 from models.din import DIN
+from models.masking import MASKED, mask_history  # noqa: F401 (MASKED: part of this module's interface)
 from models.ranknet import RankNet, pairwise_loss
 
-MASKED = -1e9  # score of the history window's items in the recall stage: finite, so graphs never carry inf - inf
 INFERENCE_CHUNK = 128  # samples per forward pass when building candidate lists (bounds DIN's (B, N, L, a) tensor)
 
 
 def recall_config(config: Any) -> Any:
     """The recall stage's TrainConfig: the cascade's config with `model` set to `recall_model`."""
     return dataclasses.replace(config, model=config.recall_model)
-
-
-def mask_history(scores: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
-    """scores (B, n_items), column j = item j + 1; the window's items get MASKED. A leading column for the padding
-    index takes the scatter of the 0s, so no branch is needed for padded histories."""
-    padded = torch.cat([torch.zeros_like(scores[:, :1]), scores], dim=1)
-    return padded.scatter(1, history, MASKED)[:, 1:]
 
 
 class Cascade(nn.Module):

@@ -3,7 +3,8 @@
     OMP_NUM_THREADS=1 python -m models.export --model O/model.pt --out O/model.onnx [--top-k 100] [--tolerance 1e-4]
 
 Graph:  history int64 [batch, history_len] (item indices, 0 = padding, left-padded, most recent last)
-          -> user tower -> scores = user @ item_matrix (item tower precomputed into a constant) -> TopK
+          -> user tower -> scores = user @ item_matrix (item tower precomputed into a constant)
+          -> the history window's own items masked (models/masking.py: serving never returns them) -> TopK
         outputs  scores float32 [batch, K], items int64 [batch, K]   (K = min(top_k, n_items))
 Returned items are 1-based item_idx values. The padding index has no column in the score matrix, so it can never be
 returned. The model's metadata_props carry recsys.family, recsys.n_items, recsys.history_len, recsys.top_k and
@@ -37,6 +38,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from models.masking import mask_history
 from models.model_file import load_model
 from models.jsonl import ArgumentParser, UsageError, emit, run
 
@@ -62,7 +64,7 @@ class TopKRetrieval(nn.Module):
             self.register_buffer("item_matrix", model.item_vectors().T.contiguous())
 
     def forward(self, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        scores = self.model.user_vectors(history) @ self.item_matrix
+        scores = mask_history(self.model.user_vectors(history) @ self.item_matrix, history)
         top_scores, top_columns = torch.topk(scores, self.k, dim=1)
         return top_scores, top_columns + 1  # column j is item j + 1
 
@@ -72,7 +74,7 @@ class TopKRetrievalWithTime(TopKRetrieval):
 
     def forward(self, history: torch.Tensor, timestamps: torch.Tensor,  # type: ignore[override]
                 query_time: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        scores = self.model.user_vectors(history, timestamps, query_time) @ self.item_matrix
+        scores = mask_history(self.model.user_vectors(history, timestamps, query_time) @ self.item_matrix, history)
         top_scores, top_columns = torch.topk(scores, self.k, dim=1)
         return top_scores, top_columns + 1
 
@@ -129,7 +131,8 @@ def verify(path: str, module: TopKRetrieval, tolerance: float) -> tuple[float, b
     feed = example_inputs(model)
     tensors = [torch.from_numpy(v) for v in feed.values()]
     with torch.inference_mode():
-        full = model(*tensors).numpy()  # all item scores, the PyTorch reference
+        # All item scores, the PyTorch reference, with the history window masked as the graph does.
+        full = mask_history(model(*tensors), tensors[0]).numpy()
         ref_scores, ref_items = (t.numpy() for t in module(*tensors))
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1

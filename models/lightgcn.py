@@ -3,8 +3,8 @@
 
 Training (fit): ego embeddings E0 for every user and item (Xavier-uniform, as RecBole), propagated K = n_gcn_layers
 times over the symmetric normalised user-item adjacency A_hat = D^-1/2 A D^-1/2 of the train split's distinct pairs
-(a torch sparse CSR matrix; every step propagates the whole graph, as RecBole does), final embedding =
-the mean of the K + 1 layers. Loss: BPR, -log sigmoid(s(u, pos) - s(u, neg)), one negative per train interaction
+(a torch sparse CSR matrix; every step propagates the whole graph, as RecBole does), final embedding = the mean of
+the K + 1 layers. Loss: BPR, -log sigmoid(s(u, pos) - s(u, neg)), one negative per train interaction
 drawn uniformly from the items the user has no train interaction with, plus gcn_reg * |E0 of the triple|^2 / 2 per
 triple (the original LightGCN's l2 on the ego embeddings; RecBole's default reg_weight 1e-5 multiplies unsquared norms
 instead). BPR rather than sampled softmax: it is the paper's and RecBole's loss, so our figures compare with
@@ -20,11 +20,13 @@ adjacency's 0/1 entries):
 which for a training user whose history is their train neighbourhood is exactly their final LightGCN embedding minus
 the ego term e_u^(0) / (K + 1) (the part no history can give). f is stored per item (`item_fold`, deg = train degree,
 at least 1), item_vectors = the final propagated item embeddings, both frozen into the module after training, so the
-graph is a gather, a sum and a MatMul and models/export.py exports it unchanged. An empty history gets the mean final
+graph is a ScatterElements (repeat counts), a gather, a sum and a MatMul and models/export.py exports it unchanged.
+What the missing ego term costs, ML-100K random 8:1:1, NDCG@10 of the same trained model: 0.287 scoring with the
+trained user embeddings (what RecBole evaluates), 0.275 with the fold-in. An empty history gets the mean final
 embedding of the training users (a popularity-like order). The contract of models/families.py holds.
 
     OMP_NUM_THREADS=1 python -m models.train --data-dir D --out-dir O \
-        --config-json '{"model": "lightgcn", "epochs": 30, "lr": 0.005, "batch_size": 2048}'
+        --config-json '{"model": "lightgcn", "epochs": 40, "lr": 0.01, "batch_size": 4096, "history_len": 200}'
 """
 
 from __future__ import annotations

@@ -14,15 +14,16 @@ and the item step the same with the roles swapped. Each step lowers the objectiv
 all_gathered, so every rank holds the full factors after each half step (no optimizer state, nothing else to sync).
 
 Serving (user_vectors): the user step's system built from the history (its last history_len items; repeats counted
-like count_ui) and solved by `cg_steps` conjugate-gradient iterations unrolled in the graph: MatMul, Mul, Add, Div and
-a ScatterElements that counts repeated items, so models/export.py exports it unchanged and it batches. The CG is preconditioned
-by the constant (als_reg I + G)^-1, the system of a user without history, stored with the model: on ML-100K 8 steps
-reach the exact solve within 2e-4 (median relative error; 3e-3 at worst) where plain CG needs ~20. An empty history gets a
-constant vector, the mean trained user factor: its scores rank items by the average user's predicted preference, a
-popularity-like order. The contract of models/families.py holds: forward = user_vectors @ item_vectors().T.
+like count_ui) and solved by `cg_steps` conjugate-gradient iterations unrolled in the graph: MatMul, Mul, Add, Div
+and a ScatterElements that counts repeated items, so models/export.py exports it unchanged and it batches. The CG is
+preconditioned by the constant (als_reg I + G)^-1, the system of a user without history, stored with the model. On
+ML-100K (d = 64, als_reg 100, als_alpha 20) 8 steps reach the exact solve of every training user within 6e-4
+relative error (median 1e-6; same top 10); unpreconditioned CG at als_reg 1 needed ~20 steps for 1e-3. An empty
+history gets a constant vector, the mean trained user factor: its scores rank items by the average user's predicted
+preference, a popularity-like order. The contract of models/families.py holds (forward = user_vectors @ item_vectors).
 
     OMP_NUM_THREADS=1 python -m models.train --data-dir D --out-dir O \
-        --config-json '{"model": "mf", "epochs": 10, "embedding_dim": 64, "als_reg": 1.0, "als_alpha": 10.0}'
+        --config-json '{"model": "mf", "epochs": 10, "embedding_dim": 64, "history_len": 200}'
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from conftest import python_job
+from models.masking import mask_history
 from models.export import TopKRetrieval, random_histories, verify
 from models.model_file import load_model
 
@@ -43,7 +44,13 @@ def test_onnx_matches_pytorch_and_never_returns_padding(exported):
     assert items.shape == (9, 50) and (items >= 1).all() and (items <= 50).all()
     assert (np.diff(scores, axis=1) <= 0).all()  # sorted, best first
     with torch.inference_mode():
-        expected = model(torch.from_numpy(history)).numpy()
+        # The history window's own items are masked in the graph (serving never returns them).
+        expected = mask_history(model(torch.from_numpy(history)), torch.from_numpy(history)).numpy()
+    window = np.zeros((9, 51), dtype=bool)
+    np.put_along_axis(window, history, True, axis=1)
+    served = np.take_along_axis(window[:, 1:], items - 1, axis=1)
+    for row, n_window in zip(served, window[:, 1:].sum(axis=1)):
+        assert not row[: 50 - n_window].any()  # no history item is served while other items remain
     np.testing.assert_allclose(scores, np.sort(expected, axis=1)[:, ::-1], atol=1e-5)
     np.testing.assert_allclose(np.take_along_axis(expected, items - 1, axis=1), scores, atol=1e-5)
 

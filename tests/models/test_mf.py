@@ -133,7 +133,8 @@ def test_train_events_and_files(mf_trained, dataset):
     assert start["n_samples"] == json.loads((dataset / "manifest.json").read_text())["counts"]["train"]
     assert start["n_params"] == (50 + 1) * 8 + 8 * 8 * 2 + 8  # item factors, Gramian, preconditioner, empty vector
     progress = run.of("progress")
-    assert [p["epoch"] for p in progress] == [1, 2, 3, 4] and all(p["step"] == p["steps_per_epoch"] == 1 for p in progress)
+    assert [p["epoch"] for p in progress] == [1, 2, 3, 4]
+    assert all(p["step"] == p["steps_per_epoch"] == 1 for p in progress)
     assert [c["epoch"] for c in run.of("checkpoint")] == [1, 2, 3, 4]
     ckpt = checkpoint.load(str(out / "checkpoints" / "epoch-2.pt"))
     assert ckpt["family"] == "mf" and ckpt["fit_state"]["item_factors"].dtype == torch.float64

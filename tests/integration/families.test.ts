@@ -1,0 +1,181 @@
+/**
+ * The single-graph families beyond two-tower and sequential, each through continuousTraining on the real stack
+ * (`model: <family>`, nothing else changed): gates, export, quantization, registration; then serving loads the
+ * registered version from the registry and answers from it. The continuous-time family, whose graph also takes the
+ * history's timestamps and the request's time, then goes through a rollout (staging, canary, approval) against the
+ * iALS champion, so serving's time inputs are exercised by real replicas under traffic.
+ */
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { createActivities } from '../../activities';
+import { replicaSlots } from '../../fleet/environments';
+import { simulate } from '../../fleet/simulate/run';
+import { expandPopulation, loadWorkload } from '../../fleet/simulate/workload';
+import { localDataset } from '../../lib/dataset/cache';
+import { MlflowClient, tagsOf } from '../../lib/mlflow/client';
+import type { RolloutConfigInput } from '../../lib/rollout/config';
+import { registryLoader } from '../../serving/model-loader';
+import type { OnnxRanker } from '../../serving/onnx-ranker';
+import { recommend } from '../../serving/recommend';
+import { createTrainingWorker, type RecsysWorker } from '../../worker/create-worker';
+import { continuousTraining } from '../../workflows/continuous-training';
+import { approveUpdate, rolloutStateQuery, rolloutWorkflowId } from '../../workflows/rollout-api';
+import { rollout } from '../../workflows/rollout';
+import type { ContinuousTrainingResult } from '../../workflows/training-api';
+import { uniqueName, useTemporal } from './stack';
+import { LEARNABLE_SHAPE, smallDatasetSource, trainingInput, waitFor } from './training-fixture';
+
+const { stopEnvironment, promote } = createActivities();
+
+// A private port range (gRPC 45000-45999, metrics 46000-46999, HTTP 35000-35999): no other test's.
+const base = 45000 + 20 * Math.floor(Math.random() * 49);
+process.env.RECSYS_ENV_PORT_BASE = String(base);
+process.env.RECSYS_ENV_METRICS_PORT_BASE = String(base + 1000);
+process.env.RECSYS_ENV_HTTP_PORT_BASE = String(base - 10000);
+
+// Declared before useTemporal's hooks so that it runs first: the worker must stop before its connection closes.
+afterAll(async () => {
+  worker?.shutdown();
+  await running;
+  await act(stopEnvironment, { env: 'production' });
+  await act(stopEnvironment, { env: 'staging' });
+});
+
+const temporal = useTemporal();
+const mlflow = new MlflowClient();
+const act = <A, R>(fn: (a: A) => Promise<R>, arg: A): Promise<R> =>
+  new MockActivityEnvironment().run<[A], R, typeof fn>(fn, arg);
+
+/** Each family's config for the small world, bounded for a 2-core machine running the suite. */
+const FAMILIES: [string, Record<string, unknown>][] = [
+  ['mf', { model: 'mf', epochs: 8 }],
+  ['lightgcn', { model: 'lightgcn', epochs: 10 }],
+  ['gru', { model: 'gru', epochs: 2 }],
+  ['ode_rnn', { model: 'ode_rnn', ode_solver: 'euler', ode_steps: 1, epochs: 2 }],
+];
+
+let model: string;
+let dataset: string;
+let source: string;
+let taskQueue: string;
+let worker: RecsysWorker;
+let running: Promise<void>;
+const trained = new Map<string, ContinuousTrainingResult>();
+
+beforeAll(async () => {
+  model = uniqueName('it-families');
+  dataset = uniqueName('it-ds');
+  source = await smallDatasetSource(dataset, LEARNABLE_SHAPE);
+  taskQueue = uniqueName('it-families');
+  worker = await createTrainingWorker({ taskQueue, connection: temporal.native });
+  running = worker.run();
+}, 120_000);
+
+describe.each(FAMILIES)('family %s', (family, config) => {
+  test('trains through continuousTraining: gates, export, quantization, registration; serving answers from it', async () => {
+    const result = await temporal.client.workflow.execute(continuousTraining, {
+      taskQueue,
+      workflowId: `train-${model}-${family}`,
+      args: [trainingInput(model, dataset, source, { history_len: 20, ...config })],
+    });
+    trained.set(family, result);
+    expect(result.training.config).toMatchObject({ model: family });
+    expect(result.evaluation.model['ndcg@10']).toBeGreaterThan(0);
+    expect(result.exported.kind).toBe('single');
+    expect(result.exported.maxAbsDiff).toBeLessThanOrEqual(result.exported.tolerance);
+    expect(['int8', 'float']).toContain(result.quantization?.ships);
+    expect(Object.keys(result.stepSeconds)).toEqual(expect.arrayContaining(['gates', 'quantize', 'register']));
+    expect(result.gates.checks.length).toBeGreaterThan(0);
+
+    const version = result.registered.version;
+    const tags = tagsOf(await mlflow.getModelVersion(model, version));
+    expect(tags).toMatchObject({ 'recsys.model.family': family, 'recsys.onnx.kind': 'single' });
+
+    // Serving: resolved and loaded from the registry (checksum, signature, warm-up), then one answer.
+    const loader = registryLoader();
+    const loaded = await loader.load(await loader.resolve({ name: model, version }));
+    try {
+      expect((loaded.ranker as OnnxRanker).takesTime).toBe(family === 'gru' || family === 'ode_rnn');
+      const user = [...(await loadWorkload(await localDataset(result.dataset.manifestUri)))].find(
+        (u) => u.history.length > 3,
+      )!;
+      // Within the graph's window (history_len 20): the graph itself keeps those items out of its top K.
+      const sent = user.history.slice(-20);
+      const r = await recommend(loaded, {
+        user_id: user.userId,
+        history: sent.map((item_id, i) => ({ item_id, timestamp_ms: 1_700_000_000_000 + i * 60_000 })),
+        k: 5,
+        exclude_item_ids: [],
+      });
+      expect(r.fallback).toBe(false);
+      expect(r.items).toHaveLength(5);
+      for (const it of r.items) expect(sent).not.toContain(it.item_id);
+    } finally {
+      await loaded.retire();
+    }
+  }, 600_000);
+});
+
+test('a continuous-time version rolls out against the iALS champion: staging, canary, approval', async () => {
+  const champion = trained.get('mf')!.registered.version;
+  const version = trained.get('ode_rnn')!.registered.version;
+  await act(promote, { model, version: champion, reason: 'test setup', by: 'jest' });
+  const config: RolloutConfigInput = {
+    staging: { replicas: 1, loadTest: { qps: 50, seconds: 2 }, maxErrorRate: 0.01, maxP99Ms: 1000 },
+    production: { replicas: 2 },
+    canary: {
+      steps: [{ weight: 50, bakeSeconds: 8 }],
+      // Loose on quality on purpose: this is about the time-aware graph serving under a rollout.
+      analysis: {
+        minRequests: 40,
+        minFeedback: 40,
+        minClicks: 5,
+        minCtrDrop: 0.9,
+        maxP99Ratio: 10,
+        p99SlackMs: 100,
+        maxP99Ms: 1000,
+        retrySeconds: 3,
+        maxWaitSeconds: 9,
+      },
+    },
+    approval: { timeoutSeconds: 300 },
+  };
+  const handle = await temporal.client.workflow.start(rollout, {
+    taskQueue,
+    workflowId: rolloutWorkflowId(model, version),
+    args: [{ model, version, config, startedBy: 'jest' }],
+  });
+  await waitFor('the canary step', async () => {
+    const s = await handle.query(rolloutStateQuery);
+    if (s.outcome) throw new Error(`rollout ended before its canary: ${s.outcome} ${s.reason}`);
+    return s.phase === 'canary' && s.weights[version] ? s : undefined;
+  });
+  const users = await loadWorkload(await localDataset(trained.get('ode_rnn')!.dataset.manifestUri));
+  const abort = new AbortController();
+  const load = simulate({
+    addresses: replicaSlots('production')
+      .slice(0, 2)
+      .map((r) => r.address),
+    users: expandPopulation(users, 2000),
+    qps: 150,
+    seconds: 120,
+    concurrency: 32,
+    timeoutMs: 2000,
+    signal: abort.signal,
+  });
+  try {
+    const waiting = await waitFor('awaiting approval', async () => {
+      const s = await handle.query(rolloutStateQuery);
+      if (s.outcome) throw new Error(`rollout ended before approval: ${s.outcome} ${s.reason}`);
+      return s.phase === 'awaiting-approval' ? s : undefined;
+    });
+    expect(waiting.staging?.errors).toBe(0);
+    expect(waiting.analyses.map((a) => a.result.outcome)).toEqual(['pass']);
+    expect(waiting.analyses[0]!.result.canary.requests).toBeGreaterThanOrEqual(40);
+  } finally {
+    abort.abort();
+    await load;
+  }
+  await handle.executeUpdate(approveUpdate, { args: [{ by: 'alice', reason: 'time-aware canary looks good' }] });
+  expect(await handle.result()).toMatchObject({ outcome: 'promoted', baseline: champion });
+  expect((await mlflow.getVersionByAlias(model, 'champion'))?.version).toBe(version);
+}, 600_000);
