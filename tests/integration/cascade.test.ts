@@ -22,6 +22,7 @@ import { continuousTraining } from '../../workflows/continuous-training';
 import { approveUpdate, rolloutStateQuery, rolloutWorkflowId, type RolloutState } from '../../workflows/rollout-api';
 import { rollout } from '../../workflows/rollout';
 import type { ContinuousTrainingResult } from '../../workflows/training-api';
+import { spawnServe } from './serve-process';
 import { uniqueName, useTemporal } from './stack';
 import { LEARNABLE_SHAPE, LEARNING_CONFIG, smallDatasetSource, trainingInput, waitFor } from './training-fixture';
 
@@ -208,6 +209,48 @@ test('recsys recommend against the cascade champion prints the route and each st
   const ran = route === 'cascade' ? stages : stages.slice(0, 1);
   for (const s of ran) expect(out.stdout).toMatch(new RegExp(`${s.name}\\s+│?\\s*${s.sha256.slice(0, 16)}`));
 });
+
+test('under load at 5x the budget, the expensive path never exceeds its budget; the rest is served cheap', async () => {
+  // Nothing is confident (a margin no score gap reaches): every request wants the cascade, only the budget says no.
+  const rate = 20;
+  const burst = 10;
+  const serve = spawnServe(
+    ['--model', model, '--version', cascade.registered.version, '--port', '0', '--metrics-port', '0', '--no-http'],
+    {
+      ...process.env,
+      RECSYS_ROUTER: JSON.stringify({ confidence: { threshold: 1e9 }, budget: { ratePerSecond: rate, burst } }),
+    },
+  );
+  try {
+    const address = (await serve.waitFor(/Serving recsys\.v1\.Recommender on (127\.0\.0\.1:\d+)/))[1]!;
+    const metricsUrl = (await serve.waitFor(/Metrics on (http:\/\/127\.0\.0\.1:\d+\/metrics)/))[1]!;
+    const started = performance.now();
+    const load = await simulate({
+      addresses: [address],
+      users: expandPopulation(users, 2000),
+      qps: 5 * rate,
+      seconds: 10,
+      concurrency: 32,
+      timeoutMs: 2000,
+      impressions: false,
+    });
+    const elapsedSeconds = (performance.now() - started) / 1000;
+    expect(load.errors).toBe(0);
+    const metrics = await (await fetch(metricsUrl)).text();
+    const routes = (route: string) =>
+      Number(new RegExp(`recsys_routes_total\\{[^}]*route="${route}"\\} (\\d+)`).exec(metrics)?.[1] ?? 0);
+    const [expensive, budgetSpent, cheap] = [routes('cascade'), routes('cheap-budget'), routes('cheap')];
+    // Only answers count (the load-time warm-up's routes are not answers), and the bucket holds at most `burst`.
+    expect(expensive).toBeLessThanOrEqual(rate * elapsedSeconds + burst);
+    expect(expensive).toBeGreaterThan(rate * 5); // the budget is used, not starved
+    expect(budgetSpent).toBeGreaterThan(expensive); // at 5x the rate, most requests found the bucket empty
+    expect(cheap).toBe(0);
+    expect(expensive + budgetSpent + routes('fallback')).toBe(load.requests - load.errors);
+  } finally {
+    serve.child.kill('SIGTERM');
+    await serve.exited;
+  }
+}, 120_000);
 
 function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
