@@ -12,6 +12,9 @@ node_modules/.bin/tsx bench/pipeline.ts "$inter"
 # Quality first: it caches the trained models (~/.cache/recsys/bench/quality) that quantization reuses.
 node_modules/.bin/tsx bench/quality.ts "$inter"
 node_modules/.bin/tsx bench/quantization.ts "$inter"
+# The ODE solver table (GRU vs Euler vs RK4, under time noise) and the cascade/router table (budgets vs quality/latency).
+node_modules/.bin/tsx bench/ode-solvers.ts "$inter"
+node_modules/.bin/tsx bench/cascade-router.ts "$inter"
 # Serving: needs no stack (local ONNX graphs, loopback only); the Python peer runs from its own venv.
 bash infra/install-bench.sh
 node_modules/.bin/tsx bench/serving.ts 5
