@@ -258,10 +258,10 @@ def population(boot_args: tuple[int, int], mask: np.ndarray, per_user: dict[str,
         return out
     boot = Bootstrap(n, n_resamples=boot_args[0], seed=boot_args[1])
     rankers = list(per_user)
-    stacked = np.concatenate([per_user[r][mask] for r in rankers], axis=1)
-    flat = boot.intervals(stacked)
-    for i, r in enumerate(rankers):
-        out["intervals"][r] = dict(zip(names, flat[i * len(names) : (i + 1) * len(names)]))
+    # One resample pass per ranker, not one over all rankers side by side: a matrix product's last bits depend on a
+    # column's position, and two rankers that score alike (a model against itself) must get identical intervals.
+    for r in rankers:
+        out["intervals"][r] = dict(zip(names, boot.intervals(per_user[r][mask])))
     others = [r for r in rankers if r in RANKER_OTHERS]
     model = np.concatenate([per_user["model"][mask]] * len(others), axis=1)
     other = np.concatenate([per_user[r][mask] for r in others], axis=1)
