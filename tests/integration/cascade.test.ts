@@ -16,15 +16,14 @@ import { parseCascadeManifest } from '../../lib/cascade-manifest';
 import { localDataset } from '../../lib/dataset/cache';
 import { MlflowClient, tagsOf } from '../../lib/mlflow/client';
 import { objectStore } from '../../lib/object-store';
-import type { RolloutConfigInput } from '../../lib/rollout/config';
 import { createTrainingWorker, type RecsysWorker } from '../../worker/create-worker';
 import { continuousTraining } from '../../workflows/continuous-training';
-import { approveUpdate, rolloutStateQuery, rolloutWorkflowId, type RolloutState } from '../../workflows/rollout-api';
-import { rollout } from '../../workflows/rollout';
+import { approveUpdate } from '../../workflows/rollout-api';
 import type { ContinuousTrainingResult } from '../../workflows/training-api';
 import { spawnServe } from './serve-process';
+import { rolloutToApproval } from './canary-fixture';
 import { uniqueName, useTemporal } from './stack';
-import { LEARNABLE_SHAPE, LEARNING_CONFIG, smallDatasetSource, trainingInput, waitFor } from './training-fixture';
+import { LEARNABLE_SHAPE, LEARNING_CONFIG, smallDatasetSource, trainingInput } from './training-fixture';
 
 const ROOT = path.resolve(__dirname, '../..');
 const { environmentState, stopEnvironment, promote } = createActivities();
@@ -52,30 +51,6 @@ const act = <A, R>(fn: (a: A) => Promise<R>, arg: A): Promise<R> =>
 
 /** Stages sized for the small world: 60 candidates from recall, 20 for the re-ranker, the final top 20. */
 const CASCADE = { model: 'cascade', recall_model: 'two_tower', recall_n: 60, rerank_m: 20, ...LEARNING_CONFIG };
-
-/**
- * The canary's analysis is loose on quality on purpose: this test is about a cascade going through the same rollout
- * as any model, not about whether a cascade trained in seconds beats the champion's click-through rate.
- */
-const ROLLOUT: RolloutConfigInput = {
-  staging: { replicas: 1, loadTest: { qps: 50, seconds: 2 }, maxErrorRate: 0.01, maxP99Ms: 1000 },
-  production: { replicas: 2 },
-  canary: {
-    steps: [{ weight: 50, bakeSeconds: 8 }],
-    analysis: {
-      minRequests: 40,
-      minFeedback: 40,
-      minClicks: 5,
-      minCtrDrop: 0.9,
-      maxP99Ratio: 10,
-      p99SlackMs: 100,
-      maxP99Ms: 1000,
-      retrySeconds: 3,
-      maxWaitSeconds: 9,
-    },
-  },
-  approval: { timeoutSeconds: 300 },
-};
 
 let model: string;
 let taskQueue: string;
@@ -135,40 +110,7 @@ test('continuousTraining trains, exports and registers a cascade: one version, e
 
 test('a canary of the cascade against the single-model champion runs end to end; approval promotes it', async () => {
   const version = cascade.registered.version;
-  const handle = await temporal.client.workflow.start(rollout, {
-    taskQueue,
-    workflowId: rolloutWorkflowId(model, version),
-    args: [{ model, version, config: ROLLOUT, startedBy: 'jest' }],
-  });
-  const query = () => handle.query(rolloutStateQuery);
-  await waitFor('the canary step', async () => {
-    const s = await query();
-    if (s.outcome) throw new Error(`rollout ended before its canary: ${s.outcome} ${s.reason}`);
-    return s.phase === 'canary' && s.weights[version] ? s : undefined;
-  });
-  const abort = new AbortController();
-  const load = simulate({
-    addresses: replicaSlots('production')
-      .slice(0, 2)
-      .map((r) => r.address),
-    users: expandPopulation(users, 2000),
-    qps: 150,
-    seconds: 120,
-    concurrency: 32,
-    timeoutMs: 2000,
-    signal: abort.signal,
-  });
-  let waiting: RolloutState;
-  try {
-    waiting = await waitFor('awaiting approval', async () => {
-      const s = await query();
-      if (s.outcome) throw new Error(`rollout ended before approval: ${s.outcome} ${s.reason}`);
-      return s.phase === 'awaiting-approval' ? s : undefined;
-    });
-  } finally {
-    abort.abort();
-    await load;
-  }
+  const { handle, waiting } = await rolloutToApproval(temporal.client, taskQueue, { model, version }, users);
   expect(waiting.analyses.map((a) => a.result.outcome)).toEqual(['pass']);
   expect(waiting.analyses[0]!.result.canary.requests).toBeGreaterThanOrEqual(40);
   await handle.executeUpdate(approveUpdate, { args: [{ by: 'alice', reason: 'cascade canary looks good' }] });

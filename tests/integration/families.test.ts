@@ -7,22 +7,19 @@
  */
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createActivities } from '../../activities';
-import { replicaSlots } from '../../fleet/environments';
-import { simulate } from '../../fleet/simulate/run';
-import { expandPopulation, loadWorkload } from '../../fleet/simulate/workload';
+import { loadWorkload } from '../../fleet/simulate/workload';
 import { localDataset } from '../../lib/dataset/cache';
 import { MlflowClient, tagsOf } from '../../lib/mlflow/client';
-import type { RolloutConfigInput } from '../../lib/rollout/config';
 import { registryLoader } from '../../serving/model-loader';
 import type { OnnxRanker } from '../../serving/onnx-ranker';
 import { recommend } from '../../serving/recommend';
 import { createTrainingWorker, type RecsysWorker } from '../../worker/create-worker';
 import { continuousTraining } from '../../workflows/continuous-training';
-import { approveUpdate, rolloutStateQuery, rolloutWorkflowId } from '../../workflows/rollout-api';
-import { rollout } from '../../workflows/rollout';
+import { approveUpdate } from '../../workflows/rollout-api';
 import type { ContinuousTrainingResult } from '../../workflows/training-api';
+import { rolloutToApproval } from './canary-fixture';
 import { uniqueName, useTemporal } from './stack';
-import { LEARNABLE_SHAPE, smallDatasetSource, trainingInput, waitFor } from './training-fixture';
+import { LEARNABLE_SHAPE, smallDatasetSource, trainingInput } from './training-fixture';
 
 const { stopEnvironment, promote } = createActivities();
 
@@ -119,62 +116,11 @@ test('a continuous-time version rolls out against the iALS champion: staging, ca
   const champion = trained.get('mf')!.registered.version;
   const version = trained.get('ode_rnn')!.registered.version;
   await act(promote, { model, version: champion, reason: 'test setup', by: 'jest' });
-  const config: RolloutConfigInput = {
-    staging: { replicas: 1, loadTest: { qps: 50, seconds: 2 }, maxErrorRate: 0.01, maxP99Ms: 1000 },
-    production: { replicas: 2 },
-    canary: {
-      steps: [{ weight: 50, bakeSeconds: 8 }],
-      // Loose on quality on purpose: this is about the time-aware graph serving under a rollout.
-      analysis: {
-        minRequests: 40,
-        minFeedback: 40,
-        minClicks: 5,
-        minCtrDrop: 0.9,
-        maxP99Ratio: 10,
-        p99SlackMs: 100,
-        maxP99Ms: 1000,
-        retrySeconds: 3,
-        maxWaitSeconds: 9,
-      },
-    },
-    approval: { timeoutSeconds: 300 },
-  };
-  const handle = await temporal.client.workflow.start(rollout, {
-    taskQueue,
-    workflowId: rolloutWorkflowId(model, version),
-    args: [{ model, version, config, startedBy: 'jest' }],
-  });
-  await waitFor('the canary step', async () => {
-    const s = await handle.query(rolloutStateQuery);
-    if (s.outcome) throw new Error(`rollout ended before its canary: ${s.outcome} ${s.reason}`);
-    return s.phase === 'canary' && s.weights[version] ? s : undefined;
-  });
   const users = await loadWorkload(await localDataset(trained.get('ode_rnn')!.dataset.manifestUri));
-  const abort = new AbortController();
-  const load = simulate({
-    addresses: replicaSlots('production')
-      .slice(0, 2)
-      .map((r) => r.address),
-    users: expandPopulation(users, 2000),
-    qps: 150,
-    seconds: 120,
-    concurrency: 32,
-    timeoutMs: 2000,
-    signal: abort.signal,
-  });
-  try {
-    const waiting = await waitFor('awaiting approval', async () => {
-      const s = await handle.query(rolloutStateQuery);
-      if (s.outcome) throw new Error(`rollout ended before approval: ${s.outcome} ${s.reason}`);
-      return s.phase === 'awaiting-approval' ? s : undefined;
-    });
-    expect(waiting.staging?.errors).toBe(0);
-    expect(waiting.analyses.map((a) => a.result.outcome)).toEqual(['pass']);
-    expect(waiting.analyses[0]!.result.canary.requests).toBeGreaterThanOrEqual(40);
-  } finally {
-    abort.abort();
-    await load;
-  }
+  const { handle, waiting } = await rolloutToApproval(temporal.client, taskQueue, { model, version }, users);
+  expect(waiting.staging?.errors).toBe(0);
+  expect(waiting.analyses.map((a) => a.result.outcome)).toEqual(['pass']);
+  expect(waiting.analyses[0]!.result.canary.requests).toBeGreaterThanOrEqual(40);
   await handle.executeUpdate(approveUpdate, { args: [{ by: 'alice', reason: 'time-aware canary looks good' }] });
   expect(await handle.result()).toMatchObject({ outcome: 'promoted', baseline: champion });
   expect((await mlflow.getVersionByAlias(model, 'champion'))?.version).toBe(version);
