@@ -156,14 +156,22 @@ export class SpillDir {
       }
       const chunk = parseSpillFile(text);
       if (typeof chunk !== 'string') return { name, chunk };
-      this.names.shift();
-      await this.setAside(name, chunk);
+      // Counted in `size` until it is renamed, so close() waits for the rename rather than reporting before it.
+      try {
+        await this.setAside(name, chunk);
+      } finally {
+        this.forget(name);
+      }
     }
     return undefined;
   }
 
   async remove(name: string): Promise<void> {
     await fs.rm(path.join(this.dir, name), { force: true });
+    this.forget(name);
+  }
+
+  private forget(name: string): void {
     const i = this.names.indexOf(name);
     if (i >= 0) this.names.splice(i, 1);
   }
