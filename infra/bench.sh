@@ -9,6 +9,8 @@ node_modules/.bin/tsx bench/training.ts 3
 # Multi-node: two network-namespace nodes vs one node x 2 vs one process, and the provisioning saga's step times.
 node_modules/.bin/tsx bench/multi-node.ts 3
 node_modules/.bin/tsx bench/pipeline.ts "$inter"
+# At ML-1M scale, every family: wall time by step and the orchestration share (aim: two-tower under 5 min, <5%).
+node_modules/.bin/tsx bench/pipeline.ts "$inter" ml-1m-synthetic all
 # Quality first: it caches the trained models (~/.cache/recsys/bench/quality) that quantization reuses.
 node_modules/.bin/tsx bench/quality.ts "$inter"
 node_modules/.bin/tsx bench/quantization.ts "$inter"
