@@ -4,7 +4,7 @@
  * reused are zod schemas, so a stored summary is checked before it is trusted.
  */
 import { z } from 'zod';
-import { ARTIFACT_KINDS, CascadeStage } from '../lib/cascade-manifest';
+import { ARTIFACT_KINDS, CASCADE_STAGES, CascadeStage } from '../lib/cascade-manifest';
 import type { Anomaly, ValidationStatus } from '../lib/dataset/anomalies';
 import type { EtlConfigInput } from '../lib/dataset/etl-config';
 import type { DatasetRef, DatasetVersion } from '../lib/dataset/ref';
@@ -52,6 +52,10 @@ export const TrainResult = z.object({
   resumedFromEpoch: z.number().int(),
   /** The resolved training config (defaults filled in), as the model was trained. */
   config: z.record(z.string(), z.unknown()),
+  /** The recent-popularity prior fitted on the valid split (models/recent_prior.py), when the config turns it on. */
+  recentPrior: z
+    .object({ days: z.number(), beta: z.number(), validNdcg: z.number(), baseValidNdcg: z.number() })
+    .optional(),
   /** The same inputs were trained before; their output was reused. */
   reused: z.boolean(),
 });
@@ -188,6 +192,21 @@ export const ExportResult = z.object({
    */
   kind: z.enum(ARTIFACT_KINDS).default('single'),
   stages: z.array(CascadeStage).optional(),
+  /**
+   * The HNSW index attached to a single model (lib/ann-manifest.ts: `uri`/`sha256` are its manifest's), when the
+   * config asked for one and it passed its check: recall@10 against exact search >= 0.99 at `expansionSearch`.
+   * onnxUri stays the exact graph, the fallback.
+   */
+  ann: z
+    .object({
+      uri: z.string().startsWith('s3://'),
+      sha256: z.string().regex(/^[0-9a-f]{64}$/),
+      recall: z.number(),
+      expansionSearch: z.number().int().positive(),
+    })
+    .optional(),
+  /** Why an index was built but not attached (its check failed): the version serves exact top-K. */
+  annRejected: z.string().optional(),
 });
 export type ExportResult = z.infer<typeof ExportResult>;
 
@@ -206,6 +225,46 @@ export const RelativeChange = z
   .nullable()
   .transform((v) => v ?? Infinity);
 
+/**
+ * One cascade stage's decision, by the single graph's rule: int8 iff the stage's int8 graph is faster beyond noise
+ * (p50Ratio and p50RatioHi <= 1 - minSpeedup, timed on the inputs serving gives the stage) and the cascade with it
+ * int8 (with the stages kept int8 before it; the rest fp32) keeps its NDCG@10 within the tolerance of the all-fp32
+ * cascade's.
+ */
+export const StageQuantization = z.object({
+  name: z.enum(CASCADE_STAGES),
+  ships: z.enum(['int8', 'float']),
+  reason: z.string(),
+  /** The stage's graph as exported (ExportResult.stages) and its int8 copy, stored either way. */
+  floatUri: z.string(),
+  floatSha256: z.string(),
+  int8Uri: z.string(),
+  int8Sha256: z.string(),
+  int8Bytes: z.number().int(),
+  /** The stage graph alone, single-user requests (ms). */
+  floatP50Ms: z.number(),
+  floatP99Ms: z.number(),
+  int8P50Ms: z.number(),
+  int8P99Ms: z.number(),
+  p50Ratio: z.number(),
+  p50RatioLo: z.number(),
+  p50RatioHi: z.number(),
+  /** The configuration its quality was measured in: this stage and the ones kept int8 before it. */
+  int8Stages: z.array(z.enum(CASCADE_STAGES)),
+  /** The cascade's NDCG@10 in that configuration, and its change relative to the all-fp32 cascade. */
+  ndcgAt10: z.number(),
+  relativeNdcgChange: RelativeChange,
+  quantizedOps: z.record(z.string(), z.number().int()),
+});
+export type StageQuantization = z.infer<typeof StageQuantization>;
+
+/**
+ * A single graph's quantization, or a cascade's (`kind`). For a cascade: int8Uri/int8Sha256/int8Bytes are a new
+ * cascade manifest (lib/cascade-manifest.ts) naming the chosen graph of each stage (its int8 copy where `stages` says
+ * int8, else the exported graph); floatUri/floatSha256 the export's manifest; `float` the all-fp32 cascade and `int8`
+ * the cascade that ships (latency: the stages' graph time per request, summed); `ships` is int8 when at least one
+ * stage ships int8 (the serving artefact is then that manifest), and the speed figures are per stage, in `stages`.
+ */
 export const QuantizationResult = z.object({
   int8Uri: z.string(),
   int8Sha256: z.string(),
@@ -215,6 +274,10 @@ export const QuantizationResult = z.object({
   floatSha256: z.string(),
   float: GraphFigures,
   int8: GraphFigures,
+  /** Absent in results stored before cascades were quantized. */
+  kind: z.enum(ARTIFACT_KINDS).default('single'),
+  /** A cascade's per-stage decisions, in stage order. */
+  stages: z.array(StageQuantization).optional(),
   /** (int8 NDCG@10 - float NDCG@10) / float NDCG@10. */
   relativeNdcgChange: RelativeChange,
   tolerance: z.number(),
@@ -290,7 +353,10 @@ export interface CheckGatesInput {
   championVersion?: string;
 }
 
-/** The ONNX artefact that serving loads (int8 when quantization passed its gate, else the float export). */
+/**
+ * The ONNX artefact that serving loads (int8 when quantization passed its gate, else the float export). For a cascade,
+ * a manifest: `int8` when at least one of the graphs it names is int8 (QuantizationResult.stages says which).
+ */
 export interface ServingArtifact {
   onnxUri: string;
   sha256: string;

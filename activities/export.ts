@@ -1,6 +1,8 @@
 /**
  * Export activity: the serving graph (user tower + item embeddings + TopK) as ONNX, checked against PyTorch's output
  * within a stated tolerance by models/export.py before it is stored. Reused when the same training is exported again.
+ * When the config asks for HNSW retrieval, the index is built, checked and attached too (activities/ann-index.ts);
+ * the exact graph stays the version's artefact either way.
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -9,6 +11,7 @@ import { z } from 'zod';
 import { fileDigest } from '../lib/files';
 import { ExportResult, type ExportInput } from './contracts';
 import type { ActivityDeps } from './deps';
+import { attachAnnIndex, PyAnn, type AnnOutcome } from './ann-index';
 import { runPythonStep } from './python-step';
 import { localModel } from './training';
 
@@ -28,6 +31,7 @@ const PyResult = z.object({
   opset: z.number().int(),
   kind: z.enum(ARTIFACT_KINDS).default('single'),
   stages: z.array(PyStage).optional(),
+  ann: PyAnn.optional(),
 });
 type PyResult = z.infer<typeof PyResult>;
 
@@ -90,6 +94,11 @@ export function exportActivities(deps: ActivityDeps) {
           const artefactUri = cascade ? manifestUri : onnxUri;
           const { sha256, bytes } = await fileDigest(artefact);
           await store.putFile(artefactUri, artefact);
+          // An HNSW index beside the exact graph, when models.export wrote its inputs (config `retrieval`).
+          const ann: AnnOutcome | undefined =
+            result.ann && result.kind === 'single'
+              ? await attachAnnIndex(ctx, store, result.ann, { exactUri: onnxUri, historyLen: result.history_len })
+              : undefined;
           return {
             onnxUri: artefactUri,
             sha256,
@@ -102,6 +111,8 @@ export function exportActivities(deps: ActivityDeps) {
             opset: result.opset,
             kind: result.kind,
             ...(cascade && { stages: cascade.stages }),
+            ...(ann && 'attached' in ann && { ann: ann.attached }),
+            ...(ann && 'rejected' in ann && { annRejected: ann.rejected }),
             reused: false,
           };
         },

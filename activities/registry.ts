@@ -9,6 +9,7 @@
  * separate, explicit step (`promote`), taken only when the gates pass.
  */
 import { familyOf } from '../lib/model-family';
+import { parseCascadeManifest, type CascadeStage } from '../lib/cascade-manifest';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -94,6 +95,11 @@ async function logRun(deps: ActivityDeps, run: MlflowRun, input: RegisterInput):
     onnx_max_abs_diff: exported.maxAbsDiff,
     eval_users: evaluation.nUsers,
     eval_cold_users: evaluation.nColdUsers,
+    ...(training.recentPrior && {
+      recent_prior_beta: training.recentPrior.beta,
+      recent_prior_valid_ndcg_at_10: training.recentPrior.validNdcg,
+      recent_prior_base_valid_ndcg_at_10: training.recentPrior.baseValidNdcg,
+    }),
   };
   for (const [k, v] of Object.entries(evaluation.model)) metrics[metricKey('', k)] = v;
   for (const [k, v] of Object.entries(evaluation.popularity)) metrics[metricKey('popularity_', k)] = v;
@@ -107,7 +113,12 @@ async function logRun(deps: ActivityDeps, run: MlflowRun, input: RegisterInput):
       // A cascade's onnxUri is its manifest (the stage graphs are in the logged model's files).
       [exported.onnxUri, exported.kind === 'cascade' ? 'model/cascade.json' : 'model/model.onnx'],
       ...(input.serving.precision === 'int8'
-        ? [[input.serving.onnxUri, 'model/model.int8.onnx'] as [string, string]]
+        ? [
+            [
+              input.serving.onnxUri,
+              exported.kind === 'cascade' ? 'model/cascade.int8.json' : 'model/model.int8.onnx',
+            ] as [string, string],
+          ]
         : []),
       [evaluation.reportUri, 'evaluation/report.json'],
       [evaluation.tableUri, 'evaluation/report.md'],
@@ -142,7 +153,25 @@ async function fetchGraph(
   return { ...graph, bytes };
 }
 
-/** The graphs of the version's MLflow Model: what ships for a single model, every stage for a cascade. */
+/** A cascade's stages as served: the export's, or those its quantized manifest names (fp32 or int8 per stage). */
+async function servedStages(deps: ActivityDeps, input: RegisterInput): Promise<CascadeStage[]> {
+  const { exported, serving } = input;
+  if (serving.onnxUri === exported.onnxUri) return exported.stages ?? [];
+  const bytes = await deps.store.getBytes(serving.onnxUri);
+  if (!bytes) throw artifactError(`cascade manifest ${serving.onnxUri} is missing from the object store`);
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  if (sha256 !== serving.sha256)
+    throw artifactError(
+      `cascade manifest ${serving.onnxUri} has sha256 ${sha256}, the registry was given ${serving.sha256}`,
+    );
+  try {
+    return parseCascadeManifest(bytes.toString('utf8'), serving.onnxUri).stages;
+  } catch (err) {
+    throw artifactError((err as Error).message);
+  }
+}
+
+/** The graphs of the version's MLflow Model: what ships for a single model, every stage (as served) for a cascade. */
 async function versionGraphs(deps: ActivityDeps, input: RegisterInput): Promise<VersionModelInput> {
   const { exported } = input;
   const common = {
@@ -156,7 +185,7 @@ async function versionGraphs(deps: ActivityDeps, input: RegisterInput): Promise<
     const data = await fetchGraph(deps, { name: 'model', uri, sha256, topK: exported.topK });
     return { ...common, kind: 'single', precision, data, extra: [] };
   }
-  const stages = exported.stages ?? [];
+  const stages = await servedStages(deps, input);
   const recall = stages.find((s) => s.name === 'recall');
   if (!recall)
     throw artifactError(
@@ -248,6 +277,11 @@ async function register(deps: ActivityDeps, input: RegisterInput): Promise<Regis
         [TAGS.historyLen]: String(input.exported.historyLen),
         [TAGS.fp32OnnxUri]: input.exported.onnxUri,
         [TAGS.fp32OnnxSha256]: input.exported.sha256,
+        // The HNSW index that passed its check (serving uses it unless $RECSYS_RETRIEVAL=exact).
+        ...(input.exported.ann && {
+          [TAGS.annUri]: input.exported.ann.uri,
+          [TAGS.annSha256]: input.exported.ann.sha256,
+        }),
       },
       undefined,
       modelId,

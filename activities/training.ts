@@ -48,6 +48,9 @@ const PyResult = z.object({
   world_size: z.number().int(),
   resumed_from_epoch: z.number().int(),
   config: z.record(z.string(), z.unknown()),
+  recent_prior: z
+    .object({ days: z.number(), beta: z.number(), 'valid_ndcg@10': z.number(), 'base_valid_ndcg@10': z.number() })
+    .optional(),
 });
 
 export function trainingKey(
@@ -256,6 +259,14 @@ export function trainingActivities(deps: ActivityDeps) {
             worldSize: result.world_size,
             resumedFromEpoch: result.resumed_from_epoch,
             config: result.config,
+            ...(result.recent_prior && {
+              recentPrior: {
+                days: result.recent_prior.days,
+                beta: result.recent_prior.beta,
+                validNdcg: result.recent_prior['valid_ndcg@10'],
+                baseValidNdcg: result.recent_prior['base_valid_ndcg@10'],
+              },
+            }),
             reused: false,
           };
         },

@@ -51,7 +51,7 @@ const RNN = { history_len: 10, embedding_dim: 64, hidden_dim: 64, epochs: 3, lr:
 const SYN = 'ML-1M-sized synthetic';
 const ML100K = 'MovieLens-100K';
 /** Bounded for 2 CPU cores: the sequential models cost far more per sample than the two-tower model. */
-export const FAMILIES: Family[] = [
+const BASE_FAMILIES: Family[] = [
   {
     label: 'two-tower',
     config: {
@@ -106,6 +106,18 @@ export const FAMILIES: Family[] = [
   },
 ];
 
+/** A family with the recent-popularity prior on top (models/recent_prior.py): + beta * log1p(the item's count in the
+ * last 14 days, evaluate's recent-popularity window), beta chosen on the valid split after training. */
+const withRecentPrior = (f: Family): Family => ({
+  label: `${f.label} + recent prior`,
+  config: Object.fromEntries(Object.entries(f.config).map(([ds, cfg]) => [ds, { ...cfg, recent_prior_days: 14 }])),
+});
+const WITH_PRIOR = ['mf (iALS)', 'lightgcn', 'ode-rnn (euler)'];
+export const FAMILIES: Family[] = [
+  ...BASE_FAMILIES,
+  ...BASE_FAMILIES.filter((f) => WITH_PRIOR.includes(f.label)).map(withRecentPrior),
+];
+
 const CACHE = path.join(os.homedir(), '.cache', 'recsys', 'bench', 'quality');
 
 /** The ML-1M-sized synthetic set and MovieLens-100K as dataset versions (through the real ETL), local copies. */
@@ -145,6 +157,8 @@ export interface Trained {
   trainSeconds: number;
   samplesPerSec: number;
   reused: boolean;
+  /** models/train.py's `recent_prior` block (the chosen beta, ...), for configs with recent_prior_days > 0. */
+  recentPrior?: { beta: number; 'valid_ndcg@10': number | null; 'base_valid_ndcg@10': number | null };
 }
 
 /** Trains (torchrun, 2 processes) or reuses a cached model of the same dataset version, config and code. */
@@ -182,6 +196,7 @@ export async function trainCached(ds: BenchDataset, cfg: Record<string, unknown>
     trainSeconds: result.train_seconds as number,
     samplesPerSec: result.samples_per_sec as number,
     reused: false,
+    ...(result.recent_prior ? { recentPrior: result.recent_prior as Trained['recentPrior'] } : {}),
   };
   await fs.writeFile(done, JSON.stringify(trained));
   return trained;
@@ -329,7 +344,12 @@ async function main(): Promise<void> {
         console.log(
           `    ${r.label.padEnd(12)} ${r.trained.trainSeconds.toFixed(0).padStart(5)} s, ` +
             `${Math.round(r.trained.samplesPerSec).toLocaleString('en-US').padStart(9)} samples/s` +
-            `${r.trained.reused ? ' (cached)' : ''}  ${JSON.stringify(r.cfg)}`,
+            `${r.trained.reused ? ' (cached)' : ''}  ${JSON.stringify(r.cfg)}` +
+            (r.trained.recentPrior
+              ? `  prior beta ${r.trained.recentPrior.beta} (valid NDCG@10 ` +
+                `${f4(r.trained.recentPrior['valid_ndcg@10'] ?? undefined)}, ` +
+                `${f4(r.trained.recentPrior['base_valid_ndcg@10'] ?? undefined)} without)`
+              : ''),
         );
     }
   }

@@ -17,6 +17,8 @@ node_modules/.bin/tsx bench/quantization.ts "$inter"
 # The ODE solver table (GRU vs Euler vs RK4, under time noise) and the cascade/router table (budgets vs quality/latency).
 node_modules/.bin/tsx bench/ode-solvers.ts "$inter"
 node_modules/.bin/tsx bench/cascade-router.ts "$inter"
+# Retrieval at 100k and 1M items: exact in-graph top-K vs exactTopK vs the HNSW index (and on quality's trained models).
+node_modules/.bin/tsx bench/retrieval.ts
 # Serving: needs no stack (local ONNX graphs, loopback only); the Python peer runs from its own venv.
 bash infra/install-bench.sh
 node_modules/.bin/tsx bench/serving.ts 5

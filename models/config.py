@@ -13,6 +13,9 @@ from typing import Any, Optional
 from models.families import FAMILIES
 
 
+RETRIEVAL_MODES = ("auto", "exact", "hnsw")  # config key `retrieval`
+
+
 class ConfigError(ValueError):
     """An invalid configuration (unknown key, wrong type, out-of-range value)."""
 
@@ -54,6 +57,15 @@ class TrainConfig:
     # LightGCN family only (lightgcn, models/lightgcn.py); BPR, Adam with `lr`, `batch_size` triples per process.
     n_gcn_layers: int = 2  # propagation layers K over the normalised user-item graph
     gcn_reg: float = 1e-4  # L2 weight on the ego embeddings of each batch's users/items (per triple)
+    # Retrieval at export (models/ann_export.py), single-stage retrieval families only: "exact" (the in-graph top-K
+    # only), "hnsw" (also the files an HNSW index is built from), "auto" (hnsw when n_items >= ann_min_items).
+    retrieval: str = "auto"
+    ann_min_items: int = 100_000
+    # Recent-popularity prior (models/recent_prior.py), single-stage retrieval families: scores + beta * log1p(the
+    # item's interactions in the last recent_prior_days days), beta chosen on the valid split from
+    # recent_prior_betas (null: recent_prior.DEFAULT_BETAS; 0 is always tried). 0 days = off.
+    recent_prior_days: float = 0.0
+    recent_prior_betas: Optional[list[float]] = None
     epochs: int = 5
     batch_size: int = 512  # per process: under DDP the global batch is batch_size * world_size
     lr: float = 1e-3
@@ -86,6 +98,15 @@ class TrainConfig:
             raise ConfigError(f"config key 'time_scale_seconds' must be finite and > 0, got {self.time_scale_seconds}")
         if self.model == "cascade":
             self._check_cascade()
+        if self.retrieval not in RETRIEVAL_MODES:
+            raise ConfigError(f"config key 'retrieval' must be one of {', '.join(RETRIEVAL_MODES)}, "
+                              f"got {self.retrieval!r}")
+        if self.retrieval == "hnsw" and self.model == "cascade":
+            raise ConfigError("config key 'retrieval' is 'hnsw', but an HNSW index applies to single-stage retrieval "
+                              "families only, not to model 'cascade' (use 'auto' or 'exact')")
+        if self.ann_min_items < 1:
+            raise ConfigError(f"config key 'ann_min_items' must be >= 1, got {self.ann_min_items}")
+        self._check_recent_prior()
         if not (0 < self.als_reg < float("inf")):
             raise ConfigError(f"config key 'als_reg' must be finite and > 0, got {self.als_reg}")
         if not (0 <= self.als_alpha < float("inf")):
@@ -119,6 +140,17 @@ class TrainConfig:
         if not 0 <= self.diversity_weight < float("inf"):
             raise ConfigError(f"config key 'diversity_weight' must be finite and >= 0, got {self.diversity_weight}")
 
+    def _check_recent_prior(self) -> None:
+        if not (0 <= self.recent_prior_days < float("inf")):
+            raise ConfigError(f"config key 'recent_prior_days' must be finite and >= 0, got {self.recent_prior_days}")
+        if self.recent_prior_days > 0 and self.model == "cascade":
+            raise ConfigError("config key 'recent_prior_days' applies to single-stage retrieval families only, not to "
+                              "model 'cascade' (set it to 0)")
+        betas = self.recent_prior_betas
+        if betas is not None and (not betas or not all(0 <= b < float("inf") for b in betas)):
+            raise ConfigError(f"config key 'recent_prior_betas' must be a non-empty list of finite numbers >= 0, "
+                              f"got {betas!r}")
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
         if not isinstance(values, dict):
@@ -132,6 +164,8 @@ class TrainConfig:
                 raise ConfigError(f"config key {key!r} expects {_type_name(hints[key])}, got {value!r}")
         # JSON has one number type: accept 1 for a float field, store it as a float.
         coerced = {k: float(v) if hints[k] is float else v for k, v in values.items()}
+        if isinstance(coerced.get("recent_prior_betas"), (list, tuple)):
+            coerced["recent_prior_betas"] = [float(b) for b in coerced["recent_prior_betas"]]
         return cls(**coerced)
 
     @classmethod
@@ -157,6 +191,8 @@ def _has_type(value: Any, hint: Any) -> bool:
         return hint is bool
     if hint is float:
         return isinstance(value, (int, float))
+    if typing.get_origin(hint) is list:  # a JSON array (a tuple: a saved config read back)
+        return isinstance(value, (list, tuple)) and all(_has_type(v, typing.get_args(hint)[0]) for v in value)
     return isinstance(value, hint)
 
 

@@ -25,6 +25,10 @@ stdout: {"event":"result","onnx_path":"/abs/model.onnx","max_abs_diff":d,"tolera
          "kind":"single"}
 The `cascade` family is exported as one graph per stage by models/cascade_export.py: the same line with
 "kind":"cascade" and "stages":[...] (see there).
+HNSW retrieval (config `retrieval` "hnsw", or "auto" with n_items >= `ann_min_items`; single-stage families): the
+user-tower graph, the item vectors and the index check's query vectors are also written next to --out
+(O/model.user.onnx, O/model.items.f32, O/model.queries.f32; models/ann_export.py) and the line adds
+"ann":{"user_graph":abs,"items":abs,"queries":abs,"dims":d,"n_items":I,...}. The exact graph is written all the same.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from models.config import TrainConfig
 from models.masking import mask_history
 from models.model_file import load_model
 from models.jsonl import ArgumentParser, UsageError, emit, run
@@ -193,6 +198,11 @@ def export(args: Any) -> dict[str, Any]:
                 f"ONNX vs PyTorch: max_abs_diff={max_abs_diff:.3g} (tolerance {args.tolerance}), "
                 f"topk_match={topk_match}"
             )
+        # The HNSW index's inputs (models/ann_export.py), before the graph is renamed: a failure leaves neither.
+        from models.ann_export import ann_applies, export_ann  # here: it imports this module
+
+        ann = (export_ann(model, meta["family"], out, args.tolerance)
+               if ann_applies(model, TrainConfig.from_dict(meta["config"])) else None)
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
@@ -202,7 +212,7 @@ def export(args: Any) -> dict[str, Any]:
         "opset": next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
         "top_k": k, "history_len": model.history_len, "n_items": model.n_items,
         "inputs": describe(proto.graph.input), "outputs": describe(proto.graph.output), "exporter": EXPORTER,
-        "kind": "single",
+        "kind": "single", **({"ann": ann} if ann else {}),
     }
 
 

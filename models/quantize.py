@@ -44,7 +44,7 @@ import math
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 import onnx
@@ -65,27 +65,36 @@ class QuantizationError(RuntimeError):
     """The graph cannot be quantized or evaluated as the served contract expects."""
 
 
-def parse_args(argv: Sequence[str] | None) -> Any:
-    p = ArgumentParser(prog="python -m models.quantize",
-                       description="Int8 dynamic quantization, gated on NDCG and latency (JSON lines on stdout).")
-    p.add_argument("--onnx", required=True, help="the served float graph (models/export.py output)")
-    p.add_argument("--out", required=True, help="int8 ONNX file to write (same contract as --onnx)")
+def add_gate_arguments(p: ArgumentParser, what: str) -> None:
+    """The gate's flags, shared with models/cascade_quantize.py (`what`: what is timed, e.g. "graph")."""
     p.add_argument("--data-dir", required=True, help="dataset directory; its test split is evaluated")
     p.add_argument("--tolerance", type=float, default=0.01, help="max relative NDCG@k loss of int8 (0.01 = 1%%)")
     p.add_argument("--k", type=int, default=10)
-    p.add_argument("--runs", type=int, default=1000, help="timed single-user requests per graph")
-    p.add_argument("--warmup", type=int, default=100, help="untimed requests per graph before timing")
+    p.add_argument("--runs", type=int, default=1000, help=f"timed single-user requests per {what}")
+    p.add_argument("--warmup", type=int, default=100, help=f"untimed requests per {what} before timing")
     p.add_argument("--min-speedup", type=float, default=0.10,
                    help="int8 must cut p50 by at least this fraction, beyond noise (0.10 = 10%%)")
     p.add_argument("--per-channel", action="store_true", help="one weight scale per output column (item)")
     p.add_argument("--op-types", default="MatMul", help="comma-separated op types to quantize (default MatMul)")
-    args = p.parse_args(argv)
+
+
+def check_gate_arguments(args: Any) -> None:
     if not (0 <= args.tolerance < 1):
         raise UsageError(f"--tolerance must be in [0, 1), got {args.tolerance}")
     if not (0 <= args.min_speedup < 1):
         raise UsageError(f"--min-speedup must be in [0, 1), got {args.min_speedup}")
     if args.k < 1 or args.runs < 1 or args.warmup < 0:
         raise UsageError("--k and --runs must be >= 1, --warmup >= 0")
+
+
+def parse_args(argv: Sequence[str] | None) -> Any:
+    p = ArgumentParser(prog="python -m models.quantize",
+                       description="Int8 dynamic quantization, gated on NDCG and latency (JSON lines on stdout).")
+    p.add_argument("--onnx", required=True, help="the served float graph (models/export.py output)")
+    p.add_argument("--out", required=True, help="int8 ONNX file to write (same contract as --onnx)")
+    add_gate_arguments(p, "graph")
+    args = p.parse_args(argv)
+    check_gate_arguments(args)
     if not os.path.isfile(args.onnx):
         raise UsageError(f"--onnx {args.onnx}: no such file")
     return args
@@ -202,10 +211,27 @@ def graph_feed(data: TestSet, users: np.ndarray, history_len: int,
     return feed
 
 
-def evaluate_graphs(graphs: dict[str, ort.InferenceSession], data: TestSet, n_items: int, history_len: int,
-                    k: int) -> tuple[dict[str, dict[str, float]], int, int]:
-    """Full-ranking metrics of each full-ranking graph on the same users; returns (metrics, n_users, n_skipped)."""
-    per_user: dict[str, dict[str, list[np.ndarray]]] = {g: collections.defaultdict(list) for g in graphs}
+Scorer = Callable[[np.ndarray], np.ndarray]
+"""Full-catalogue scores (len(users), n_items) of some ranker for the given users; column j is item j + 1."""
+
+
+def graph_scorer(sess: ort.InferenceSession, data: TestSet, history_len: int, n_items: int) -> Scorer:
+    """A full-ranking graph (full_ranking_variant) as a Scorer: its TopK over every item scattered back."""
+
+    def scores(users: np.ndarray) -> np.ndarray:
+        top_scores, top_items = sess.run([SCORES, ITEMS], graph_feed(data, users, history_len, sess))
+        full = np.empty((len(users), n_items), dtype=np.float32)
+        full[np.arange(len(users))[:, None], top_items - 1] = top_scores  # each column is written once
+        return full
+
+    return scores
+
+
+def evaluate_scorers(scorers: dict[str, Scorer], data: TestSet, n_items: int,
+                     k: int) -> tuple[dict[str, dict[str, float]], int, int]:
+    """Full-ranking metrics of each ranker on the same users, ranked as models/evaluate.py does (history items
+    excluded, users without a test item outside their history skipped); returns (metrics, n_users, n_skipped)."""
+    per_user: dict[str, dict[str, list[np.ndarray]]] = {g: collections.defaultdict(list) for g in scorers}
     skipped = evaluated = 0
     batch = max(1, SCORE_CELLS_PER_BATCH // n_items)
     for lo in range(0, len(data.users), batch):
@@ -218,14 +244,9 @@ def evaluate_graphs(graphs: dict[str, ort.InferenceSession], data: TestSet, n_it
         users, excluded, relevant = users[keep], excluded[keep], relevant[keep]
         if len(users) == 0:
             continue
-        shape = (len(users), n_items)
         evaluated += len(users)
-        rows = np.arange(len(users))[:, None]
-        for name, sess in graphs.items():
-            top_scores, top_items = sess.run([SCORES, ITEMS], graph_feed(data, users, history_len, sess))
-            scores = np.empty(shape, dtype=np.float32)
-            scores[rows, top_items - 1] = top_scores  # TopK over every item: each column is written once
-            ranked = np.where(excluded, -np.inf, scores)
+        for name, score in scorers.items():
+            ranked = np.where(excluded, -np.inf, score(users))
             for metric, values in per_user_metrics(ranked, relevant, k).items():
                 per_user[name][metric].append(values)
         emit("progress", stage="evaluate", users=evaluated, total=len(data.users))
@@ -233,6 +254,13 @@ def evaluate_graphs(graphs: dict[str, ort.InferenceSession], data: TestSet, n_it
         raise DataError("no test user has a test item outside their history; nothing to evaluate")
     metrics = {g: {m: float(np.concatenate(v).mean()) for m, v in d.items()} for g, d in per_user.items()}
     return metrics, evaluated, skipped
+
+
+def evaluate_graphs(graphs: dict[str, ort.InferenceSession], data: TestSet, n_items: int, history_len: int,
+                    k: int) -> tuple[dict[str, dict[str, float]], int, int]:
+    """Full-ranking metrics of each full-ranking graph on the same users; returns (metrics, n_users, n_skipped)."""
+    return evaluate_scorers({name: graph_scorer(sess, data, history_len, n_items) for name, sess in graphs.items()},
+                            data, n_items, k)
 
 
 # ---- latency ----------------------------------------------------------------------------------------------------

@@ -18,6 +18,9 @@ stdout (rank 0 only), JSON lines:
   {"event":"checkpoint","epoch":e,"path":"/abs/O/checkpoints/epoch-<e>.pt"}   after each completed epoch
   {"event":"result","model_path":"/abs/O/model.pt","epochs":E,"final_loss":x,"samples_per_sec":y,
    "train_seconds":t,"world_size":W,"resumed_from_epoch":S_or_0,"config":{resolved TrainConfig}}
+      + "recent_prior":{...} when config recent_prior_days > 0: model.pt is then the model wrapped in a
+      recent-popularity prior fitted on the valid split after training (models/recent_prior.py; checkpoints hold
+      the base alone)
 Exit codes: 0 ok, 1 error, 2 usage, 3 supervisor gone, 143 SIGTERM (see models/jsonl.py).
 
 --resume continues from the epoch after the checkpoint's. Without --config-json the checkpoint's config is used; with
@@ -62,6 +65,7 @@ from models.config import ConfigError, TrainConfig
 from models.data import DataError, NextItemSamples, read_manifest, read_split
 from models.families import get_family
 from models.jsonl import ArgumentParser, UsageError, emit, run, start_supervisor_watch
+from models.recent_prior import with_recent_prior
 
 
 def parse_args(argv: Sequence[str] | None) -> Any:
@@ -208,6 +212,7 @@ def train(args: Any, ctx: distributed.DistContext) -> None:
     train_seconds = time.monotonic() - t_start
 
     if ctx.is_main:
+        model, prior = with_recent_prior(config, model, args.data_dir)  # config recent_prior_days > 0 only
         model_path = checkpoint.save_atomic(
             {**model_header(config, model), "format": checkpoint.MODEL_FORMAT, "epochs": config.epochs,
              "final_loss": final_loss},
@@ -216,7 +221,7 @@ def train(args: Any, ctx: distributed.DistContext) -> None:
         emit("result", model_path=model_path, epochs=config.epochs, final_loss=final_loss,
              samples_per_sec=processed * ctx.world_size / train_seconds if processed else 0.0,
              train_seconds=train_seconds, world_size=ctx.world_size,
-             resumed_from_epoch=start_epoch - 1 if resume is not None else 0, config=config.to_dict())
+             resumed_from_epoch=start_epoch - 1 if resume is not None else 0, config=config.to_dict(), **prior)
 
 
 class FitProgress:
@@ -298,6 +303,7 @@ def train_with_fit(args: Any, ctx: distributed.DistContext, config: TrainConfig,
     if progress.checkpoint_epoch < final_epoch:
         progress.save(model, final_epoch, progress.final_loss, complete=True)
     if ctx.is_main:
+        model, prior = with_recent_prior(config, model, args.data_dir)  # config recent_prior_days > 0 only
         model_path = checkpoint.save_atomic(
             {**model_header(config, model), "format": checkpoint.MODEL_FORMAT, "epochs": config.epochs,
              "final_loss": progress.final_loss},
@@ -307,7 +313,7 @@ def train_with_fit(args: Any, ctx: distributed.DistContext, config: TrainConfig,
         emit("result", model_path=model_path, epochs=config.epochs, final_loss=progress.final_loss,
              samples_per_sec=sum(rates) / len(rates) if rates else 0.0, train_seconds=train_seconds,
              world_size=ctx.world_size, resumed_from_epoch=start_epoch - 1 if resume is not None else 0,
-             config=config.to_dict())
+             config=config.to_dict(), **prior)
 
 
 def model_header(config: TrainConfig, model: torch.nn.Module) -> dict[str, Any]:

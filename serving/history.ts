@@ -64,3 +64,26 @@ export function encodeTimes(times: ArrayLike<number>, n: number, row: BigInt64Ar
   row.fill(0n, 0, pad);
   for (let j = 0; j < take; j++) row[pad + j] = BigInt(Math.round(times[n - take + j]!));
 }
+
+/**
+ * One request's graph inputs in a single buffer: the history row (L), then for a time-aware graph its timestamps row
+ * (L) and the request time. Items without a known time count as happening now: no time passes between them and the
+ * request. A fresh buffer: the caller's `indices` are free again as soon as this returns.
+ */
+export function encodeRequest(
+  indices: ArrayLike<number>,
+  n: number,
+  historyLen: number,
+  takesTime: boolean,
+  time?: { times?: ArrayLike<number>; nowMs: number },
+): BigInt64Array {
+  const L = historyLen;
+  const row = new BigInt64Array(takesTime ? 2 * L + 1 : L);
+  encodeHistory(indices, n, row.subarray(0, L));
+  if (takesTime) {
+    const nowMs = time?.nowMs ?? Date.now();
+    encodeTimes(time?.times ?? new Float64Array(n).fill(nowMs), n, row.subarray(L, 2 * L));
+    row[2 * L] = BigInt(Math.round(nowMs));
+  }
+  return row;
+}

@@ -24,6 +24,11 @@ export interface ServableVersion {
   /** L: the graph takes histories of exactly this length. */
   historyLen: number;
   dataset: { name: string; version: string; uri: string };
+  /**
+   * The HNSW manifest attached to a single model (tags recsys.ann.uri / recsys.ann.sha256), as tagged: checked when
+   * loaded (serving/model-loader.ts), where any problem means serving the exact graph instead, never a failed load.
+   */
+  ann?: { uri: string; sha256: string };
 }
 
 /** Reads and checks the serving tags of a version; the error names the first missing or malformed tag. */
@@ -61,6 +66,7 @@ export function servableFromTags(name: string, version: string, tags: Record<str
   const dataset = checked(TAGS.datasetUri, parseDatasetUri);
   if (dataset.name !== datasetName || dataset.version !== datasetVersion)
     throw bad(TAGS.datasetUri, `must be the URI of the tagged dataset ${datasetName}@${datasetVersion}`);
+  const annUri = tags[TAGS.annUri];
   return {
     name,
     version,
@@ -71,6 +77,7 @@ export function servableFromTags(name: string, version: string, tags: Record<str
     topK: positive(TAGS.topK),
     historyLen: positive(TAGS.historyLen),
     dataset: { name: datasetName, version: datasetVersion, uri: dataset.uri },
+    ...(annUri && { ann: { uri: annUri, sha256: (tags[TAGS.annSha256] ?? '').toLowerCase() } }),
   };
 }
 

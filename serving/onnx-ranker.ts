@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import * as ort from 'onnxruntime-node';
 import type { Catalog } from './catalog';
 import { ModelLoadError, messageOf } from './errors';
-import { encodeHistory, encodeTimes } from './history';
+import { encodeRequest } from './history';
 import { MicroBatcher } from './micro-batcher';
 
 export const INPUT = 'history';
@@ -33,9 +33,12 @@ export interface StageTiming {
   ms: number;
 }
 
-/** The route a request took through a cascade (serving/router.ts) and the stages that ran, in order. */
+/**
+ * The route a request took through a cascade (serving/router.ts) and the stages that ran, in order; `single` for a
+ * single model served in stages (serving/ann-ranker.ts: user graph, then the HNSW index).
+ */
 export interface RankTrace {
-  route: 'cheap' | 'cascade' | 'cheap-budget';
+  route: 'cheap' | 'cascade' | 'cheap-budget' | 'single';
   stages: StageTiming[];
 }
 
@@ -177,17 +180,7 @@ export class OnnxRanker implements Ranker {
   }
 
   rank(indices: ArrayLike<number>, n: number, time?: HistoryTime): Promise<TopK> {
-    // Encoded now: the caller's buffer is free again as soon as rank returns.
-    const L = this.historyLen;
-    const row = new BigInt64Array(this.takesTime ? 2 * L + 1 : L);
-    encodeHistory(indices, n, row.subarray(0, L));
-    if (this.takesTime) {
-      // Items without a known time count as happening now: no time passes between them and the request.
-      const nowMs = time?.nowMs ?? Date.now();
-      encodeTimes(time?.times ?? new Float64Array(n).fill(nowMs), n, row.subarray(L, 2 * L));
-      row[2 * L] = BigInt(Math.round(nowMs));
-    }
-    return this.batcher.submit(row);
+    return this.batcher.submit(encodeRequest(indices, n, this.historyLen, this.takesTime, time));
   }
 
   /** One inference over a batch of encoded histories; each request gets views of its own output rows. */

@@ -17,6 +17,7 @@ import {
   ApplicationFailure,
   executeChild,
   ParentClosePolicy,
+  patched,
   proxyActivities,
   startChild,
   upsertSearchAttributes,
@@ -58,6 +59,9 @@ import { rolloutWorkflowId } from './rollout-api';
 import { rollout } from './rollout';
 import type { ContinuousTrainingInput, ContinuousTrainingResult, TrainingOutcome } from './training-api';
 import { TrainingSteps } from './training-progress';
+
+/** Cascades are quantized per stage since this patch (before it, their quantize step was skipped). */
+const CASCADE_QUANTIZATION_PATCH = 'cascade-stage-quantization';
 
 const { etl } = proxyActivities<Activities>(etlOptions);
 const { validateDataset } = proxyActivities<Activities>(validationOptions);
@@ -184,9 +188,11 @@ export async function continuousTraining(input: ContinuousTrainingInput): Promis
     (x) => `ONNX top-${x.topK}, max |Δ| vs PyTorch ${x.maxAbsDiff.toExponential(2)} (tolerance ${x.tolerance})`,
   );
 
-  // A cascade's stages ship as exported (fp32): int8 quantization is built for single retrieval graphs.
+  // A cascade is quantized stage by stage; its int8 artefact is the manifest of the chosen graphs. Runs started
+  // before that (histories without the patch marker) skipped the step for a cascade, and replay must too.
   let quantization: QuantizationResult | undefined;
-  if (exported.kind === 'cascade') steps.skip('quantize', 'cascade: its stage graphs ship in fp32');
+  if (exported.kind === 'cascade' && !patched(CASCADE_QUANTIZATION_PATCH))
+    steps.skip('quantize', 'cascade: its stage graphs ship in fp32');
   else
     quantization = await steps.run(
       'quantize',
@@ -339,6 +345,23 @@ function quantizationTags(q: QuantizationResult | undefined): Record<string, str
       p50_ratio_lo: q.p50RatioLo!,
       p50_ratio_hi: q.p50RatioHi!,
     }),
+    // A cascade's decision per stage (recsys.quantization.<stage>.<key>).
+    ...Object.fromEntries(
+      (q.stages ?? []).flatMap((s) =>
+        Object.entries({
+          ships: s.ships,
+          reason: s.reason,
+          p50_ratio: s.p50Ratio,
+          p50_ratio_lo: s.p50RatioLo,
+          p50_ratio_hi: s.p50RatioHi,
+          fp32_p50_ms: s.floatP50Ms,
+          int8_p50_ms: s.int8P50Ms,
+          cascade_ndcg_at_10: s.ndcgAt10,
+          relative_ndcg_change: s.relativeNdcgChange,
+          int8_uri: s.int8Uri,
+        }).map(([k, v]) => [`${s.name}.${k}`, v]),
+      ),
+    ),
   };
 }
 

@@ -72,7 +72,7 @@ export interface ContinuousTrainingResult {
   training: TrainResult;
   evaluation: EvaluationResult;
   exported: ExportResult;
-  /** Absent for a cascade: its stages ship as exported (fp32). */
+  /** Absent only for a cascade run started before its stages were quantized (see the workflow's patch). */
   quantization?: QuantizationResult;
   gates: GateDecision;
   registered: RegisterResult;

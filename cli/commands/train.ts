@@ -124,13 +124,21 @@ export function printResult(r: ContinuousTrainingResult): void {
     ),
   );
   const q = r.quantization;
-  if (!q) console.log('\nQuantization: none (a cascade ships its stage graphs in fp32)');
-  else
+  if (!q) console.log('\nQuantization: none');
+  else {
     console.log(
       `\nQuantization: ships ${q.ships} — ${q.reason}\n` +
         `  fp32 NDCG@10 ${q.float.ndcgAt10.toFixed(4)}, p50 ${q.float.p50Ms.toFixed(3)} ms, p99 ${q.float.p99Ms.toFixed(3)} ms\n` +
         `  int8 NDCG@10 ${q.int8.ndcgAt10.toFixed(4)}, p50 ${q.int8.p50Ms.toFixed(3)} ms, p99 ${q.int8.p99Ms.toFixed(3)} ms`,
     );
+    // A cascade's stages, each decided on its own speed and the cascade's NDCG with it int8.
+    for (const s of q.stages ?? [])
+      console.log(
+        `  ${s.name}: ships ${s.ships}; p50 ratio ${s.p50Ratio.toFixed(2)} [${s.p50RatioLo.toFixed(2)}, ` +
+          `${s.p50RatioHi.toFixed(2)}]; cascade NDCG@10 ${s.ndcgAt10.toFixed(4)} with ${s.int8Stages.join('+')} int8 ` +
+          `(${(s.relativeNdcgChange * 100).toFixed(2)}% vs fp32)`,
+      );
+  }
   console.log('\nSteps:');
   console.log(
     table(

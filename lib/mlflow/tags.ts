@@ -29,6 +29,12 @@ export const TAGS = {
   historyLen: 'recsys.onnx.history_len',
   fp32OnnxUri: 'recsys.onnx.fp32.uri',
   fp32OnnxSha256: 'recsys.onnx.fp32.sha256',
+  /**
+   * An HNSW index attached to a single-model version (lib/ann-manifest.ts: the manifest naming the user graph and the
+   * index, and its checksum); absent when the version has none. `recsys.onnx.uri` stays the exact graph, the fallback.
+   */
+  annUri: 'recsys.ann.uri',
+  annSha256: 'recsys.ann.sha256',
   // gates and promotion
   gates: 'recsys.gates',
   gatesSummary: 'recsys.gates.summary',

@@ -1,7 +1,8 @@
 /**
  * A cascade version end to end on the real stack: continuousTraining trains the three stages as one model
  * (`model: cascade`: recall → DIN rank → RankNet re-rank), exports each stage graph and the checksummed manifest,
- * skips quantization and registers it as kind `cascade`; a rollout then canaries it against a single-model (two-tower)
+ * quantizes stage by stage (int8 only where a stage is faster beyond noise and the cascade keeps its NDCG) and
+ * registers the served manifest as kind `cascade`; a rollout then canaries it against a single-model (two-tower)
  * champion with real replicas, traffic and feedback, and promotes it on approval; the promoted cascade answers
  * `recsys recommend` with its route and each stage's lineage, and its replicas export per-stage latency and routes.
  */
@@ -12,7 +13,7 @@ import { createActivities } from '../../activities';
 import { replicaSlots } from '../../fleet/environments';
 import { simulate } from '../../fleet/simulate/run';
 import { expandPopulation, loadWorkload, type SimUser } from '../../fleet/simulate/workload';
-import { parseCascadeManifest } from '../../lib/cascade-manifest';
+import { parseCascadeManifest, type CascadeManifest } from '../../lib/cascade-manifest';
 import { localDataset } from '../../lib/dataset/cache';
 import { MlflowClient, tagsOf } from '../../lib/mlflow/client';
 import { objectStore } from '../../lib/object-store';
@@ -59,6 +60,8 @@ let running: Promise<void>;
 let champion: ContinuousTrainingResult;
 let cascade: ContinuousTrainingResult;
 let users: SimUser[];
+/** The cascade manifest the version serves (the export's, or quantization's choice of graphs). */
+let servedManifest: CascadeManifest;
 
 beforeAll(async () => {
   model = uniqueName('it-cascade');
@@ -76,6 +79,9 @@ beforeAll(async () => {
   champion = await train(LEARNING_CONFIG, 'two-tower');
   await act(promote, { model, version: champion.registered.version, reason: 'test setup', by: 'jest' });
   cascade = await train(CASCADE, 'cascade');
+  const q = cascade.quantization;
+  const servedUri = q?.ships === 'int8' ? q.int8Uri : cascade.exported.onnxUri;
+  servedManifest = parseCascadeManifest(String(await objectStore().getBytes(servedUri)), servedUri);
   users = await loadWorkload(await localDataset(cascade.dataset.manifestUri));
 }, 900_000);
 
@@ -87,25 +93,38 @@ test('continuousTraining trains, exports and registers a cascade: one version, e
     ['rank', 20],
     ['rerank', 20],
   ]);
-  expect(cascade.quantization).toBeUndefined();
+  // Quantized stage by stage, each decided on its own speed and the whole cascade's NDCG.
+  const q = cascade.quantization!;
+  expect(q.kind).toBe('cascade');
+  expect(q.stages?.map((s) => s.name)).toEqual(['recall', 'rank', 'rerank']);
+  // A stage ships int8 only when it is faster beyond noise: p50 ratio and its interval's upper end both <= 0.90.
+  for (const s of q.stages!)
+    if (s.ships === 'int8') expect(Math.max(s.p50Ratio, s.p50RatioHi)).toBeLessThanOrEqual(0.9);
+  expect(q.ships).toBe(q.stages!.some((s) => s.ships === 'int8') ? 'int8' : 'float');
   // Evaluated end to end like any family (full ranking of the cascade's final order).
   expect(cascade.evaluation.model['ndcg@10']).toBeGreaterThan(0);
 
+  // The version serves the export's manifest when every stage stays fp32, else the manifest of the chosen graphs.
+  const served =
+    q.ships === 'int8'
+      ? { uri: q.int8Uri, sha256: q.int8Sha256 }
+      : { uri: cascade.exported.onnxUri, sha256: cascade.exported.sha256 };
   const tags = tagsOf(await mlflow.getModelVersion(model, cascade.registered.version));
   expect(tags).toMatchObject({
     'recsys.onnx.kind': 'cascade',
-    'recsys.onnx.uri': cascade.exported.onnxUri,
-    'recsys.onnx.sha256': cascade.exported.sha256,
-    'recsys.onnx.precision': 'fp32',
+    'recsys.onnx.uri': served.uri,
+    'recsys.onnx.sha256': served.sha256,
+    'recsys.onnx.precision': q.ships === 'int8' ? 'int8' : 'fp32',
     'recsys.model.family': 'cascade',
   });
-  // The manifest names each stage's graph by URI and checksum; the graphs are in the store.
-  const manifest = parseCascadeManifest(
-    String(await objectStore().getBytes(cascade.exported.onnxUri)),
-    cascade.exported.onnxUri,
-  );
-  expect(manifest.stages).toEqual(cascade.exported.stages);
-  for (const s of manifest.stages) expect(await objectStore().exists(s.uri)).toBe(true);
+  // The manifest names each stage's graph by URI and checksum (the chosen precision's); the graphs are in the store.
+  const manifest = servedManifest;
+  expect(manifest.stages.map((s) => s.name)).toEqual(['recall', 'rank', 'rerank']);
+  for (const [i, s] of manifest.stages.entries()) {
+    const stage = q.stages![i]!;
+    expect(s.sha256).toBe(stage.ships === 'int8' ? stage.int8Sha256 : cascade.exported.stages![i]!.sha256);
+    expect(await objectStore().exists(s.uri)).toBe(true);
+  }
 });
 
 test('a canary of the cascade against the single-model champion runs end to end; approval promotes it', async () => {
@@ -130,7 +149,7 @@ test('a canary of the cascade against the single-model champion runs end to end;
 });
 
 test('recsys recommend against the cascade champion prints the route and each stage with its graph', async () => {
-  const stages = cascade.exported.stages!;
+  const stages = servedManifest.stages;
   const user = users.find((u) => u.history.length > 0)!;
   const out = await runCli([
     'recommend',

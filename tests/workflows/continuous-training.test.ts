@@ -234,4 +234,111 @@ describe('continuousTraining workflow (mocked activities, time skipping)', () =>
     });
     expect(register?.recipeUri).toBe(`s3://test/recipes/${handle.workflowId}.json`);
   });
+
+  test('a cascade is quantized like any export: a stage kept int8 makes the chosen manifest the served artefact', async () => {
+    const exportManifest = 's3://recsys/training/k1/cascade-top100.json';
+    const chosenManifest = 's3://recsys/training/k1/cascade-top100-int8-0123456789abcdef.json';
+    const stage = (name: string, ships: string, int8Stages: string[]) => ({
+      name,
+      ships,
+      reason: `${name} ${ships}`,
+      int8Uri: `s3://recsys/training/k1/stage-${name}-int8-aa.onnx`,
+      p50Ratio: ships === 'int8' ? 0.6 : 1.02,
+      p50RatioLo: 0.5,
+      p50RatioHi: ships === 'int8' ? 0.7 : 1.1,
+      floatP50Ms: 0.5,
+      int8P50Ms: 0.3,
+      int8Stages,
+      ndcgAt10: 0.2,
+      relativeNdcgChange: -0.001,
+    });
+    const { handle, calls } = await run(
+      trainingActivities(
+        { data: false, model: false },
+        {
+          exportOnnx: () => ({
+            kind: 'cascade',
+            onnxUri: exportManifest,
+            sha256: 'aa',
+            topK: 20,
+            maxAbsDiff: 1e-6,
+            tolerance: 1e-4,
+            stages: [],
+            reused: false,
+          }),
+          quantize: () => ({
+            kind: 'cascade',
+            ships: 'int8',
+            reason: 'recall float | rank int8 | rerank float',
+            int8Uri: chosenManifest,
+            int8Sha256: 'cc',
+            float: { ndcgAt10: 0.2, p50Ms: 1, p99Ms: 2 },
+            int8: { ndcgAt10: 0.1998, p50Ms: 0.8, p99Ms: 1.8 },
+            relativeNdcgChange: -0.001,
+            tolerance: 0.01,
+            stages: [
+              stage('recall', 'float', ['recall']),
+              stage('rank', 'int8', ['rank']),
+              stage('rerank', 'float', ['rank', 'rerank']),
+            ],
+            reused: false,
+          }),
+        },
+      ),
+      { autoRollout: false },
+    );
+    const result = await handle.result();
+    expect(result.quantization?.ships).toBe('int8');
+    expect(statuses(await handle.query(progressQuery)).quantize).toBe('done');
+    expect(calls.find((c) => c.name === 'quantize')?.input.exported).toMatchObject({ kind: 'cascade' });
+    const register = calls.find((c) => c.name === 'register')?.input;
+    expect(register?.serving).toEqual({ onnxUri: chosenManifest, sha256: 'cc', precision: 'int8' });
+    // Each stage's decision is logged beside the cascade's, as the version's quantization tags.
+    expect(register?.quantization).toMatchObject({
+      ships: 'int8',
+      int8_uri: chosenManifest,
+      'recall.ships': 'float',
+      'rank.ships': 'int8',
+      'rank.p50_ratio': 0.6,
+      'rank.p50_ratio_hi': 0.7,
+      'rank.relative_ndcg_change': -0.001,
+      'rerank.ships': 'float',
+      'rerank.reason': 'rerank float',
+    });
+  });
+
+  test('a cascade whose stages all stay fp32 serves the export manifest', async () => {
+    const exportManifest = 's3://recsys/training/k1/cascade-top100.json';
+    const { handle, calls } = await run(
+      trainingActivities(
+        { data: false, model: false },
+        {
+          exportOnnx: () => ({
+            kind: 'cascade',
+            onnxUri: exportManifest,
+            sha256: 'aa',
+            topK: 20,
+            maxAbsDiff: 1e-6,
+            tolerance: 1e-4,
+            reused: false,
+          }),
+          quantize: () => ({
+            kind: 'cascade',
+            ships: 'float',
+            reason: 'no stage faster beyond noise',
+            int8Uri: 's3://recsys/training/k1/cascade-top100-int8-0123456789abcdef.json',
+            int8Sha256: 'cc',
+            float: { ndcgAt10: 0.2, p50Ms: 1, p99Ms: 2 },
+            int8: { ndcgAt10: 0.2, p50Ms: 1, p99Ms: 2 },
+            stages: [],
+            reused: false,
+          }),
+        },
+      ),
+      { autoRollout: false },
+    );
+    await handle.result();
+    const register = calls.find((c) => c.name === 'register')?.input;
+    expect(register?.serving).toEqual({ onnxUri: exportManifest, sha256: 'aa', precision: 'fp32' });
+  });
 });
