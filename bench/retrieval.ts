@@ -11,13 +11,13 @@
  *       recall@10 >= 0.99, here on 500 other queries), with its build time, the chosen depth and the index's size;
  *       a kind that no depth up to 1024 brings to 0.99 is marked REJECTED (the version would serve exact search)
  *       and measured at depth 1024. Each index is built once per item set and tuned for each kind of user. Above
- *       200k items only the angular graph is built (the inner-product graph's plateau shows at 100k already, and a
- *       1M build takes minutes on two cores).
+ *       200k items only the inner-product graph is built unless the command line names the graphs (an angular
+ *       build at 1M took ~20 min on two busy cores).
  * Synthetic embeddings have latent structure calibrated on the trained models (bench/retrieval-sets.ts); the
  * trained ones come from bench/quality.ts's cached MovieLens-100K models (1,682 items only: there every method is
  * fast, the rows show the index's recall on real embeddings). Figures are printed, never asserted; other work on
  * the machine inflates the latencies (the load average is printed).
- *   npx tsx bench/retrieval.ts [ITEMS...] [mf-like] [tower-like] [flat] [trained]
+ *   npx tsx bench/retrieval.ts [ITEMS...] [mf-like] [tower-like] [flat] [ip] [angular] [trained]
  * No argument: the mf-like and tower-like users at 100k and 1M items, and the trained rows.
  */
 import { execFileSync } from 'node:child_process';
@@ -48,9 +48,12 @@ const K = 10;
 const QUERIES = 1000;
 const TUNE_QUERIES = 500;
 const WARMUP = 20;
-/** Above this many items: exactTopK timed on TS_QUERIES_LARGE queries, and only the angular graph built. */
+/** Above this many items: exactTopK timed on TS_QUERIES_LARGE queries, and only LARGE_GRAPHS built by default. */
 const LARGE = 200_000;
 const TS_QUERIES_LARGE = 200;
+/** The cheaper build (an angular build costs ~3x: ~20 min at 1M on two busy cores); 'angular' on the command line. */
+const LARGE_GRAPHS: HnswGraph[] = ['ip'];
+const GRAPHS: HnswGraph[] = ['ip', 'angular'];
 /** Queries per run when the exact graph answers the tuning queries in batches (a batch's score matrix: b x n). */
 const REFERENCE_BATCH = 25;
 const TRAINED_FAMILIES = ['two_tower', 'mf'];
@@ -213,7 +216,7 @@ async function indexRows(set: ItemSet, graph: HnswGraph, refs: Reference[]): Pro
   return rows;
 }
 
-async function measure(set: ItemSet): Promise<Row[]> {
+async function measure(set: ItemSet, graphs: HnswGraph[] | undefined): Promise<Row[]> {
   const n = set.items.length / set.dims;
   console.log(`\n== ${set.name}: ${itemShape(set.items, set.dims)}`);
   const start = process.hrtime.bigint();
@@ -228,7 +231,7 @@ async function measure(set: ItemSet): Promise<Row[]> {
     refs.push(ref);
   }
   await session.release();
-  for (const graphKind of n > LARGE ? (['angular'] as const) : (['ip', 'angular'] as const))
+  for (const graphKind of graphs ?? (n > LARGE ? LARGE_GRAPHS : GRAPHS))
     for (const row of await indexRows(set, graphKind, refs)) byUsers.get(row.set)!.push(row);
   return [...byUsers.values()].flat();
 }
@@ -249,11 +252,15 @@ function print(rows: Row[]): void {
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const words = args.filter((a) => !/^\d+$/.test(a));
-  const unknown = words.find((w) => w !== 'trained' && !isStyle(w));
+  const isGraph = (w: string): w is HnswGraph => (GRAPHS as string[]).includes(w);
+  const unknown = words.find((w) => w !== 'trained' && !isStyle(w) && !isGraph(w));
   if (unknown !== undefined)
-    throw new Error(`bench/retrieval.ts: item counts, styles (${STYLE_NAMES.join(', ')}) or 'trained', got ${unknown}`);
+    throw new Error(
+      `bench/retrieval.ts: item counts, styles (${STYLE_NAMES.join(', ')}), graphs (ip, angular) or 'trained', got ${unknown}`,
+    );
   const numbers = args.filter((a) => /^\d+$/.test(a)).map(Number);
   const styles = words.filter(isStyle);
+  const graphs = words.filter(isGraph);
   // Item counts and styles choose synthetic sets (default: the default styles at 100k and 1M); 'trained' alone, none.
   const sizes = numbers.length ? numbers : styles.length || !args.length ? [100_000, 1_000_000] : [];
   await fs.mkdir(DIR, { recursive: true });
@@ -262,10 +269,10 @@ async function main(): Promise<void> {
   const started = process.hrtime.bigint();
   for (const n of sizes)
     for (const set of await syntheticSets(DIR, n, DIMS, styles.length ? styles : DEFAULT_STYLES, QUERIES, TUNE_QUERIES))
-      rows.push(...(await measure(set)));
+      rows.push(...(await measure(set, graphs.length ? graphs : undefined)));
   if (!args.length || words.includes('trained'))
     for (const set of await trainedSets(DIR, TRAINED_FAMILIES, QUERIES, TUNE_QUERIES))
-      rows.push(...(await measure(set)));
+      rows.push(...(await measure(set, graphs.length ? graphs : undefined)));
   console.log(
     `\nRetrieval table (${(elapsedMs(started) / 1000).toFixed(0)} s in all; load average now ${loadAverage()})`,
   );
