@@ -13,6 +13,7 @@ import { ModelLoadError, messageOf } from './errors';
 import { encodeRequest } from './history';
 import { MicroBatcher } from './micro-batcher';
 import {
+  batchFeeds,
   INPUT,
   INPUT_QUERY_TIME,
   INPUT_TIMESTAMPS,
@@ -138,22 +139,8 @@ export class AnnRanker implements Ranker {
   /** User vectors for the batch (one inference), then one index search for all of them. */
   private async runBatch(rows: BigInt64Array[]): Promise<TopK[]> {
     const L = this.historyLen;
-    const B = rows.length;
     const t0 = performance.now();
-    const history = new BigInt64Array(B * L);
-    rows.forEach((row, i) => history.set(row.subarray(0, L), i * L));
-    const feeds: Record<string, ort.Tensor> = { [INPUT]: new ort.Tensor('int64', history, [B, L]) };
-    if (this.takesTime) {
-      const times = new BigInt64Array(B * L);
-      const query = new BigInt64Array(B);
-      rows.forEach((row, i) => {
-        times.set(row.subarray(L, 2 * L), i * L);
-        query[i] = row[2 * L]!;
-      });
-      feeds[INPUT_TIMESTAMPS] = new ort.Tensor('int64', times, [B, L]);
-      feeds[INPUT_QUERY_TIME] = new ort.Tensor('int64', query, [B]);
-    }
-    const out = await this.session.run(feeds);
+    const out = await this.session.run(batchFeeds(rows, L, this.takesTime));
     const users = out[OUTPUT_USER]!.data as Float32Array;
     const userStage: StageTiming = { name: 'user', graphSha256: this.manifest.user.sha256, ms: performance.now() - t0 };
 

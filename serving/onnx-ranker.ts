@@ -60,6 +60,25 @@ export interface Ranker {
   dispose(): Promise<void>;
 }
 
+/** The graph inputs of a batch of encodeRequest rows: history [B, L] (and timestamps [B, L], query_time [B]). */
+export function batchFeeds(rows: BigInt64Array[], L: number, takesTime: boolean): Record<string, ort.Tensor> {
+  const B = rows.length;
+  const history = new BigInt64Array(B * L);
+  rows.forEach((row, i) => history.set(row.subarray(0, L), i * L));
+  const feeds: Record<string, ort.Tensor> = { [INPUT]: new ort.Tensor('int64', history, [B, L]) };
+  if (takesTime) {
+    const times = new BigInt64Array(B * L);
+    const query = new BigInt64Array(B);
+    rows.forEach((row, i) => {
+      times.set(row.subarray(L, 2 * L), i * L);
+      query[i] = row[2 * L]!;
+    });
+    feeds[INPUT_TIMESTAMPS] = new ort.Tensor('int64', times, [B, L]);
+    feeds[INPUT_QUERY_TIME] = new ort.Tensor('int64', query, [B]);
+  }
+  return feeds;
+}
+
 /** Requests that queue while the graph is busy run together, up to this many per inference. */
 const MAX_BATCH = 64;
 /** Graphs that cannot batch run this many single-request inferences at once (onnxruntime's thread pool). */
@@ -186,21 +205,7 @@ export class OnnxRanker implements Ranker {
   /** One inference over a batch of encoded histories; each request gets views of its own output rows. */
   private async runBatch(rows: BigInt64Array[]): Promise<TopK[]> {
     const L = this.historyLen;
-    const B = rows.length;
-    const history = new BigInt64Array(B * L);
-    rows.forEach((row, i) => history.set(row.subarray(0, L), i * L));
-    const feeds: Record<string, ort.Tensor> = { [INPUT]: new ort.Tensor('int64', history, [B, L]) };
-    if (this.takesTime) {
-      const times = new BigInt64Array(B * L);
-      const query = new BigInt64Array(B);
-      rows.forEach((row, i) => {
-        times.set(row.subarray(L, 2 * L), i * L);
-        query[i] = row[2 * L]!;
-      });
-      feeds[INPUT_TIMESTAMPS] = new ort.Tensor('int64', times, [B, L]);
-      feeds[INPUT_QUERY_TIME] = new ort.Tensor('int64', query, [B]);
-    }
-    const out = await this.session.run(feeds);
+    const out = await this.session.run(batchFeeds(rows, L, this.takesTime));
     const scores = out[OUTPUT_SCORES]!.data as Float32Array;
     const items = out[OUTPUT_ITEMS]!.data as BigInt64Array;
     const K = this.topK;
