@@ -9,16 +9,17 @@
  *        [--k 10] [--target 0.99]
  *
  * Reads the item vectors (raw little-endian float32 [N, D], row j = item j + 1) and the check's query vectors
- * ([b, D]) that models/ann_export.py wrote, builds the index (serving/retrieval: usearch, inner product), and tunes its
- * search depth: the smallest expansionSearch whose recall@k against exact search reaches the target. Only an index
- * that passes is saved to --out. stdout: progress events, then
- *   {"event":"result","passed":true,"expansionSearch":e,"recall":r,"tried":[...],"params":{...},"k":k,"target":t,
- *    "queries":b,"nItems":N,"buildSeconds":s,"tuneSeconds":s}
+ * ([b, D]) that models/ann_export.py wrote, then builds and checks the index (serving/retrieval/build-tuned.ts): the
+ * inner-product graph first and, when no search depth brings its recall@k against exact search to the target, the
+ * angular graph; for each, the smallest expansionSearch that reaches the target. Only an index that passes is saved
+ * to --out. stdout: progress events, then
+ *   {"event":"result","passed":true,"graph":"ip"|"angular","expansionSearch":e,"recall":r,"params":{...},
+ *    "attempts":[{"graph":...,"buildSeconds":s,"tried":[...]}],"k":k,"target":t,"queries":b,"nItems":N,"seconds":s}
  * or "passed":false with "reason" (no file written); an error: {"event":"error","type":...,"message":...}, exit 1.
  */
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { buildHnsw, tuneExpansion, type HnswParams } from '../serving/retrieval';
+import { buildTunedHnsw, type GraphAttempt, type HnswGraph, type HnswParams } from '../serving/retrieval';
 
 export interface AnnBuildArgs {
   items: string;
@@ -30,31 +31,20 @@ export interface AnnBuildArgs {
   target: number;
 }
 
+interface AnnBuildCommon {
+  /** Every graph kind built, in order, with the recall@k of each depth tried. */
+  attempts: GraphAttempt[];
+  k: number;
+  target: number;
+  queries: number;
+  nItems: number;
+  /** Builds and checks, all graphs. */
+  seconds: number;
+}
+
 export type AnnBuildResult =
-  | {
-      passed: true;
-      expansionSearch: number;
-      recall: number;
-      tried: { expansionSearch: number; recall: number }[];
-      params: HnswParams;
-      k: number;
-      target: number;
-      queries: number;
-      nItems: number;
-      buildSeconds: number;
-      tuneSeconds: number;
-    }
-  | {
-      passed: false;
-      reason: string;
-      tried: { expansionSearch: number; recall: number }[];
-      k: number;
-      target: number;
-      queries: number;
-      nItems: number;
-      buildSeconds: number;
-      tuneSeconds: number;
-    };
+  | ({ passed: true; graph: HnswGraph; expansionSearch: number; recall: number; params: HnswParams } & AnnBuildCommon)
+  | ({ passed: false; reason: string } & AnnBuildCommon);
 
 /** A raw float32 matrix file with `dims` columns (and `rows` rows when given); the error names the file and sizes. */
 export async function readMatrix(file: string, dims: number, rows?: number): Promise<Float32Array> {
@@ -73,7 +63,20 @@ export async function readMatrix(file: string, dims: number, rows?: number): Pro
 
 const seconds = (since: number) => Math.round((performance.now() - since) / 10) / 100;
 
-/** Builds, checks and (when it passes) saves the index; `emit` gets the progress events. */
+const GRAPH_NAMES: Record<HnswGraph, string> = { ip: 'inner-product', angular: 'angular' };
+
+/** Why no graph may serve: each graph's recall at the deepest search tried. */
+function rejection(attempts: GraphAttempt[], k: number, target: number): string {
+  const deepest = attempts.map((a) => ({ graph: a.graph, ...a.tried[a.tried.length - 1]! }));
+  const depth = Math.max(...deepest.map((d) => d.expansionSearch));
+  const recalls = deepest.map((d) => `${d.recall.toFixed(4)} with the ${GRAPH_NAMES[d.graph]} graph`).join(', ');
+  return (
+    `HNSW recall@${k} against exact search stays below the target ${target} at the deepest search tried ` +
+    `(expansionSearch ${depth}): ${recalls}; the version serves exact top-K`
+  );
+}
+
+/** Builds, checks and (when one passes) saves the index; `emit` gets the progress events. */
 export async function buildAnnIndex(
   args: AnnBuildArgs,
   emit: (event: string, fields: object) => void,
@@ -83,41 +86,24 @@ export async function buildAnnIndex(
   const nQueries = queries.length / args.dims;
   // A catalogue smaller than k is checked on all of it.
   const k = Math.min(args.k, args.nItems);
-  emit('progress', { phase: 'build', items: args.nItems, dims: args.dims });
   const t0 = performance.now();
-  const index = buildHnsw(items, args.dims);
-  const buildSeconds = seconds(t0);
-  emit('progress', { phase: 'tune', buildSeconds, queries: nQueries, k, target: args.target });
-  const t1 = performance.now();
-  const tried: { expansionSearch: number; recall: number }[] = [];
-  const tuned = tuneExpansion(index, items, queries, {
+  const { chosen, attempts } = buildTunedHnsw(items, args.dims, queries, {
     k,
     target: args.target,
-    onTry: (t) => {
-      tried.push(t);
-      emit('progress', { phase: 'tune', ...t });
-    },
+    onBuilding: (graph) => emit('progress', { phase: 'build', graph, items: args.nItems, dims: args.dims }),
+    onBuilt: ({ graph, buildSeconds }) =>
+      emit('progress', { phase: 'tune', graph, buildSeconds, queries: nQueries, k, target: args.target }),
+    onTry: (t) => emit('progress', { phase: 'tune', ...t }),
   });
-  const tuneSeconds = seconds(t1);
-  const common = { k, target: args.target, queries: nQueries, nItems: args.nItems, buildSeconds, tuneSeconds };
-  if (!tuned) {
-    const deepest = tried[tried.length - 1];
-    return {
-      passed: false,
-      reason:
-        `HNSW recall@${k} against exact search is ${deepest?.recall.toFixed(4)} at the deepest search tried ` +
-        `(expansionSearch ${deepest?.expansionSearch}), below the target ${args.target}: the version serves exact top-K`,
-      tried,
-      ...common,
-    };
-  }
-  await index.save(args.out);
+  const common = { attempts, k, target: args.target, queries: nQueries, nItems: args.nItems, seconds: seconds(t0) };
+  if (!chosen) return { passed: false, reason: rejection(attempts, k, args.target), ...common };
+  await chosen.index.save(args.out);
   return {
     passed: true,
-    expansionSearch: tuned.expansionSearch,
-    recall: tuned.recall,
-    tried: tuned.tried,
-    params: index.params,
+    graph: chosen.graph,
+    expansionSearch: chosen.expansionSearch,
+    recall: chosen.recall,
+    params: chosen.index.params,
     ...common,
   };
 }

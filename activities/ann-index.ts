@@ -29,20 +29,25 @@ export type PyAnn = z.infer<typeof PyAnn>;
 /** The index's check: recall@K_CHECK against exact search at least TARGET (issue 15). */
 export const ANN_CHECK = { k: 10, target: 0.99 } as const;
 
-const Tried = z.object({ expansionSearch: z.number().int(), recall: z.number() });
+const Graph = z.enum(['ip', 'angular']);
+const Attempt = z.object({
+  graph: Graph,
+  buildSeconds: z.number(),
+  tried: z.array(z.object({ expansionSearch: z.number().int(), recall: z.number() })),
+});
 const Common = {
-  tried: z.array(Tried),
+  attempts: z.array(Attempt),
   k: z.number().int().positive(),
   target: z.number(),
   queries: z.number().int().positive(),
   nItems: z.number().int().positive(),
-  buildSeconds: z.number(),
-  tuneSeconds: z.number(),
+  seconds: z.number(),
 };
 /** activities/ann-build.ts's result line. */
 const BuildResult = z.discriminatedUnion('passed', [
   z.object({
     passed: z.literal(true),
+    graph: Graph,
     expansionSearch: z.number().int().positive(),
     recall: z.number(),
     params: z.object({
@@ -54,10 +59,16 @@ const BuildResult = z.discriminatedUnion('passed', [
   }),
   z.object({ passed: z.literal(false), reason: z.string(), ...Common }),
 ]);
-const Progress = z.object({ phase: z.string(), expansionSearch: z.number().optional(), recall: z.number().optional() });
+const Progress = z.object({
+  phase: z.string(),
+  graph: Graph.optional(),
+  expansionSearch: z.number().optional(),
+  recall: z.number().optional(),
+});
 
 export type AnnOutcome =
-  { attached: { uri: string; sha256: string; recall: number; expansionSearch: number } } | { rejected: string };
+  | { attached: { uri: string; sha256: string; recall: number; expansionSearch: number; graph: 'ip' | 'angular' } }
+  | { rejected: string };
 
 /** How the builder runs: this Node with tsx's loader (the worker itself runs TypeScript through tsx). */
 export function annBuildCommand(args: string[]): { cmd: string; args: string[] } {
@@ -91,13 +102,15 @@ export async function attachAnnIndex(
     result: BuildResult,
     events: { progress: Progress },
     // The heartbeat says how far the build is (the step re-sends it every few seconds).
-    onEvent: (e) =>
+    onEvent: (e) => {
+      const graph = e.graph ? ` (${e.graph} graph)` : '';
       ctx.heartbeat({
         stage:
           e.phase === 'tune' && e.expansionSearch !== undefined
-            ? `ann-tune: recall@${ANN_CHECK.k} ${e.recall?.toFixed(4)} at expansionSearch ${e.expansionSearch}`
-            : `ann-${e.phase}`,
-      }),
+            ? `ann-tune${graph}: recall@${ANN_CHECK.k} ${e.recall?.toFixed(4)} at expansionSearch ${e.expansionSearch}`
+            : `ann-${e.phase}${graph}`,
+      });
+    },
   });
   if (!built.passed) return { rejected: built.reason };
 
@@ -114,6 +127,7 @@ export async function attachAnnIndex(
     nItems: ann.n_items,
     historyLen: opts.historyLen,
     metric: 'ip',
+    graph: built.graph,
     params: built.params,
     check: { k: built.k, target: built.target, recall: built.recall, queries: built.queries },
     user: { uri: userUri, ...user },
@@ -126,6 +140,12 @@ export async function attachAnnIndex(
   // The manifest last: it only ever names files that are stored.
   await store.putFile(uri, manifestFile);
   return {
-    attached: { uri, sha256: digest.sha256, recall: built.recall, expansionSearch: built.expansionSearch },
+    attached: {
+      uri,
+      sha256: digest.sha256,
+      recall: built.recall,
+      expansionSearch: built.expansionSearch,
+      graph: built.graph,
+    },
   };
 }

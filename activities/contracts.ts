@@ -203,6 +203,8 @@ export const ExportResult = z.object({
       sha256: z.string().regex(/^[0-9a-f]{64}$/),
       recall: z.number(),
       expansionSearch: z.number().int().positive(),
+      /** How the graph's neighbourhoods were chosen (serving/retrieval/hnsw.ts); absent before the angular graph. */
+      graph: z.enum(['ip', 'angular']).optional(),
     })
     .optional(),
   /** Why an index was built but not attached (its check failed): the version serves exact top-K. */

@@ -33,6 +33,7 @@ import type { ObjectStore } from '../lib/object-store';
 import { manifestUri, parseDatasetUri } from '../lib/dataset/ref';
 import type {
   ChampionRef,
+  ExportResult,
   PromoteInput,
   PromoteResult,
   RegisterInput,
@@ -240,6 +241,18 @@ async function logVersionModel(
   });
 }
 
+/** The HNSW check's outcome as a tag, when an index was built: what MLflow's UI shows beside the version. */
+function annCheckTag(exported: ExportResult): Record<string, string> {
+  const { ann, annRejected } = exported;
+  if (ann)
+    return {
+      [TAGS.annCheck]:
+        `recall@10 ${ann.recall.toFixed(4)} against exact search at expansionSearch ${ann.expansionSearch}` +
+        (ann.graph ? ` (${ann.graph} graph)` : ''),
+    };
+  return annRejected ? { [TAGS.annCheck]: annRejected.slice(0, 4000) } : {};
+}
+
 async function register(deps: ActivityDeps, input: RegisterInput): Promise<RegisterResult> {
   const ctx = Context.current();
   const { mlflow } = deps;
@@ -282,6 +295,7 @@ async function register(deps: ActivityDeps, input: RegisterInput): Promise<Regis
           [TAGS.annUri]: input.exported.ann.uri,
           [TAGS.annSha256]: input.exported.ann.sha256,
         }),
+        ...annCheckTag(input.exported),
       },
       undefined,
       modelId,

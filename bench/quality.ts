@@ -8,6 +8,7 @@
  * ~/.cache/recsys/bench/quality keyed by dataset version, protocol, config and the training code in models/, so
  * bench/quantization.ts, bench/cascade-router.ts and a second run reuse them.
  *   npx tsx bench/quality.ts <path to ml-100k.inter> [protocols=time,loo,random] [datasets=ml-100k,ml-1m-synthetic]
+ *     [families=all, or labels separated by commas, e.g. "two-tower,mf (iALS)"]
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -276,6 +277,16 @@ const ANCHORS: Record<string, Record<Protocol, string[]>> = {
   },
 };
 
+/** The families named on the command line (all by default); an unknown label is an error that lists the known ones. */
+function selectFamilies(arg: string | undefined): Family[] {
+  if (!arg || arg === 'all') return FAMILIES;
+  return arg.split(',').map((label) => {
+    const family = FAMILIES.find((f) => f.label === label.trim());
+    if (!family) throw new Error(`unknown family "${label}" (${FAMILIES.map((f) => f.label).join(', ')})`);
+    return family;
+  });
+}
+
 async function main(): Promise<void> {
   const inter = process.argv[2];
   if (!inter) throw new Error('usage: bench/quality.ts <ml-100k.inter> [protocols] [datasets]');
@@ -283,6 +294,7 @@ async function main(): Promise<void> {
   for (const p of protocols)
     if (!PROTOCOLS.includes(p)) throw new Error(`unknown protocol ${p} (${PROTOCOLS.join(', ')})`);
   const wanted = (process.argv[4] ?? 'ml-100k,ml-1m-synthetic').split(',');
+  const families = selectFamilies(process.argv[5]);
   const t0 = performance.now();
   const datasets = (await benchDatasets(inter)).filter((d) =>
     wanted.includes(d.label === ML100K ? 'ml-100k' : 'ml-1m-synthetic'),
@@ -295,7 +307,7 @@ async function main(): Promise<void> {
       const c = base.ref.counts;
       console.log(`\n## ${ds.label}, protocol ${protocol} (${c.users} users, ${c.items} items)`);
       const rows: { label: string; report: Report; cfg: Record<string, unknown>; trained: Trained }[] = [];
-      for (const family of FAMILIES) {
+      for (const family of families) {
         const cfg = family.config[ds.label];
         if (!cfg) continue;
         const trained = await trainCached(ds, cfg);

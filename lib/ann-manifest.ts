@@ -33,6 +33,11 @@ export const AnnManifest = z.object({
   historyLen: positiveInt,
   /** Scores are inner products, as the exact graph's. */
   metric: z.literal('ip'),
+  /**
+   * How the graph's neighbourhoods were chosen at build time: by inner product or by angle (serving/retrieval/hnsw.ts).
+   * Searches rank by inner product either way; manifests written before the angular graph have none and are 'ip'.
+   */
+  graph: z.enum(['ip', 'angular']).default('ip'),
   params: z.object({
     /** Graph degree (M). */
     connectivity: z.number().int().min(2),

@@ -45,7 +45,9 @@ export const evaluateOptions: ActivityOptions = {
 };
 
 export const exportOptions: ActivityOptions = {
-  startToCloseTimeout: '30 minutes',
+  // An HNSW index at a million items takes ~6 min (inner-product graph) and, when that one fails its check, ~30 min
+  // more (angular graph) on 2 cores (bench/retrieval.ts); the heartbeat, not this, catches a lost worker.
+  startToCloseTimeout: '2 hours',
   heartbeatTimeout: '2 minutes',
   retry: { maximumAttempts: 3, nonRetryableErrorTypes: ['OnnxParityError'] },
   summary: 'Export ONNX (user tower + item embeddings + TopK), check parity',

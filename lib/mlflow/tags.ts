@@ -35,6 +35,8 @@ export const TAGS = {
    */
   annUri: 'recsys.ann.uri',
   annSha256: 'recsys.ann.sha256',
+  /** What the index's check measured (recall@10, depth, graph), or why the version serves exact top-K instead. */
+  annCheck: 'recsys.ann.check',
   // gates and promotion
   gates: 'recsys.gates',
   gatesSummary: 'recsys.gates.summary',

@@ -13,7 +13,8 @@ export interface BuildTunedOptions extends Omit<TuneOptions, 'exact' | 'onTry'> 
   threads?: number;
   /** Graph kinds to try, in order; default ['ip', 'angular']. */
   graphs?: HnswGraph[];
-  /** Called after each build and after each depth tried. */
+  /** Called before each build, after it, and after each depth tried. */
+  onBuilding?: (graph: HnswGraph) => void;
   onBuilt?: (built: { graph: HnswGraph; buildSeconds: number }) => void;
   onTry?: (tried: { graph: HnswGraph; expansionSearch: number; recall: number }) => void;
 }
@@ -40,11 +41,12 @@ export function buildTunedHnsw(
   queries: Float32Array,
   opts: BuildTunedOptions = {},
 ): TunedHnsw {
-  const { params, threads, graphs = DEFAULT_GRAPHS, k = 10, onBuilt, onTry, ...tune } = opts;
+  const { params, threads, graphs = DEFAULT_GRAPHS, k = 10, onBuilding, onBuilt, onTry, ...tune } = opts;
   if (graphs.length === 0) throw new RangeError('graphs: empty');
   const exact = exactTopK(items, dims, queries, k).keys;
   const attempts: GraphAttempt[] = [];
   for (const graph of graphs) {
+    onBuilding?.(graph);
     const start = process.hrtime.bigint();
     const index = buildHnsw(items, dims, params, { threads, graph });
     const buildSeconds = Number(process.hrtime.bigint() - start) / 1e9;

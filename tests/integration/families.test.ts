@@ -102,10 +102,14 @@ describe.each(FAMILIES)('family %s', (family, config) => {
       expect(tags).toMatchObject({
         'recsys.ann.uri': result.exported.ann?.uri,
         'recsys.ann.sha256': result.exported.ann?.sha256,
+        'recsys.ann.check': expect.stringMatching(
+          /^recall@10 (0\.99\d\d|1\.0000) against exact search at expansionSearch \d+ \((ip|angular) graph\)$/,
+        ),
       });
     } else {
       expect(result.exported.ann).toBeUndefined();
       expect(tags['recsys.ann.uri']).toBeUndefined();
+      expect(tags['recsys.ann.check']).toBeUndefined();
     }
 
     // Serving: resolved and loaded from the registry (checksum, signature, warm-up), then one answer.

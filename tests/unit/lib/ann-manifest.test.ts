@@ -11,6 +11,7 @@ const good: AnnManifest = {
   nItems: 100_000,
   historyLen: 50,
   metric: 'ip',
+  graph: 'angular',
   params: { connectivity: 16, expansionAdd: 128, expansionSearch: 64 },
   check: { k: 10, target: 0.99, recall: 0.995, queries: 1000 },
   user: { uri: 's3://b/t/ann-user-0123.onnx', sha256: sha('a'), bytes: 1234 },
@@ -23,9 +24,15 @@ test('a complete manifest parses to itself', () => {
   expect(parse(good)).toEqual(good);
 });
 
+test('a manifest written before the angular graph (no `graph`) describes an inner-product graph', () => {
+  const older = (({ graph: _, ...rest }) => rest)(good);
+  expect(parse(older)).toEqual({ ...good, graph: 'ip' });
+});
+
 test.each([
   ['kind', { ...good, kind: 'ivf' }, /^s3:\/\/b\/t\/ann-89ab\.json: kind: .*\(value: "ivf"\)$/],
   ['metric', { ...good, metric: 'cos' }, /metric: .*\(value: "cos"\)$/],
+  ['graph', { ...good, graph: 'l2' }, /graph: .*\(value: "l2"\)$/],
   ['dims', { ...good, dims: 0 }, /dims: .*\(value: 0\)$/],
   ['nItems', { ...good, nItems: 2.5 }, /nItems: .*\(value: 2\.5\)$/],
   ['params', { ...good, params: { ...good.params, connectivity: 1 } }, /params\.connectivity: .*\(value: 1\)$/],

@@ -153,6 +153,7 @@ export async function writeAnnFixture(
     nItems,
     historyLen,
     metric: 'ip',
+    graph: 'ip',
     params,
     check: { k: 10, target: 0.99, recall: 1, queries: 100 },
     user: await file(files.user),
