@@ -184,7 +184,7 @@ async function versionGraphs(deps: ActivityDeps, input: RegisterInput): Promise<
   if (exported.kind !== 'cascade') {
     const { onnxUri: uri, sha256, precision } = input.serving;
     const data = await fetchGraph(deps, { name: 'model', uri, sha256, topK: exported.topK });
-    return { ...common, kind: 'single', precision, data, extra: [] };
+    return { ...common, kind: 'single', precision, data, extra: [], ...(exported.ann && { ann: exported.ann }) };
   }
   const stages = await servedStages(deps, input);
   const recall = stages.find((s) => s.name === 'recall');

@@ -2,7 +2,7 @@
  * What the MLflow Model of a registered version holds, decided from its ONNX graphs: the graph the `onnx` flavor
  * loads (the single retrieval graph that ships, or a cascade's recall stage), the cascade's other stage graphs as
  * extra files, the signature read from the loaded graph, a left-padded input example, and metadata naming every
- * graph with its checksum and object-store URI. The graph must be the one the export step described (history length,
+ * graph with its checksum and object-store URI (and the HNSW index's manifest, when the version has one). The graph must be the one the export step described (history length,
  * top-K): a disagreement is an artefact error, never a model registered with a wrong schema.
  */
 import type { InputExample, ModelSignature } from './mlmodel';
@@ -34,6 +34,8 @@ export interface VersionModelInput {
   data: VersionGraph;
   /** The cascade's other stage graphs, in order (none for a single graph). */
   extra: VersionGraph[];
+  /** The HNSW index a single model serves through, when it has one (activities/contracts.ts ExportResult.ann). */
+  ann?: { uri: string; sha256: string; recall: number; expansionSearch: number; graph?: string };
 }
 
 export interface VersionModel {
@@ -147,6 +149,17 @@ export function versionModel(input: VersionModelInput): VersionModel {
         inputs: info.inputs.map((s) => s.name),
         outputs: info.outputs.map((s) => s.name),
       })),
+      // By reference: the index (hundreds of MiB at a million items) and its user graph stay in the object store,
+      // named with their checksums by this manifest (lib/ann-manifest.ts); the flavor's graph is the exact fallback.
+      ...(input.ann && {
+        ann: {
+          manifest_uri: input.ann.uri,
+          manifest_sha256: input.ann.sha256,
+          'recall@10': input.ann.recall,
+          expansion_search: input.ann.expansionSearch,
+          graph: input.ann.graph ?? 'ip',
+        },
+      }),
     },
   };
   return {

@@ -65,6 +65,29 @@ describe('single graph', () => {
     });
   });
 
+  test('an HNSW index is named in the metadata by its manifest, its files left in the object store', () => {
+    const ann = {
+      uri: 's3://recsys/training/m/ann-0123.json',
+      sha256: 'a'.repeat(64),
+      recall: 0.997,
+      expansionSearch: 64,
+    };
+    const m = versionModel(single(undefined, { ann: { ...ann, graph: 'angular' } }));
+    expect((m.metadata.recsys as { ann: unknown }).ann).toEqual({
+      manifest_uri: ann.uri,
+      manifest_sha256: ann.sha256,
+      'recall@10': 0.997,
+      expansion_search: 64,
+      graph: 'angular',
+    });
+    expect(m.graphs.map((g) => g.path)).toEqual(['model.onnx']);
+    // Without an index, no `ann` at all; an index from before the angular graph was an inner-product one.
+    expect(versionModel(single()).metadata.recsys).not.toHaveProperty('ann');
+    expect((versionModel(single(undefined, { ann })).metadata.recsys as { ann: { graph: string } }).ann.graph).toBe(
+      'ip',
+    );
+  });
+
   test('a catalogue smaller than the example uses the items it has', () => {
     expect(versionModel(single(undefined, { nItems: 2 })).inputExample).toEqual({ history: [[0, 0, 0, 0, 1, 2]] });
   });
