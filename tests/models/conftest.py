@@ -125,6 +125,33 @@ def torchrun_job(module: str, *args: str, nproc: int = 2, timeout: float = 180) 
                     "-m", module, *args], timeout)
 
 
+def train_job(dataset: Path, out: Path, config: dict[str, Any]) -> tuple[Path, JobResult]:
+    """A standalone `models.train` run of `config` on `dataset` into `out`, which must succeed."""
+    run = python_job("models.train", "--data-dir", str(dataset), "--out-dir", str(out),
+                     "--config-json", json.dumps(config))
+    assert run.returncode == 0, run.stderr
+    return out, run
+
+
+def assert_beats_popularity(dataset: Path, model: Path, tmp_path: Path, margin: float = 0.2) -> JobResult:
+    """The model learned the planted clusters: NDCG@10 above popularity's by `margin`, the 95% CI above zero."""
+    run = python_job("models.evaluate", "--data-dir", str(dataset), "--model", str(model),
+                     "--out", str(tmp_path / "eval.json"), "--bootstrap", "200")
+    assert run.returncode == 0, run.stderr
+    metrics = run.last["metrics"]
+    assert metrics["model"]["ndcg@10"] > metrics["popularity"]["ndcg@10"] + margin, metrics
+    assert run.last["differences"]["vs_popularity"]["ndcg@10"]["lo"] > 0
+    return run
+
+
+def assert_export_parity(model: Path, out: Path) -> JobResult:
+    """`models.export` of `model` to `out` (top 10): the graph's top-K and scores match PyTorch's."""
+    run = python_job("models.export", "--model", str(model), "--out", str(out), "--top-k", "10")
+    assert run.returncode == 0, run.stderr
+    assert run.last["topk_match"] and run.last["max_abs_diff"] <= run.last["tolerance"]
+    return run
+
+
 # Small and fast, with a learning rate high enough to learn the planted clusters in two epochs.
 TINY_CONFIG = {"epochs": 2, "batch_size": 64, "lr": 0.02, "embedding_dim": 16, "hidden_dim": 32, "history_len": 8,
                "log_every_seconds": 0.0}

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import python_job, torchrun_job
+from conftest import assert_beats_popularity, assert_export_parity, python_job, torchrun_job, train_job
 from models.config import ConfigError, TrainConfig
 from models.data import read_manifest
 from models.distributed import DistContext
@@ -129,11 +129,7 @@ def test_fold_in_is_the_trained_user_embedding_without_its_ego_term(dataset):
 
 @pytest.fixture(scope="module")
 def gcn_trained(dataset, tmp_path_factory):
-    out = tmp_path_factory.mktemp("lightgcn")
-    run = python_job("models.train", "--data-dir", str(dataset), "--out-dir", str(out),
-                     "--config-json", json.dumps(GCN_CONFIG))
-    assert run.returncode == 0, run.stderr
-    return out, run
+    return train_job(dataset, tmp_path_factory.mktemp("lightgcn"), GCN_CONFIG)
 
 
 def test_train_events(gcn_trained):
@@ -149,21 +145,11 @@ def test_train_events(gcn_trained):
 
 
 def test_beats_popularity_on_planted_clusters(gcn_trained, dataset, tmp_path):
-    out, _ = gcn_trained
-    run = python_job("models.evaluate", "--data-dir", str(dataset), "--model", str(out / "model.pt"),
-                     "--out", str(tmp_path / "eval.json"), "--bootstrap", "200")
-    assert run.returncode == 0, run.stderr
-    metrics = run.last["metrics"]
-    assert metrics["model"]["ndcg@10"] > metrics["popularity"]["ndcg@10"] + 0.2
-    assert run.last["differences"]["vs_popularity"]["ndcg@10"]["lo"] > 0
+    assert_beats_popularity(dataset, gcn_trained[0] / "model.pt", tmp_path)
 
 
 def test_export_parity(gcn_trained, tmp_path):
-    out, _ = gcn_trained
-    run = python_job("models.export", "--model", str(out / "model.pt"), "--out", str(tmp_path / "model.onnx"),
-                     "--top-k", "10")
-    assert run.returncode == 0, run.stderr
-    assert run.last["topk_match"] and run.last["max_abs_diff"] <= run.last["tolerance"]
+    assert_export_parity(gcn_trained[0] / "model.pt", tmp_path / "model.onnx")
 
 
 def test_resume_repeats_the_uninterrupted_run(gcn_trained, dataset, tmp_path):

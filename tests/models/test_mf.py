@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import python_job, torchrun_job
+from conftest import assert_beats_popularity, assert_export_parity, python_job, torchrun_job, train_job
 from models import checkpoint, train
 from models.config import ConfigError, TrainConfig
 from models.data import read_manifest
@@ -119,11 +119,7 @@ def test_als_lowers_the_objective_and_fold_in_matches_the_trained_factors(datase
 
 @pytest.fixture(scope="module")
 def mf_trained(dataset, tmp_path_factory):
-    out = tmp_path_factory.mktemp("mf")
-    run = python_job("models.train", "--data-dir", str(dataset), "--out-dir", str(out),
-                     "--config-json", json.dumps(MF_CONFIG))
-    assert run.returncode == 0, run.stderr
-    return out, run
+    return train_job(dataset, tmp_path_factory.mktemp("mf"), MF_CONFIG)
 
 
 def test_train_events_and_files(mf_trained, dataset):
@@ -146,21 +142,11 @@ def test_train_events_and_files(mf_trained, dataset):
 
 
 def test_beats_popularity_on_planted_clusters(mf_trained, dataset, tmp_path):
-    out, _ = mf_trained
-    run = python_job("models.evaluate", "--data-dir", str(dataset), "--model", str(out / "model.pt"),
-                     "--out", str(tmp_path / "eval.json"), "--bootstrap", "200")
-    assert run.returncode == 0, run.stderr
-    metrics = run.last["metrics"]
-    assert metrics["model"]["ndcg@10"] > metrics["popularity"]["ndcg@10"] + 0.2
-    assert run.last["differences"]["vs_popularity"]["ndcg@10"]["lo"] > 0
+    assert_beats_popularity(dataset, mf_trained[0] / "model.pt", tmp_path)
 
 
 def test_export_parity(mf_trained, tmp_path):
-    out, _ = mf_trained
-    run = python_job("models.export", "--model", str(out / "model.pt"), "--out", str(tmp_path / "model.onnx"),
-                     "--top-k", "10")
-    assert run.returncode == 0, run.stderr
-    assert run.last["topk_match"] and run.last["max_abs_diff"] <= run.last["tolerance"]
+    run = assert_export_parity(mf_trained[0] / "model.pt", tmp_path / "model.onnx")
     assert [i["name"] for i in run.last["inputs"]] == ["history"]
 
 
