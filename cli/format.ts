@@ -17,6 +17,8 @@ export function fmtNum(v: number): string {
 }
 
 export function duration(seconds: number): string {
-  if (seconds < 60) return `${seconds.toFixed(1)}s`;
-  return `${Math.floor(seconds / 60)}m${String(Math.round(seconds % 60)).padStart(2, '0')}s`;
+  if (seconds < 59.95) return `${seconds.toFixed(1)}s`;
+  // Round to whole seconds first, so 119.6 s reads 2m00s, not 1m60s.
+  const whole = Math.round(seconds);
+  return `${Math.floor(whole / 60)}m${String(whole % 60).padStart(2, '0')}s`;
 }
