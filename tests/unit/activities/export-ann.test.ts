@@ -97,7 +97,9 @@ afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 test('a passing index is stored with the user graph and named by a manifest that verifies', async () => {
-  const items = clusteredItems({ items: N, dims: DIMS, clusters: 20, seed: 21 });
+  // Many small clusters: usearch's multi-threaded build is not deterministic, and on 20 clusters its inner-product
+  // graph sometimes stalls at recall 0.983 (then the angular graph serves); on 200 it passed in 20 builds of 20.
+  const items = clusteredItems({ items: N, dims: DIMS, clusters: 200, seed: 21 });
   const queries = userQueries(items, DIMS, { queries: 300, seed: 22 });
   const { result, objects, beats } = await runExport(fakePython('pass', items, queries));
 
