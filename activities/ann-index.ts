@@ -10,8 +10,9 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
-import type { AnnManifest } from '../lib/ann-manifest';
+import { HnswGraphKind, type AnnManifest } from '../lib/ann-manifest';
 import { fileDigest } from '../lib/files';
+import type { ExportResult } from './contracts';
 import type { ActivityDeps } from './deps';
 import { REPO_ROOT } from './python-process';
 import type { StepContext } from './python-step';
@@ -29,9 +30,8 @@ export type PyAnn = z.infer<typeof PyAnn>;
 /** The index's check: recall@K_CHECK against exact search at least TARGET (issue 15). */
 export const ANN_CHECK = { k: 10, target: 0.99 } as const;
 
-const Graph = z.enum(['ip', 'angular']);
 const Attempt = z.object({
-  graph: Graph,
+  graph: HnswGraphKind,
   buildSeconds: z.number(),
   tried: z.array(z.object({ expansionSearch: z.number().int(), recall: z.number() })),
 });
@@ -47,7 +47,7 @@ const Common = {
 const BuildResult = z.discriminatedUnion('passed', [
   z.object({
     passed: z.literal(true),
-    graph: Graph,
+    graph: HnswGraphKind,
     expansionSearch: z.number().int().positive(),
     recall: z.number(),
     params: z.object({
@@ -61,14 +61,12 @@ const BuildResult = z.discriminatedUnion('passed', [
 ]);
 const Progress = z.object({
   phase: z.string(),
-  graph: Graph.optional(),
+  graph: HnswGraphKind.optional(),
   expansionSearch: z.number().optional(),
   recall: z.number().optional(),
 });
 
-export type AnnOutcome =
-  | { attached: { uri: string; sha256: string; recall: number; expansionSearch: number; graph: 'ip' | 'angular' } }
-  | { rejected: string };
+export type AnnOutcome = { attached: NonNullable<ExportResult['ann']> } | { rejected: string };
 
 /** How the builder runs: this Node with tsx's loader (the worker itself runs TypeScript through tsx). */
 export function annBuildCommand(args: string[]): { cmd: string; args: string[] } {

@@ -4,6 +4,7 @@
  * reused are zod schemas, so a stored summary is checked before it is trusted.
  */
 import { z } from 'zod';
+import { HnswGraphKind } from '../lib/ann-manifest';
 import { ARTIFACT_KINDS, CASCADE_STAGES, CascadeStage } from '../lib/cascade-manifest';
 import type { Anomaly, ValidationStatus } from '../lib/dataset/anomalies';
 import type { EtlConfigInput } from '../lib/dataset/etl-config';
@@ -204,7 +205,7 @@ export const ExportResult = z.object({
       recall: z.number(),
       expansionSearch: z.number().int().positive(),
       /** How the graph's neighbourhoods were chosen (serving/retrieval/hnsw.ts); absent before the angular graph. */
-      graph: z.enum(['ip', 'angular']).optional(),
+      graph: HnswGraphKind.optional(),
     })
     .optional(),
   /** Why an index was built but not attached (its check failed): the version serves exact top-K. */

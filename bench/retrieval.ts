@@ -27,6 +27,7 @@ import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { config } from '../lib/config';
 import { exactTopK } from '../serving/retrieval/exact-top-k';
+import { HNSW_GRAPHS } from '../lib/ann-manifest';
 import { DEFAULT_HNSW, buildHnsw, type HnswGraph } from '../serving/retrieval/hnsw';
 import { recallAtK } from '../serving/retrieval/recall';
 import { DEFAULT_CANDIDATES, tuneExpansion } from '../serving/retrieval/tune';
@@ -53,7 +54,6 @@ const LARGE = 200_000;
 const TS_QUERIES_LARGE = 200;
 /** The cheaper build (an angular build costs ~3x: ~20 min at 1M on two busy cores); 'angular' on the command line. */
 const LARGE_GRAPHS: HnswGraph[] = ['ip'];
-const GRAPHS: HnswGraph[] = ['ip', 'angular'];
 /** Queries per run when the exact graph answers the tuning queries in batches (a batch's score matrix: b x n). */
 const REFERENCE_BATCH = 25;
 const TRAINED_FAMILIES = ['two_tower', 'mf'];
@@ -216,7 +216,7 @@ async function indexRows(set: ItemSet, graph: HnswGraph, refs: Reference[]): Pro
   return rows;
 }
 
-async function measure(set: ItemSet, graphs: HnswGraph[] | undefined): Promise<Row[]> {
+async function measure(set: ItemSet, graphs: readonly HnswGraph[] | undefined): Promise<Row[]> {
   const n = set.items.length / set.dims;
   console.log(`\n== ${set.name}: ${itemShape(set.items, set.dims)}`);
   const start = process.hrtime.bigint();
@@ -231,7 +231,7 @@ async function measure(set: ItemSet, graphs: HnswGraph[] | undefined): Promise<R
     refs.push(ref);
   }
   await session.release();
-  for (const graphKind of graphs ?? (n > LARGE ? LARGE_GRAPHS : GRAPHS))
+  for (const graphKind of graphs ?? (n > LARGE ? LARGE_GRAPHS : HNSW_GRAPHS))
     for (const row of await indexRows(set, graphKind, refs)) byUsers.get(row.set)!.push(row);
   return [...byUsers.values()].flat();
 }
@@ -252,7 +252,7 @@ function print(rows: Row[]): void {
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const words = args.filter((a) => !/^\d+$/.test(a));
-  const isGraph = (w: string): w is HnswGraph => (GRAPHS as string[]).includes(w);
+  const isGraph = (w: string): w is HnswGraph => (HNSW_GRAPHS as readonly string[]).includes(w);
   const unknown = words.find((w) => w !== 'trained' && !isStyle(w) && !isGraph(w));
   if (unknown !== undefined)
     throw new Error(
@@ -260,7 +260,8 @@ async function main(): Promise<void> {
     );
   const numbers = args.filter((a) => /^\d+$/.test(a)).map(Number);
   const styles = words.filter(isStyle);
-  const graphs = words.filter(isGraph);
+  const named = words.filter(isGraph);
+  const graphs = named.length ? named : undefined;
   // Item counts and styles choose synthetic sets (default: the default styles at 100k and 1M); 'trained' alone, none.
   const sizes = numbers.length ? numbers : styles.length || !args.length ? [100_000, 1_000_000] : [];
   await fs.mkdir(DIR, { recursive: true });
@@ -269,10 +270,10 @@ async function main(): Promise<void> {
   const started = process.hrtime.bigint();
   for (const n of sizes)
     for (const set of await syntheticSets(DIR, n, DIMS, styles.length ? styles : DEFAULT_STYLES, QUERIES, TUNE_QUERIES))
-      rows.push(...(await measure(set, graphs.length ? graphs : undefined)));
+      rows.push(...(await measure(set, graphs)));
   if (!args.length || words.includes('trained'))
     for (const set of await trainedSets(DIR, TRAINED_FAMILIES, QUERIES, TUNE_QUERIES))
-      rows.push(...(await measure(set, graphs.length ? graphs : undefined)));
+      rows.push(...(await measure(set, graphs)));
   console.log(
     `\nRetrieval table (${(elapsedMs(started) / 1000).toFixed(0)} s in all; load average now ${loadAverage()})`,
   );

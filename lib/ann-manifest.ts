@@ -13,6 +13,14 @@ import { z } from 'zod';
 
 export const ANN_KINDS = ['hnsw'] as const;
 
+/**
+ * How an HNSW graph's neighbourhoods are chosen at build time: by inner product or by angle
+ * (serving/retrieval/hnsw.ts). Searches rank by inner product either way.
+ */
+export const HNSW_GRAPHS = ['ip', 'angular'] as const;
+export const HnswGraphKind = z.enum(HNSW_GRAPHS);
+export type HnswGraph = z.infer<typeof HnswGraphKind>;
+
 const Sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'must be a lowercase hex sha256');
 const positiveInt = z.number().int().positive();
 
@@ -33,11 +41,8 @@ export const AnnManifest = z.object({
   historyLen: positiveInt,
   /** Scores are inner products, as the exact graph's. */
   metric: z.literal('ip'),
-  /**
-   * How the graph's neighbourhoods were chosen at build time: by inner product or by angle (serving/retrieval/hnsw.ts).
-   * Searches rank by inner product either way; manifests written before the angular graph have none and are 'ip'.
-   */
-  graph: z.enum(['ip', 'angular']).default('ip'),
+  /** Manifests written before the angular graph have none: theirs is an inner-product graph. */
+  graph: HnswGraphKind.default('ip'),
   params: z.object({
     /** Graph degree (M). */
     connectivity: z.number().int().min(2),

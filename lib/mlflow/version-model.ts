@@ -2,9 +2,11 @@
  * What the MLflow Model of a registered version holds, decided from its ONNX graphs: the graph the `onnx` flavor
  * loads (the single retrieval graph that ships, or a cascade's recall stage), the cascade's other stage graphs as
  * extra files, the signature read from the loaded graph, a left-padded input example, and metadata naming every
- * graph with its checksum and object-store URI (and the HNSW index's manifest, when the version has one). The graph must be the one the export step described (history length,
- * top-K): a disagreement is an artefact error, never a model registered with a wrong schema.
+ * graph with its checksum and object-store URI (and the HNSW index's manifest, when the version has one). The graph
+ * must be the one the export step described (history length, top-K): a disagreement is an artefact error, never a
+ * model registered with a wrong schema.
  */
+import type { HnswGraph } from '../ann-manifest';
 import type { InputExample, ModelSignature } from './mlmodel';
 import { readOnnxGraph, type OnnxGraphInfo, type TensorSpec } from './onnx-graph';
 
@@ -35,7 +37,7 @@ export interface VersionModelInput {
   /** The cascade's other stage graphs, in order (none for a single graph). */
   extra: VersionGraph[];
   /** The HNSW index a single model serves through, when it has one (activities/contracts.ts ExportResult.ann). */
-  ann?: { uri: string; sha256: string; recall: number; expansionSearch: number; graph?: string };
+  ann?: { uri: string; sha256: string; recall: number; expansionSearch: number; graph?: HnswGraph };
 }
 
 export interface VersionModel {

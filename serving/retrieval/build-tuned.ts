@@ -3,6 +3,7 @@
  * serving/retrieval/hnsw.ts), build it and tune its search depth on the version's own queries; the first whose
  * recall@k reaches the target is the one. The exact reference is computed once for all attempts.
  */
+import { HNSW_GRAPHS } from '../../lib/ann-manifest';
 import { exactTopK } from './exact-top-k';
 import { buildHnsw, type HnswGraph, type HnswIndex, type HnswParams } from './hnsw';
 import { tuneExpansion, type TuneOptions, type TuneResult } from './tune';
@@ -33,7 +34,8 @@ export interface TunedHnsw {
   attempts: GraphAttempt[];
 }
 
-export const DEFAULT_GRAPHS: HnswGraph[] = ['ip', 'angular'];
+/** Every kind, the cheaper inner-product build first. */
+export const DEFAULT_GRAPHS: HnswGraph[] = [...HNSW_GRAPHS];
 
 export function buildTunedHnsw(
   items: Float32Array,

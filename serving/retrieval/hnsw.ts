@@ -28,6 +28,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Index, MetricKind, ScalarKind, type BatchMatches, type Matches } from 'usearch';
 import { z } from 'zod';
+import type { HnswGraph } from '../../lib/ann-manifest';
 import { messageOf } from '../errors';
 import { F32_SCALAR, readIndexHeader, setIndexMetric } from './index-file';
 import { checkDims, checkFinite, checkK, rowsOf, type TopKResult } from './matrix';
@@ -57,8 +58,8 @@ function checkParams(params: unknown, what: string): HnswParams {
   return parsed.data;
 }
 
-/** How the graph's neighbourhoods are chosen; searches rank by inner product either way (see the header). */
-export type HnswGraph = 'ip' | 'angular';
+/** How the graph's neighbourhoods are chosen (lib/ann-manifest.ts); searches rank by inner product either way. */
+export type { HnswGraph };
 
 export interface BuildOptions {
   /** Build threads; default every core. */
