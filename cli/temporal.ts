@@ -20,6 +20,8 @@ export interface PendingActivity {
   type: string;
   attempt: number;
   heartbeat?: unknown;
+  /** Why the previous attempt failed, while a retry is pending or running. */
+  lastFailure?: string;
 }
 
 /** The running activities of a workflow, with their last heartbeat details decoded. */
@@ -31,6 +33,7 @@ export async function pendingActivities(handle: WorkflowHandle): Promise<Pending
       type: a.activityType?.name ?? '?',
       attempt: a.attempt ?? 1,
       heartbeat: payload ? defaultPayloadConverter.fromPayload(payload) : undefined,
+      lastFailure: a.lastFailure?.message ?? undefined,
     };
   });
 }

@@ -34,8 +34,10 @@ export function registerStatusCommand(program: Command): void {
           ]),
         ),
       );
-      for (const act of await pendingActivities(handle))
+      for (const act of await pendingActivities(handle)) {
         console.log(`running: ${act.type} (attempt ${act.attempt}) ${JSON.stringify(act.heartbeat ?? {})}`);
+        if (act.lastFailure) console.log(`  the last attempt failed: ${act.lastFailure}`);
+      }
       console.log(`Web UI: ${webUiUrl(workflowId, desc.runId)}`);
     });
 }

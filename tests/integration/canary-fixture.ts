@@ -2,7 +2,8 @@
  * A rollout driven to its approval phase under production traffic, for tests that check a kind of model goes through
  * the same rollout as any other (a cascade, a time-aware graph): the canary analysis is loose on quality on purpose.
  */
-import type { Client } from '@temporalio/client';
+import type { Client, WorkflowHandle } from '@temporalio/client';
+import { pendingActivities } from '../../cli/temporal';
 import { replicaSlots } from '../../fleet/environments';
 import { simulate } from '../../fleet/simulate/run';
 import { expandPopulation, type SimUser } from '../../fleet/simulate/workload';
@@ -50,6 +51,8 @@ export async function rolloutToApproval(
       const s = await handle.query(rolloutStateQuery);
       if (s.outcome) throw new Error(`rollout ended before ${what}: ${s.outcome} ${s.reason}`);
       return done(s) ? s : undefined;
+    }).catch(async (err: unknown) => {
+      throw new Error(`${(err as Error).message}\n${await diagnosis(handle)}`);
     });
   await until('the canary step', (s) => s.phase === 'canary' && !!s.weights[version]);
   const abort = new AbortController();
@@ -69,5 +72,22 @@ export async function rolloutToApproval(
   } finally {
     abort.abort();
     await load;
+  }
+}
+
+/** Where a rollout stands, for a test that gave up on it: its phase, its last events and its running activities. */
+async function diagnosis(handle: WorkflowHandle): Promise<string> {
+  try {
+    const s = await handle.query(rolloutStateQuery);
+    const lines = [`phase ${s.phase}, weights ${JSON.stringify(s.weights)}`];
+    for (const e of s.events.slice(-8)) lines.push(`  ${e.at} ${e.what}`);
+    for (const a of await pendingActivities(handle))
+      lines.push(
+        `  running ${a.type} (attempt ${a.attempt}): ${JSON.stringify(a.heartbeat ?? null)}` +
+          (a.lastFailure ? `; the last attempt failed: ${a.lastFailure}` : ''),
+      );
+    return lines.join('\n');
+  } catch (err) {
+    return `(no diagnosis: ${(err as Error).message})`;
   }
 }

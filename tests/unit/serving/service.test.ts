@@ -213,13 +213,18 @@ test('feedback is validated and handed to the hook', async () => {
 test('swapping versions while requests are in flight fails none; the old graph is freed after its last request', async () => {
   const v1 = slot.active!;
   ranker(v1).delayMs = 20;
-  const inflight = Array.from({ length: 100 }, (_, i) =>
-    new Promise((r) => setTimeout(r, i)).then(() => recommend(client, req({}))),
-  );
-  await new Promise((r) => setTimeout(r, 30));
+  const callsBefore = ranker(v1).calls.length;
+  const fire = (n: number) =>
+    Array.from({ length: n }, (_, i) => new Promise((r) => setTimeout(r, i)).then(() => recommend(client, req({}))));
+  const before = fire(50);
+  // Swap only once a request is inside version 1's graph, so the swap is certain to overlap one (a loaded machine
+  // can delay every timer past a fixed wait).
+  while (ranker(v1).calls.length === callsBefore) await new Promise((r) => setTimeout(r, 1));
   loader.champion = '2';
   const swap = await slot.load({ name: 'fake-model', alias: 'champion' });
   expect(swap).toMatchObject({ swapped: true, previous: 'models:/fake-model/1' });
+  const after = fire(50);
+  const inflight = [...before, ...after];
   const results = await Promise.allSettled(inflight);
   expect(results.filter((r) => r.status === 'rejected')).toEqual([]);
   const versions = results.map((r) => (r.status === 'fulfilled' ? r.value.model_version : ''));
