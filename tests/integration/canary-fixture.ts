@@ -46,15 +46,31 @@ export async function rolloutToApproval(
     workflowId: rolloutWorkflowId(model, version),
     args: [{ model, version, config: PLUMBING_ROLLOUT, startedBy: 'jest' }],
   });
-  const until = (what: string, done: (s: RolloutState) => boolean) =>
-    waitFor(what, async () => {
-      const s = await handle.query(rolloutStateQuery);
-      if (s.outcome) throw new Error(`rollout ended before ${what}: ${s.outcome} ${s.reason}`);
-      return done(s) ? s : undefined;
-    }).catch(async (err: unknown) => {
+  // Up to the canary step the rollout deploys staging and production; a replica start that hangs is given up after
+  // START_TIMEOUT_MS (120 s) and the deploy retried, so the wait outlasts one such retry. A wait past a minute prints
+  // where the rollout stands, so a slow pass is visible in the log, not only a failure.
+  const until = async (what: string, done: (s: RolloutState) => boolean, timeoutMs = 120_000) => {
+    const slow = setTimeout(
+      () => void diagnosis(handle).then((d) => console.warn(`still waiting for ${what} after 60 s:\n${d}`)),
+      60_000,
+    );
+    try {
+      return await waitFor(
+        what,
+        async () => {
+          const s = await handle.query(rolloutStateQuery);
+          if (s.outcome) throw new Error(`rollout ended before ${what}: ${s.outcome} ${s.reason}`);
+          return done(s) ? s : undefined;
+        },
+        timeoutMs,
+      );
+    } catch (err) {
       throw new Error(`${(err as Error).message}\n${await diagnosis(handle)}`);
-    });
-  await until('the canary step', (s) => s.phase === 'canary' && !!s.weights[version]);
+    } finally {
+      clearTimeout(slow);
+    }
+  };
+  await until('the canary step', (s) => s.phase === 'canary' && !!s.weights[version], 360_000);
   const abort = new AbortController();
   const load = simulate({
     addresses: replicaSlots('production')
