@@ -25,15 +25,12 @@ import { spawnServe } from './serve-process';
 import { rolloutToApproval } from './canary-fixture';
 import { uniqueName, useTemporal } from './stack';
 import { LEARNABLE_SHAPE, LEARNING_CONFIG, smallDatasetSource, trainingInput } from './training-fixture';
+import { usePrivateServingPorts } from './serving-ports';
 
 const ROOT = path.resolve(__dirname, '../..');
 const { environmentState, stopEnvironment, promote } = createActivities();
 
-// A private port range (gRPC 43000-43999, metrics 44000-44999, HTTP 33000-33999): no other test's.
-const base = 43000 + 20 * Math.floor(Math.random() * 49);
-process.env.RECSYS_ENV_PORT_BASE = String(base);
-process.env.RECSYS_ENV_METRICS_PORT_BASE = String(base + 1000);
-process.env.RECSYS_ENV_HTTP_PORT_BASE = String(base - 10000);
+usePrivateServingPorts('cascade');
 // The replicas (children of this process) route with this budget: plenty for the test's traffic to take both paths.
 process.env.RECSYS_ROUTER = JSON.stringify({ budget: { ratePerSecond: 40, burst: 40 } });
 

@@ -21,6 +21,7 @@ import { localDataset } from '../../lib/dataset/cache';
 import type { ContinuousTrainingResult } from '../../workflows/training-api';
 import { useTemporal } from './stack';
 import { trainTinyModel } from './training-fixture';
+import { usePrivateServingPorts } from './serving-ports';
 
 const {
   ensureEnvironment,
@@ -32,11 +33,7 @@ const {
   stopEnvironment,
 } = createActivities();
 
-// A private port range per run (gRPC 43000-44979, metrics 45000-46979): never `make demo`'s, never another run's.
-const base = 43000 + 20 * Math.floor(Math.random() * 99);
-process.env.RECSYS_ENV_PORT_BASE = String(base);
-process.env.RECSYS_ENV_METRICS_PORT_BASE = String(base + 2000);
-process.env.RECSYS_ENV_HTTP_PORT_BASE = String(base - 10000); // HTTP 33000-34979
+usePrivateServingPorts('deploy');
 
 const temporal = useTemporal();
 const mlflow = new MlflowClient();

@@ -24,14 +24,11 @@ import type { ContinuousTrainingResult } from '../../workflows/training-api';
 import { rolloutToApproval } from './canary-fixture';
 import { uniqueName, useTemporal } from './stack';
 import { LEARNABLE_SHAPE, smallDatasetSource, trainingInput } from './training-fixture';
+import { usePrivateServingPorts } from './serving-ports';
 
 const { stopEnvironment, promote } = createActivities();
 
-// A private port range (gRPC 45000-45999, metrics 46000-46999, HTTP 35000-35999): no other test's.
-const base = 45000 + 20 * Math.floor(Math.random() * 49);
-process.env.RECSYS_ENV_PORT_BASE = String(base);
-process.env.RECSYS_ENV_METRICS_PORT_BASE = String(base + 1000);
-process.env.RECSYS_ENV_HTTP_PORT_BASE = String(base - 10000);
+usePrivateServingPorts('families');
 
 // Declared before useTemporal's hooks so that it runs first: the worker must stop before its connection closes.
 afterAll(async () => {

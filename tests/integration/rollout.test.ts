@@ -26,14 +26,11 @@ import {
 import { rollout } from '../../workflows/rollout';
 import { uniqueName, useTemporal } from './stack';
 import { LEARNABLE_SHAPE, LEARNING_CONFIG, trainTinyModel, waitFor } from './training-fixture';
+import { usePrivateServingPorts } from './serving-ports';
 
 const { environmentState, ensureEnvironment, setFault, stopEnvironment, promote } = createActivities();
 
-// A private port range (gRPC 41000-41999, metrics 42000-42999): never `make demo`'s nor the deploy test's.
-const base = 41000 + 20 * Math.floor(Math.random() * 49);
-process.env.RECSYS_ENV_PORT_BASE = String(base);
-process.env.RECSYS_ENV_METRICS_PORT_BASE = String(base + 1000);
-process.env.RECSYS_ENV_HTTP_PORT_BASE = String(base - 10000); // HTTP 31000-31999
+usePrivateServingPorts('rollout');
 
 // Declared before useTemporal's hooks so that it runs first: the worker must stop before its connection closes.
 afterAll(async () => {
