@@ -24,7 +24,7 @@ import {
 } from './version-metrics';
 
 /** How long a replica may take from start to SERVING (download, checks, warm-up). */
-const START_TIMEOUT_MS = 120_000;
+export const START_TIMEOUT_MS = 120_000;
 /** Quick retries of a replica call before it counts as unavailable. */
 const RETRIES = 3;
 const RETRY_DELAY_MS = 500;

@@ -4,6 +4,7 @@
  */
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { pendingActivities } from '../../cli/temporal';
+import { START_TIMEOUT_MS } from '../../fleet/environment';
 import { replicaSlots } from '../../fleet/environments';
 import { simulate } from '../../fleet/simulate/run';
 import { expandPopulation, type SimUser } from '../../fleet/simulate/workload';
@@ -47,7 +48,7 @@ export async function rolloutToApproval(
     args: [{ model, version, config: PLUMBING_ROLLOUT, startedBy: 'jest' }],
   });
   // Up to the canary step the rollout deploys staging and production; a replica start that hangs is given up after
-  // START_TIMEOUT_MS (120 s) and the deploy retried, so the wait outlasts one such retry. A wait past a minute prints
+  // START_TIMEOUT_MS and the deploy retried, so the wait outlasts one such retry. A wait past a minute prints
   // where the rollout stands, so a slow pass is visible in the log, not only a failure.
   const until = async (what: string, done: (s: RolloutState) => boolean, timeoutMs = 120_000) => {
     const slow = setTimeout(
@@ -70,7 +71,7 @@ export async function rolloutToApproval(
       clearTimeout(slow);
     }
   };
-  await until('the canary step', (s) => s.phase === 'canary' && !!s.weights[version], 360_000);
+  await until('the canary step', (s) => s.phase === 'canary' && !!s.weights[version], 3 * START_TIMEOUT_MS);
   const abort = new AbortController();
   const load = simulate({
     addresses: replicaSlots('production')

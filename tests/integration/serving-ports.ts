@@ -23,18 +23,18 @@ function ephemeralLow(): number {
 
 /**
  * Points RECSYS_ENV_*_PORT_BASE at the suite's block, at a random slot per run (a crashed run's replicas are never
- * met), and returns the bases.
+ * met).
  */
-export function usePrivateServingPorts(suite: ServingSuite): PortBases {
+export function usePrivateServingPorts(suite: ServingSuite): void {
   const slot = 20 * Math.floor(Math.random() * 49);
   const grpc = FIRST_PORT + BLOCK * SUITES.indexOf(suite) + slot;
   const bases: PortBases = { grpc, metrics: grpc + 1_000, http: grpc + 2_000 };
   // Staging's replicas sit above production's: the highest port is http + 2 * MAX_REPLICAS - 1.
   const highest = bases.http + 2 * MAX_REPLICAS - 1;
-  if (highest >= ephemeralLow())
-    throw new Error(`serving ports up to ${highest} reach the ephemeral range (from ${ephemeralLow()}): lower them`);
+  const ephemeral = ephemeralLow();
+  if (highest >= ephemeral)
+    throw new Error(`serving ports up to ${highest} reach the ephemeral range (from ${ephemeral}): lower them`);
   process.env.RECSYS_ENV_PORT_BASE = String(bases.grpc);
   process.env.RECSYS_ENV_METRICS_PORT_BASE = String(bases.metrics);
   process.env.RECSYS_ENV_HTTP_PORT_BASE = String(bases.http);
-  return bases;
 }

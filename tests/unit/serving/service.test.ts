@@ -14,6 +14,7 @@ import { ModelLoadError } from '../../../serving/errors';
 import { ModelPool } from '../../../serving/model-pool';
 import type { FeedbackRequest, RecommendRequest, RecommenderClient } from '../../../serving/proto';
 import { startServer, type RunningServer } from '../../../serving/server';
+import { sleep } from '../../../lib/time';
 import { FakeRanker, fakeCatalog, fakeServable } from './fakes';
 
 const servable = (version: string) => fakeServable('fake-model', version);
@@ -214,12 +215,11 @@ test('swapping versions while requests are in flight fails none; the old graph i
   const v1 = slot.active!;
   ranker(v1).delayMs = 20;
   const callsBefore = ranker(v1).calls.length;
-  const fire = (n: number) =>
-    Array.from({ length: n }, (_, i) => new Promise((r) => setTimeout(r, i)).then(() => recommend(client, req({}))));
+  const fire = (n: number) => Array.from({ length: n }, (_, i) => sleep(i).then(() => recommend(client, req({}))));
   const before = fire(50);
   // Swap only once a request is inside version 1's graph, so the swap is certain to overlap one (a loaded machine
   // can delay every timer past a fixed wait).
-  while (ranker(v1).calls.length === callsBefore) await new Promise((r) => setTimeout(r, 1));
+  while (ranker(v1).calls.length === callsBefore) await sleep(1);
   loader.champion = '2';
   const swap = await slot.load({ name: 'fake-model', alias: 'champion' });
   expect(swap).toMatchObject({ swapped: true, previous: 'models:/fake-model/1' });
